@@ -1,0 +1,1 @@
+"""ESPARGOS WiFi CSI driver: wire protocol, transport, clustering, calibration, simulator, ROS nodes."""

@@ -1,0 +1,207 @@
+"""Generation-3 (API 3) ESPARGOS stream: sensor packets, fragment reassembly, TLV CSI messages.
+
+Pure functions and one small stateful reassembler; no I/O. Layouts follow
+shared/spec/espargos-protocol.md sections 2.1 and 2.2.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from .constants import (CSI_TYPE_HEADER, IGNORE_BYTES_AFTER_CRC, RADAR_TYPE_HEADER,
+                        REASSEMBLY_TIMEOUT_S, SENSOR_PACKET_MAGIC, g3_antenna_row_col)
+from .errors import ProtocolError
+from .report import SensorReport, parse_rx_ctrl_compact, parse_rx_ctrl_v3, sensor_time_ns
+
+_U32 = struct.Struct("<I")
+_FRAG = struct.Struct("<IHBB")
+_TLV = struct.Struct("<BH")
+_META = struct.Struct("<6s6sHH")
+_U16 = struct.Struct("<H")
+_Q = struct.Struct("<Q")
+_ACQ = struct.Struct("<HBB")
+
+TLV_FRAME_META = 2
+TLV_TIMING_META = 3
+TLV_ACQUIRE_META = 4
+TLV_RX_CTRL_RAW = 5
+TLV_CSI_RAW = 6
+TLV_CSI_COMPRESSED = 7
+TLV_RX_CTRL_COMPRESSED = 8
+TLV_GAIN_TABLE_ENTRY = 9
+TLV_CRC32 = 255
+
+FLAG_IS_CALIB = 0x1
+FLAG_IS_RADAR = 0x2
+FLAG_FIRST_WORD_INVALID = 0x4
+FRAME_CTRL_RETRY = 1 << 11
+
+
+@dataclass(slots=True)
+class Fragment:
+    """One fragment of a sensor message; ``uid`` bits 31..29 are the antenna ID."""
+
+    uid: int
+    index: int
+    total: int
+    payload: bytes
+
+
+def split_sensor_packet(packet: bytes | memoryview) -> list[Fragment]:
+    """Split one sensor packet (UDP datagram / WebSocket message) into its fragments.
+
+    Raises ProtocolError for a wrong magic, a fragment running past the end, a missing
+    terminator, fragments of several antennas, or an invalid fragment index.
+    """
+    if len(packet) < 4 or _U32.unpack_from(packet)[0] != SENSOR_PACKET_MAGIC:
+        raise ProtocolError("bad_magic", f"sensor packet of {len(packet)} bytes without 0xDECAFBAD")
+    fragments: list[Fragment] = []
+    pos = 4
+    end = len(packet)
+    while True:
+        if pos + 8 > end:
+            raise ProtocolError("truncated", "sensor packet ends before its terminator")
+        uid, size, index, total = _FRAG.unpack_from(packet, pos)
+        pos += 8
+        if uid == 0:
+            break
+        if pos + size > end:
+            raise ProtocolError("truncated", f"fragment of {size} bytes runs past the packet end")
+        if total == 0 or index >= total:
+            raise ProtocolError("bad_fragment", f"fragment index {index} of {total}")
+        if fragments and (uid >> 29) != (fragments[0].uid >> 29):
+            raise ProtocolError("mixed_antennas", "fragments from several antennas in one packet")
+        fragments.append(Fragment(uid, index, total, bytes(packet[pos:pos + size])))
+        pos += size
+    return fragments
+
+
+class Reassembler:
+    """Joins message fragments by UID. Partial messages expire after ``timeout_s`` of inactivity.
+
+    ``counters`` receives ``duplicate_fragment``, ``fragment_restart``, ``incomplete_message``.
+    """
+
+    def __init__(self, counters: dict[str, int], timeout_s: float = REASSEMBLY_TIMEOUT_S,
+                 max_pending: int = 4096) -> None:
+        self._pending: dict[int, tuple[float, int, dict[int, bytes]]] = {}
+        self._counters = counters
+        self._timeout_s = timeout_s
+        self._max_pending = max_pending
+
+    def add(self, fragment: Fragment, now: float) -> bytes | None:
+        """Add a fragment received at ``now`` (s); return the whole message once complete."""
+        if fragment.total == 1:
+            return fragment.payload
+        entry = self._pending.get(fragment.uid)
+        if entry is None or entry[1] != fragment.total:
+            if entry is not None:
+                self._count("fragment_restart")
+            if len(self._pending) >= self._max_pending:
+                self._pending.pop(next(iter(self._pending)))
+                self._count("incomplete_message")
+            parts: dict[int, bytes] = {}
+        else:
+            parts = entry[2]
+            old = parts.get(fragment.index)
+            if old is not None:
+                self._count("duplicate_fragment")
+                if old == fragment.payload:
+                    return None
+        parts[fragment.index] = fragment.payload
+        if len(parts) == fragment.total:
+            self._pending.pop(fragment.uid, None)
+            return b"".join(parts[i] for i in range(fragment.total))
+        self._pending.pop(fragment.uid, None)
+        self._pending[fragment.uid] = (now, fragment.total, parts)
+        return None
+
+    def expire(self, now: float) -> None:
+        """Drop partial messages idle for longer than the timeout (counted as incomplete)."""
+        while self._pending:
+            uid, (stamp, _, _) = next(iter(self._pending.items()))
+            if now - stamp <= self._timeout_s:
+                break
+            del self._pending[uid]
+            self._count("incomplete_message")
+
+    def _count(self, reason: str) -> None:
+        self._counters[reason] = self._counters.get(reason, 0) + 1
+
+
+def parse_csi_message(message: bytes, antenna_id: int) -> SensorReport | None:
+    """Decode one reassembled message of antenna ``antenna_id`` (0..7).
+
+    Returns None for message types the driver ignores (radar TX reports, unknown type
+    headers). Raises ProtocolError for malformed TLVs, a missing or wrong CRC, a missing
+    rx_ctrl, and compressed CSI (not supported: keep ``compress_csi`` off).
+    """
+    if len(message) < 4:
+        raise ProtocolError("truncated", "message shorter than its type header")
+    header = _U32.unpack_from(message)[0]
+    if header != CSI_TYPE_HEADER:
+        if header == RADAR_TYPE_HEADER:
+            return None
+        raise ProtocolError("unknown_message", f"type header 0x{header:08X}")
+    tlvs: dict[int, bytes] = {}
+    pos = 4
+    end = len(message)
+    crc_ok = False
+    while pos < end:
+        if pos + 3 > end:
+            raise ProtocolError("truncated", "TLV header runs past the message end")
+        kind, length = _TLV.unpack_from(message, pos)
+        value_start = pos + 3
+        if value_start + length > end:
+            raise ProtocolError("truncated", f"TLV {kind} of {length} bytes runs past the message end")
+        if kind == TLV_CRC32:
+            if length != 4:
+                raise ProtocolError("bad_crc", f"CRC TLV of length {length}")
+            stored = _U32.unpack_from(message, value_start)[0]
+            if zlib.crc32(memoryview(message)[:pos]) != stored:
+                raise ProtocolError("bad_crc", "CRC-32 mismatch")
+            crc_ok = True
+            if not IGNORE_BYTES_AFTER_CRC and value_start + 4 != end:
+                raise ProtocolError("bad_crc", "TLVs after the CRC")
+            break
+        tlvs[kind] = message[value_start:value_start + length]
+        pos = value_start + length
+    if not crc_ok:
+        raise ProtocolError("missing_crc", "CSI message without CRC TLV")
+    if TLV_CSI_COMPRESSED in tlvs and TLV_CSI_RAW not in tlvs:
+        raise ProtocolError("compressed_csi", "compressed CSI is not supported; set compress_csi false")
+    if TLV_RX_CTRL_RAW in tlvs:
+        raw = tlvs[TLV_RX_CTRL_RAW]
+        if len(raw) < 64:
+            raise ProtocolError("truncated", f"rx_ctrl TLV of {len(raw)} bytes")
+        rx = parse_rx_ctrl_v3(raw)
+    elif TLV_RX_CTRL_COMPRESSED in tlvs:
+        raw = tlvs[TLV_RX_CTRL_COMPRESSED]
+        if len(raw) < 22:
+            raise ProtocolError("truncated", f"compact rx_ctrl TLV of {len(raw)} bytes")
+        rx = parse_rx_ctrl_compact(raw)
+    else:
+        raise ProtocolError("missing_rx_ctrl", "CSI message without rx_ctrl TLV")
+    meta = tlvs.get(TLV_FRAME_META)
+    if meta is None or len(meta) < 16:
+        raise ProtocolError("missing_frame_meta", "CSI message without frame metadata")
+    src, dst, seq_ctrl, flags = _META.unpack_from(meta)
+    frame_ctrl = _U16.unpack_from(meta, 16)[0] if len(meta) >= 18 else 0
+    timing = tlvs.get(TLV_TIMING_META)
+    if timing is None or len(timing) < 8:
+        raise ProtocolError("missing_timing", "CSI message without timing metadata")
+    global_us = _Q.unpack_from(timing)[0]
+    acquire_flags, rf_switch = 0, 255
+    acquire = tlvs.get(TLV_ACQUIRE_META)
+    if acquire is not None and len(acquire) >= 4:
+        acquire_flags, _, rf_switch = _ACQ.unpack_from(acquire)
+    csi = tlvs.get(TLV_CSI_RAW, b"")
+    csi = csi[:min(rx.csi_len, len(csi))]
+    row, col = g3_antenna_row_col(antenna_id)
+    return SensorReport(
+        antenna_id=antenna_id, row=row, col=col, src_mac=src, dst_mac=dst, seq_ctrl=seq_ctrl,
+        retry=bool(frame_ctrl & FRAME_CTRL_RETRY), is_calib=bool(flags & FLAG_IS_CALIB),
+        first_word_invalid=bool(flags & FLAG_FIRST_WORD_INVALID), rx=rx,
+        timestamp_ns=sensor_time_ns(global_us, rx.rxstart_time_cyc), acquire_flags=acquire_flags,
+        rf_switch_state=rf_switch, csi=csi, generation=3, raw=message)
