@@ -1,0 +1,135 @@
+"""Clustering: the reports of one WiFi frame from every receiver -> one CsiFrame.
+
+Frames are keyed by (src, dst, sequence, fragment, retry) as in the spec (section 3).
+Reference (calibration) packets and over-the-air packets are clustered in separate
+caches. A frame is emitted as soon as every antenna reported; otherwise, once it is
+older than ``frame_timeout_s``, it is emitted with its mask if at least
+``antennas_required`` reported, and dropped (counted) if not. Memory is bounded:
+beyond ``max_pending`` open frames per cache the oldest is evicted (and counted).
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import numpy as np
+
+from .frame import CsiFrame, FrameKey
+from .protocol.constants import ANTENNAS, COLS, ROWS
+from .protocol.csi_formats import Decoding, decode_csi, report_decoding
+from .protocol.report import SensorReport
+from .wifi import GRIDS, secondary_from_code
+
+
+class _Pending:
+    __slots__ = ("reports", "created", "host_time")
+
+    def __init__(self, created: float) -> None:
+        self.reports: dict[int, SensorReport] = {}
+        self.created = created
+        self.host_time = time.time()
+
+
+class FrameClusterer:
+    """Groups sensor reports into frames. Not thread-safe: feed it from one thread.
+
+    ``counters`` receives: ``duplicate_report``, ``collision``, ``incomplete_frame``
+    (dropped with too few antennas), ``partial_frame`` (emitted with a mask),
+    ``evicted_frame``, ``format_mismatch`` (reports excluded from a frame), ``no_csi``.
+    """
+
+    def __init__(self, counters: Counter, boards: int = 1, antennas_required: int | None = None,
+                 frame_timeout_s: float = 0.05, max_pending: int = 1024) -> None:
+        self.boards = boards
+        self.antennas = boards * ANTENNAS
+        self.antennas_required = self.antennas if antennas_required is None else antennas_required
+        if not 1 <= self.antennas_required <= self.antennas:
+            raise ValueError(f"antennas_required must be 1..{self.antennas}, got {self.antennas_required}")
+        self.frame_timeout_s = frame_timeout_s
+        self.max_pending = max_pending
+        self.counters = counters
+        self._caches: dict[bool, dict[FrameKey, _Pending]] = {False: {}, True: {}}
+
+    def add(self, report: SensorReport, now: float) -> CsiFrame | None:
+        """Add one report received at ``now`` (time.perf_counter()); return the frame if now complete."""
+        cache = self._caches[report.is_calib]
+        key = report.key
+        pending = cache.get(key)
+        if pending is None:
+            if len(cache) >= self.max_pending:
+                cache.pop(next(iter(cache)))
+                self.counters["evicted_frame"] += 1
+            pending = cache[key] = _Pending(now)
+        index = report.board * ANTENNAS + report.row * COLS + report.col
+        existing = pending.reports.get(index)
+        if existing is not None:
+            self.counters["duplicate_report" if existing.raw == report.raw else "collision"] += 1
+            return None
+        pending.reports[index] = report
+        if len(pending.reports) == self.antennas:
+            del cache[key]
+            return self._build(key, pending, now)
+        return None
+
+    def expire(self, now: float) -> list[CsiFrame]:
+        """Close frames older than the timeout: emit those with enough antennas, drop the rest."""
+        out = []
+        for cache in self._caches.values():
+            while cache:
+                key, pending = next(iter(cache.items()))
+                if now - pending.created < self.frame_timeout_s:
+                    break
+                del cache[key]
+                if len(pending.reports) >= self.antennas_required:
+                    frame = self._build(key, pending, now)
+                    if frame is not None:
+                        self.counters["partial_frame"] += 1
+                        out.append(frame)
+                else:
+                    self.counters["incomplete_frame"] += 1
+        return out
+
+    def clear_reference(self) -> None:
+        """Forget open reference frames (at the start of a calibration)."""
+        self._caches[True].clear()
+
+    def _build(self, key: FrameKey, pending: _Pending, now: float) -> CsiFrame | None:
+        by_decoding: dict[Decoding, list[int]] = {}
+        for index, report in pending.reports.items():
+            decoding = report_decoding(report)
+            if decoding is not None:
+                by_decoding.setdefault(decoding, []).append(index)
+        if not by_decoding:
+            self.counters["no_csi"] += 1
+            return None
+        decoding, indices = max(by_decoding.items(), key=lambda item: len(item[1]))
+        self.counters["format_mismatch"] += len(pending.reports) - len(indices)
+        if len(indices) < self.antennas_required:
+            self.counters["incomplete_frame"] += 1
+            return None
+        reports = [pending.reports[i] for i in indices]
+        values = decode_csi(decoding, reports)
+        shape = (self.boards, ROWS, COLS)
+        grid = GRIDS[decoding.format]
+        csi = np.full((self.antennas, grid.size), np.nan, np.complex64)
+        csi[indices] = values
+        mask = np.zeros(self.antennas, bool)
+        mask[indices] = True
+
+        def per_antenna(values: list[float], dtype=np.float32) -> np.ndarray:
+            arr = np.full(self.antennas, np.nan, dtype)
+            arr[indices] = values
+            return arr.reshape(shape)
+
+        first = reports[0]
+        return CsiFrame(
+            key=key, format=decoding.format, channel=first.rx.channel,
+            secondary=secondary_from_code(first.rx.secondary_code),
+            csi=csi.reshape(shape + (grid.size,)), mask=mask.reshape(shape),
+            timestamps_ns=per_antenna([r.timestamp_ns for r in reports], np.float64),
+            rssi_dbm=per_antenna([r.rx.rssi_dbm for r in reports]),
+            noise_floor_dbm=per_antenna([r.rx.noise_floor_dbm for r in reports]),
+            rx_gain_db=per_antenna([r.rx.rx_gain_db for r in reports]),
+            fft_gain_db=per_antenna([r.rx.fft_gain_db for r in reports]),
+            cfo_hz=per_antenna([r.rx.cfo_hz for r in reports]),
+            is_reference=first.is_calib, host_time=pending.host_time, completed_at=now)
