@@ -1,0 +1,81 @@
+"""CsiFrame / geometry / counters -> ROS messages (espargos_msgs, diagnostic_msgs)."""
+from __future__ import annotations
+
+import array
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from espargos_msgs.msg import ArrayGeometry, CsiArray
+from geometry_msgs.msg import Point
+
+from .frame import CsiFrame
+
+
+def _f32(values: np.ndarray) -> array.array:
+    """numpy -> array.array('f') without per-element conversion."""
+    return array.array("f", np.ascontiguousarray(values, np.float32).tobytes())
+
+
+def frame_to_msg(frame: CsiFrame, stamp: Time, frame_id: str, source_id: str) -> CsiArray:
+    """One CsiFrame of a single board or combined array -> CsiArray with a (rows, cols) grid."""
+    *lead, bins = frame.csi.shape
+    rows = int(np.prod(lead[:-1]))
+    cols = int(lead[-1])
+    msg = CsiArray()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.source_id = source_id
+    src, dst, seq, frag, retry = frame.key
+    msg.transmitter_mac = list(src)
+    msg.receiver_mac = list(dst)
+    msg.sequence_number = seq
+    msg.fragment_number = frag
+    msg.retry = retry
+    msg.is_reference = frame.is_reference
+    msg.channel = frame.channel
+    msg.secondary_channel = frame.secondary
+    msg.format = int(frame.format)
+    grid = frame.grid
+    msg.center_frequency_hz = frame.center_frequency_hz
+    msg.subcarrier_spacing_hz = grid.spacing_hz
+    msg.subcarrier_indices = array.array("h", grid.indices.tobytes())
+    msg.interpolated_bins = array.array("H", grid.interpolated)
+    msg.rows = rows
+    msg.cols = cols
+    msg.csi = array.array("f", np.ascontiguousarray(frame.csi, np.complex64).tobytes())
+    msg.antenna_mask = frame.mask.reshape(-1).tolist()
+    msg.rssi_dbm = _f32(frame.rssi_dbm)
+    msg.noise_floor_dbm = _f32(frame.noise_floor_dbm)
+    msg.rx_gain_db = _f32(frame.rx_gain_db)
+    msg.fft_gain_db = _f32(frame.fft_gain_db)
+    msg.cfo_hz = _f32(frame.cfo_hz)
+    msg.sensor_timestamps = array.array("d", (frame.timestamps_ns.reshape(-1) * 1e-9).tobytes())
+    msg.calibrated = frame.calibrated
+    return msg
+
+
+def msg_to_csi(msg: CsiArray) -> np.ndarray:
+    """CsiArray -> complex64 ``(rows, cols, subcarriers)`` (a copy-free view where possible)."""
+    return np.frombuffer(msg.csi, np.complex64).reshape(msg.rows, msg.cols, len(msg.subcarrier_indices))
+
+
+def geometry_msg(positions_m: np.ndarray, labels: list[str], stamp: Time, frame_id: str,
+                 source_id: str) -> ArrayGeometry:
+    """Antenna positions ``(rows, cols, 3)`` in metres -> ArrayGeometry."""
+    rows, cols, _ = positions_m.shape
+    msg = ArrayGeometry()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.source_id = source_id
+    msg.rows, msg.cols = rows, cols
+    msg.antenna_positions = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in positions_m.reshape(-1, 3)]
+    msg.antenna_labels = labels
+    return msg
+
+
+def diagnostic_status(name: str, hardware_id: str, level: bytes, message: str,
+                      values: dict[str, object]) -> DiagnosticStatus:
+    status = DiagnosticStatus(name=name, hardware_id=hardware_id, level=level, message=message)
+    status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+    return status

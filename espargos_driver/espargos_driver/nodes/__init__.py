@@ -1,0 +1,1 @@
+"""Thin entry points: ROS nodes and the board simulator."""

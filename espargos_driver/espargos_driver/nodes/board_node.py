@@ -1,0 +1,184 @@
+"""ROS 2 node for one ESPARGOS board: parameters, CsiArray/ArrayGeometry publishers, Calibrate service, diagnostics."""
+from __future__ import annotations
+
+import sys
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from espargos_msgs.msg import ArrayGeometry, CsiArray
+from espargos_msgs.srv import Calibrate
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from ..calibration import CalibrationError
+from ..driver import BoardDriver, DriverConfig
+from ..frame import CsiFrame
+from ..geometry import board_antenna_positions
+from ..messages import diagnostic_status, frame_to_msg, geometry_msg
+from ..transport.http_control import BoardError
+
+ERROR_COUNTERS = ("bad_magic", "truncated", "bad_crc", "missing_crc", "bad_fragment", "mixed_antennas",
+                  "duplicate_fragment", "fragment_restart", "incomplete_message", "unknown_message",
+                  "missing_rx_ctrl", "missing_frame_meta", "missing_timing", "compressed_csi", "short_csi",
+                  "duplicate_report", "collision", "incomplete_frame", "partial_frame", "evicted_frame",
+                  "format_mismatch", "no_csi", "silence", "reconnects", "unreachable", "http_status",
+                  "api_version", "handshake", "stream_closed", "bad_response", "socket_error",
+                  "calibration_failures")
+
+
+def _desc(text: str, read_only: bool = True, **ranges) -> ParameterDescriptor:
+    return ParameterDescriptor(description=text, read_only=read_only, **ranges)
+
+
+class BoardNode(Node):
+    """Thin shell around BoardDriver."""
+
+    def __init__(self) -> None:
+        super().__init__("espargos_board")
+        p = self.declare_parameter
+        p("host", "127.0.0.1", _desc("Board (controller) address; change needs a restart"))
+        p("http_port", 80, _desc("HTTP/WebSocket port of the controller", integer_range=[IntegerRange(from_value=1, to_value=65535)]))
+        p("stream_port", 53330, _desc("Controller's UDP stream port", integer_range=[IntegerRange(from_value=1, to_value=65535)]))
+        p("transport", "auto", _desc("Sensor stream transport: udp, websocket, or auto (UDP, then WebSocket)"))
+        p("board_id", "espargos", _desc("Array id put in CsiArray.source_id; names the calibration file"))
+        p("frame_id", "espargos_array", _desc("TF frame of the array (x boresight, y left, z up)"))
+        p("antennas_required", 8, _desc("Publish an incomplete frame after frame_timeout if at least this many antennas reported",
+                                        read_only=False, integer_range=[IntegerRange(from_value=1, to_value=8)]))
+        p("frame_timeout", 0.05, _desc("s to wait for missing antennas of a frame", read_only=False,
+                                       floating_point_range=[FloatingPointRange(from_value=0.001, to_value=5.0)]))
+        p("channel", 0, _desc("WiFi primary channel to set on the board (0 keeps the board's)"))
+        p("secondary_channel", 0, _desc("Secondary channel with `channel`: +1 above, -1 below, 0 none"))
+        p("calibration.policy", "auto", _desc("auto: load matching file else calibrate; startup: always calibrate; file: load only; none"))
+        p("calibration.duration", 2.0, _desc("s of reference packets per calibration"))
+        p("calibration.file", "", _desc("Calibration file (default ~/.ros/espargos/<board_id>.calibration.json)"))
+        g = self.get_parameter
+        self.frame_id = g("frame_id").value
+        self.board_id = g("board_id").value
+        config = DriverConfig(
+            host=g("host").value, http_port=g("http_port").value, stream_port=g("stream_port").value,
+            transport=g("transport").value, board_id=self.board_id,
+            antennas_required=g("antennas_required").value, frame_timeout_s=g("frame_timeout").value,
+            channel=g("channel").value, secondary_channel=g("secondary_channel").value,
+            calibration_policy=g("calibration.policy").value,
+            calibration_duration_s=g("calibration.duration").value, calibration_file=g("calibration.file").value)
+        self.driver = BoardDriver(config, self._publish, self.get_logger().info, self.get_logger().warning)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self.csi_pub = self.create_publisher(CsiArray, "csi", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+        self.geometry_pub = self.create_publisher(ArrayGeometry, "array_geometry", latched)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_service(Calibrate, "calibrate", self._on_calibrate, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(1.0, self._publish_diagnostics, callback_group=MutuallyExclusiveCallbackGroup())
+        labels = [f"{self.board_id}.{r}.{c}" for r in range(2) for c in range(4)]
+        self.geometry_pub.publish(geometry_msg(board_antenna_positions(), labels, self.get_clock().now().to_msg(),
+                                               self.frame_id, self.board_id))
+        self._last_counts: dict[str, int] = {}
+        self._last_diag = time.monotonic()
+        self._warned: dict[str, int] = {}
+        self.driver.start()
+
+    def _publish(self, frame: CsiFrame) -> None:
+        self.csi_pub.publish(frame_to_msg(frame, self.get_clock().now().to_msg(), self.frame_id, self.board_id))
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        required = self.driver.clusterer.antennas_required
+        timeout = self.driver.clusterer.frame_timeout_s
+        for param in params:
+            if param.name == "antennas_required":
+                required = param.value
+            elif param.name == "frame_timeout":
+                timeout = param.value
+        if not 1 <= required <= 8:
+            return SetParametersResult(successful=False, reason=f"antennas_required must be 1..8, got {required}")
+        if not 0.001 <= timeout <= 5.0:
+            return SetParametersResult(successful=False, reason=f"frame_timeout must be 0.001..5 s, got {timeout}")
+        self.driver.set_frame_policy(required, timeout)
+        return SetParametersResult(successful=True)
+
+    def _on_calibrate(self, request: Calibrate.Request, response: Calibrate.Response) -> Calibrate.Response:
+        duration = request.duration_s or self.driver.config.calibration_duration_s
+        try:
+            cal = self.driver.calibrate(duration)
+        except (CalibrationError, BoardError) as err:
+            response.success = False
+            response.message = str(err)
+            self.get_logger().warning(f"calibration failed: {err}")
+            return response
+        response.success = True
+        response.message = self.driver.calibration_state
+        response.phase_residual_deg = cal.residual_deg
+        response.phase_offsets_rad = cal.phase_rad.reshape(-1).astype(float).tolist()
+        response.time_offsets_s = cal.time_s.reshape(-1).astype(float).tolist()
+        response.reference_frames = cal.frames_used
+        return response
+
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        dt = max(now - self._last_diag, 1e-3)
+        counts = dict(self.driver.counters)
+        rate = {k: (counts.get(k, 0) - self._last_counts.get(k, 0)) / dt for k in ("packets", "reports", "frames")}
+        self._last_counts, self._last_diag = counts, now
+        link = self.driver.link
+        p50, p99 = self.driver.latency_percentiles_ms()
+        errors = {k: counts.get(k, 0) for k in ERROR_COUNTERS}
+        for key, value in errors.items():
+            if value > self._warned.get(key, 0):
+                self.get_logger().warning(f"{key}: {value - self._warned.get(key, 0)} new "
+                                          f"({self._detail(key)})", throttle_duration_sec=5.0)
+                self._warned[key] = value
+        if link.state == "streaming":
+            level = DiagnosticStatus.OK if self.driver.calibration is not None else DiagnosticStatus.WARN
+        else:
+            level = DiagnosticStatus.ERROR
+        values = {"connection": link.state, "connection_detail": link.state_detail,
+                  "sensor_packets_per_s": f"{rate['packets']:.1f}", "reports_per_s": f"{rate['reports']:.1f}",
+                  "frames_per_s": f"{rate['frames']:.1f}", "frames_total": counts.get("frames", 0),
+                  "calibration": self.driver.calibration_state,
+                  "calibration_residual_deg": (f"{self.driver.calibration.residual_deg:.2f}"
+                                               if self.driver.calibration else "nan"),
+                  "channel": self.driver.channel, "secondary_channel": self.driver.secondary,
+                  "latency_p50_ms": f"{p50:.3f}", "latency_p99_ms": f"{p99:.3f}", **errors}
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [diagnostic_status(f"espargos_driver: {self.board_id}", self.driver.hostname or link.host,
+                                        level, f"{link.state}; {self.driver.calibration_state}", values)]
+        self.diag_pub.publish(msg)
+
+    def _detail(self, key: str) -> str:
+        err = self.driver.receiver.last_error
+        if err is not None and err.reason == key:
+            return err.detail
+        return self.driver.link.state_detail if key in ("silence", "unreachable", "api_version", "reconnects") else "see /diagnostics"
+
+    def destroy_node(self) -> None:
+        self.driver.stop()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = BoardNode()
+    except ValueError as err:
+        print(f"espargos board_node: invalid parameter: {err}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Console entry point of the board simulator (not a ROS node: it is the board)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+import yaml
+
+from ..sim.board import SimulatedBoard
+from ..sim.scenario import Scenario, Transmitter
+from ..sim.server import BoardServer
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Simulated ESPARGOS board speaking the real wire protocol.")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    p.add_argument("--http-port", type=int, default=8400, help="HTTP/WebSocket port (default 8400)")
+    p.add_argument("--stream-port", type=int, default=53330, help="UDP stream source port (default 53330)")
+    p.add_argument("--scenario", help="YAML scenario file (see config/sim_scenario.yaml)")
+    p.add_argument("--azimuth", type=float, help="single transmitter azimuth, degrees")
+    p.add_argument("--elevation", type=float, default=0.0, help="single transmitter elevation, degrees")
+    p.add_argument("--snr", type=float, help="SNR per subcarrier, dB")
+    p.add_argument("--rate", type=float, help="OTA frames per second per transmitter")
+    p.add_argument("--seed", type=int, help="random seed of impairments and noise")
+    p.add_argument("--api-major", type=int, default=3, help="API major version to claim (test older firmware)")
+    p.add_argument("--fragment-size", type=int, default=0, help="split messages into fragments of this size")
+    p.add_argument("--hostname", default="espargos-sim")
+    return p.parse_args(argv)
+
+
+def build_scenario(args: argparse.Namespace) -> Scenario:
+    data = {}
+    if args.scenario:
+        with open(args.scenario) as f:
+            data = yaml.safe_load(f) or {}
+        data = data.get("scenario", data)
+    scenario = Scenario.from_dict(data)
+    if args.azimuth is not None:
+        scenario.transmitters = [Transmitter(azimuth_deg=args.azimuth, elevation_deg=args.elevation)]
+    for name, attr in (("snr", "snr_db"), ("rate", "frame_rate_hz"), ("seed", "seed")):
+        if getattr(args, name) is not None:
+            setattr(scenario, attr, getattr(args, name))
+    return scenario
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[board_simulator] %(message)s")
+    try:
+        scenario = build_scenario(args)
+    except (OSError, TypeError, ValueError, yaml.YAMLError) as err:
+        print(f"board_simulator: bad scenario: {err}", file=sys.stderr)
+        return 2
+    board = SimulatedBoard(scenario, hostname=args.hostname, api_major=args.api_major,
+                           fragment_size=args.fragment_size)
+    server = BoardServer(board, args.host, args.http_port, args.stream_port)
+    try:
+        asyncio.run(server.run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Console view of a CsiArray topic: one line per second with rate, antennas, calibration and phases."""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import rclpy
+from espargos_msgs.msg import CsiArray
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+
+from ..messages import msg_to_csi
+
+
+def summary_line(frames: int, seconds: float, msg: CsiArray) -> str:
+    """``frames/s | antennas k/n | calibrated | phase of each antenna vs antenna 0 (deg)``."""
+    csi = msg_to_csi(msg).reshape(msg.rows * msg.cols, -1)
+    ref = csi[0]
+    phases = np.degrees(np.angle(np.nansum(csi * np.conj(ref), axis=1)))
+    mac = ":".join(f"{b:02x}" for b in msg.transmitter_mac)
+    shown = " ".join("  nan" if np.isnan(p) else f"{p:+5.0f}" for p in phases)
+    return (f"{frames / seconds:7.1f} frames/s | antennas {sum(msg.antenna_mask)}/{len(msg.antenna_mask)} | "
+            f"{'calibrated  ' if msg.calibrated else 'UNCALIBRATED'} | ch {msg.channel}{msg.secondary_channel:+d} "
+            f"| tx {mac} | phase vs ant 0 [deg]: {shown}")
+
+
+class CsiMonitor(Node):
+    def __init__(self) -> None:
+        super().__init__("csi_monitor")
+        self.declare_parameter("count", 0)
+        self.limit = self.get_parameter("count").value
+        self.create_subscription(CsiArray, "csi", self._on_csi, qos_profile_sensor_data)
+        self.create_timer(1.0, self._print)
+        self.frames = 0
+        self.lines = 0
+        self.last: CsiArray | None = None
+        self.t = time.monotonic()
+
+    def _on_csi(self, msg: CsiArray) -> None:
+        self.frames += 1
+        self.last = msg
+
+    def _print(self) -> None:
+        now = time.monotonic()
+        if self.last is None:
+            print("waiting for CsiArray on", self.resolve_topic_name("csi"), flush=True)
+        else:
+            print(summary_line(self.frames, now - self.t, self.last), flush=True)
+            self.lines += 1
+        self.frames, self.t = 0, now
+        if self.limit and self.lines >= self.limit:
+            raise SystemExit(0)
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = CsiMonitor()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
