@@ -1,0 +1,117 @@
+"""System-test fixtures: isolated ROS graph, installed console scripts as processes, an rclpy node.
+
+Needs the workspace built by tools/setup (install/ on the path via tools/env.sh).
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = ROOT / "install" / "espargos_driver" / "lib" / "espargos_driver"
+
+os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(100, 200))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_LOG_DIR", "/tmp/espargos-test-roslog")
+
+import rclpy  # noqa: E402  (after the ROS environment is set)
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Processes:
+    """Starts installed console scripts in their own sessions and always stops them."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[tuple[subprocess.Popen, Path]] = []
+
+    def start_node(self, params: dict, namespace: str) -> subprocess.Popen:
+        """Start a board_node with ``params`` under ``namespace``."""
+        ros_args = ["--ros-args", "-r", f"__ns:={namespace}"]
+        for key, value in params.items():
+            ros_args += ["-p", f"{key}:={value}"]
+        return self.start("board_node", *ros_args)
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        log = self.log_dir / f"{name}-{len(self.procs)}.log"
+        proc = subprocess.Popen([str(BIN / name), *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        self.procs.append((proc, log))
+        return proc
+
+    def log_of(self, proc: subprocess.Popen) -> str:
+        return next(log for p, log in self.procs if p is proc).read_text()
+
+    def stop_all(self) -> None:
+        for proc, _ in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGCONT)
+                os.killpg(proc.pid, signal.SIGINT)
+        for proc, _ in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture
+def processes(tmp_path):
+    procs = Processes(tmp_path)
+    yield procs
+    procs.stop_all()
+
+
+@pytest.fixture(scope="session")
+def ros_context():
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+@pytest.fixture
+def ros_node(ros_context):
+    node = rclpy.create_node(f"test_{os.getpid()}_{random.randint(0, 1 << 30)}")
+    yield node
+    node.destroy_node()
+
+
+def spin_until(node, predicate, timeout_s: float) -> bool:
+    """Spin ``node`` until ``predicate()`` is true or the timeout passes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.05)
+        if predicate():
+            return True
+    return False
+
+
+@pytest.fixture
+def board(processes, tmp_path):
+    """Start a simulated board and a board_node talking to it; returns a small handle."""
+
+    def start(sim_args: tuple[str, ...] = (), node_params: dict | None = None,
+              namespace: str = "espargos") -> SimpleNamespace:
+        http_port, stream_port = free_port(), free_port(socket.SOCK_DGRAM)
+        sim = processes.start("board_simulator", "--http-port", str(http_port), "--stream-port", str(stream_port),
+                              *sim_args)
+        params = {"host": "127.0.0.1", "http_port": http_port, "stream_port": stream_port,
+                  "calibration.file": str(tmp_path / "calibration.json"), "calibration.duration": 1.0}
+        params.update(node_params or {})
+        node = processes.start_node(params, f"/{namespace}")
+        return SimpleNamespace(sim=sim, node=node, ns=f"/{namespace}", params=params)
+
+    return start
