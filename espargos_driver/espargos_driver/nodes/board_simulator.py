@@ -27,6 +27,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--api-major", type=int, default=3, help="API major version to claim (test older firmware)")
     p.add_argument("--fragment-size", type=int, default=0, help="split messages into fragments of this size")
     p.add_argument("--hostname", default="espargos-sim")
+    p.add_argument("--precompute", type=int, default=0,
+                   help="encode this many frames up front and replay them (throughput benchmarks)")
     return p.parse_args(argv)
 
 
@@ -55,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     board = SimulatedBoard(scenario, hostname=args.hostname, api_major=args.api_major,
                            fragment_size=args.fragment_size)
+    if args.precompute:
+        board.precompute(args.precompute)
     server = BoardServer(board, args.host, args.http_port, args.stream_port)
     try:
         asyncio.run(server.run())
