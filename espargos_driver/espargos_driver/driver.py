@@ -27,6 +27,8 @@ CALIBRATION_POLICIES = ("auto", "startup", "file", "none")
 RF_REFERENCE = 1
 EXPIRE_EVERY_S = 0.005
 STREAM_WAIT_S = 10.0
+G1_UNCALIBRATED = ("calibration of generation-1 (prototype) boards is not implemented "
+                   "(they use /set_calib and a per-subcarrier model); publishing uncalibrated CSI")
 
 
 @dataclass
@@ -125,6 +127,9 @@ class BoardDriver:
             self.channel = int(conf.get("channel-primary", 0))
             self.secondary = secondary_from_code(int(conf.get("channel-secondary", 0)))
         self._connections += 1
+        if info.generation == 1:
+            self.calibration_state = G1_UNCALIBRATED
+            return
         if self._connections == 1 and self.config.calibration_policy != "none":
             threading.Thread(target=self._startup_calibration, name="calibration", daemon=True).start()
 
@@ -199,6 +204,8 @@ class BoardDriver:
         Raises CalibrationError or BoardError with the reason; the previous calibration stays
         in force on failure.
         """
+        if self.receiver.generation == 1:
+            raise CalibrationError(G1_UNCALIBRATED)
         if not self._calibration_lock.acquire(blocking=False):
             raise CalibrationError("a calibration is already running")
         try:
