@@ -20,6 +20,7 @@ def test_demo_command_publishes_csi(ros_node, tmp_path):
     try:
         assert spin_until(ros_node, lambda: any(f.calibrated for f in frames), 60), "no calibrated CsiArray in 60 s"
         assert time.monotonic() - start < 60
+        spin_until(ros_node, lambda: False, 3.0)         # let csi_monitor print a calibrated line
     finally:
         os.killpg(demo.pid, signal.SIGINT)
         out, _ = demo.communicate(timeout=20)
