@@ -106,7 +106,7 @@ def test_calibrate_service_and_reload_on_restart(ros_node, board, processes, tmp
     assert (tmp_path / "calibration.json").exists()
     # Restart the node: the stored calibration (same channel and board) is loaded, not re-measured.
     os.killpg(b.node.pid, signal.SIGINT)
-    b.node.wait(timeout=10)
+    assert b.node.wait(timeout=10) == 0                    # clean shutdown on Ctrl-C
     processes.start_node({**b.params, "calibration.policy": "auto"}, f"{b.ns}x")
     w2 = Watch(ros_node, f"{b.ns}x")
     assert spin_until(ros_node, lambda: "loaded from" in w2.diag.get("calibration", ""), 20), w2.diag
