@@ -10,7 +10,7 @@ from espargos_msgs.msg import ArrayGeometry, CsiArray
 from espargos_msgs.srv import Calibrate
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
@@ -20,6 +20,7 @@ from ..frame import CsiFrame
 from ..geometry import board_antenna_positions
 from ..messages import diagnostic_status, frame_to_msg, geometry_msg
 from ..transport.http_control import BoardError
+from .runtime import spin_node
 
 ERROR_COUNTERS = ("bad_magic", "truncated", "bad_crc", "missing_crc", "bad_fragment", "mixed_antennas",
                   "duplicate_fragment", "fragment_restart", "incomplete_message", "unknown_message",
@@ -168,16 +169,7 @@ def main(args: list[str] | None = None) -> int:
         print(f"espargos board_node: invalid parameter: {err}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(node, MultiThreadedExecutor(num_threads=3))
 
 
 if __name__ == "__main__":

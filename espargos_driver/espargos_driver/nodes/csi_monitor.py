@@ -7,11 +7,11 @@ import time
 import numpy as np
 import rclpy
 from espargos_msgs.msg import CsiArray
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 
 from ..messages import msg_to_csi
+from .runtime import spin_node
 
 
 def summary_line(frames: int, seconds: float, msg: CsiArray) -> str:
@@ -56,15 +56,7 @@ class CsiMonitor(Node):
 
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
-    node = CsiMonitor()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(CsiMonitor())
 
 
 if __name__ == "__main__":
