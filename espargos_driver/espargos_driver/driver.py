@@ -1,6 +1,7 @@
 """BoardDriver: one board (real or simulated) -> calibrated CsiFrames, with its health counters.
 
-No ROS here: the node hands in a ``publish`` callback and reads ``status()`` for diagnostics.
+No ROS here: the node hands in a ``publish`` callback and reads ``counters``, ``link.state``,
+``calibration_state`` and ``latency_percentiles_ms()`` for diagnostics.
 Threads: the BoardLink thread receives, decodes, calibrates and publishes; calibrations
 run on the caller's thread (service) or a start-up worker and only talk HTTP.
 """
@@ -20,8 +21,8 @@ from .cluster import FrameClusterer
 from .frame import CsiFrame
 from .receiver import BoardReceiver
 from .transport.http_control import BoardError, BoardInfo
-from .transport.link import BoardLink
-from .wifi import secondary_from_code
+from .transport.link import TRANSPORTS, BoardLink
+from .wifi import secondary_from_code, secondary_to_code
 
 CALIBRATION_POLICIES = ("auto", "startup", "file", "none")
 RF_REFERENCE = 1
@@ -54,7 +55,7 @@ class DriverConfig:
         for name in ("http_port", "stream_port"):
             if not 1 <= getattr(self, name) <= 65535:
                 raise ValueError(f"{name} must be 1..65535, got {getattr(self, name)}")
-        if self.transport not in ("udp", "websocket", "auto"):
+        if self.transport not in TRANSPORTS:
             raise ValueError(f"transport must be udp, websocket or auto, got {self.transport!r}")
         if not 1 <= self.antennas_required <= 8:
             raise ValueError(f"antennas_required must be 1..8, got {self.antennas_required}")
@@ -121,7 +122,7 @@ class BoardDriver:
         if info.generation == 3:
             if self.config.channel:
                 http.command("/set_wificonf", {"channel-primary": self.config.channel,
-                                               "channel-secondary": {0: 0, 1: 1, -1: 2}[self.config.secondary_channel]})
+                                               "channel-secondary": secondary_to_code(self.config.secondary_channel)})
             http.command("/set_csi_acquire_config", {"enable": True, "compress_csi": False})
             conf = http.get_json("/get_wificonf")
             self.channel = int(conf.get("channel-primary", 0))

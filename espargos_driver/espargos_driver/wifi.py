@@ -96,6 +96,18 @@ def baseband_offsets_hz(fmt: CsiFormat, secondary: int) -> np.ndarray:
     return k * grid.spacing_hz
 
 
+_SECONDARY_BY_CODE = {0: 0, 1: 1, 2: -1}
+_CODE_BY_SECONDARY = {v: k for k, v in _SECONDARY_BY_CODE.items()}
+
+
 def secondary_from_code(code: int) -> int:
-    """Map the rx_ctrl / wificonf secondary code (0 none, 1 above, 2 below) to +1/-1/0."""
-    return {0: 0, 1: 1, 2: -1}.get(code, 0)
+    """Map the rx_ctrl / wificonf secondary code (0 none, 1 above, 2 below) to +1/-1/0; unknown -> 0."""
+    return _SECONDARY_BY_CODE.get(code, 0)
+
+
+def secondary_to_code(secondary: int) -> int:
+    """Map +1 (above) / -1 (below) / 0 (none) to the wificonf / rx_ctrl code 1 / 2 / 0."""
+    try:
+        return _CODE_BY_SECONDARY[secondary]
+    except KeyError:
+        raise ValueError(f"secondary channel must be -1, 0 or +1, got {secondary}") from None

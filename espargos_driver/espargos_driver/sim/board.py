@@ -7,7 +7,7 @@ import numpy as np
 
 from ..calibration import reference_delays_s
 from ..protocol.constants import g3_antenna_row_col
-from ..wifi import CsiFormat
+from ..wifi import CsiFormat, secondary_from_code, secondary_to_code
 from .channel import ArrayChannel
 from .encoder import ACQUIRE_LLTF_8BIT, csi_message, csi_to_bytes, apply_timestamp_slope, quantise_timestamp, rx_ctrl_v3, sensor_packets
 from .scenario import Scenario
@@ -36,7 +36,7 @@ class SimulatedBoard:
         self.rng = np.random.default_rng(scenario.seed)
         self.channel = ArrayChannel(scenario.impairments, reference_delays_s(1)[0], self.rng)
         self.wificonf = {"channel-primary": scenario.channel,
-                         "channel-secondary": {0: 0, 1: 1, -1: 2}[scenario.secondary],
+                         "channel-secondary": secondary_to_code(scenario.secondary),
                          "country-code": "DE", "calib-mode": 1, "calib-source": 0,
                          "calib-txpower": 40, "calib-interval": int(1000 / scenario.reference_rate_hz)}
         self.rfswitch = 2
@@ -54,7 +54,7 @@ class SimulatedBoard:
 
     @property
     def secondary(self) -> int:
-        return {0: 0, 1: 1, 2: -1}[int(self.wificonf["channel-secondary"])]
+        return secondary_from_code(int(self.wificonf["channel-secondary"]))
 
     def csi_format(self, reference: bool) -> CsiFormat:
         """Format of the next frame; the reference generator always sends HT (HT40 when bonded)."""

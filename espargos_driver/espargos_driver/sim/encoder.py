@@ -7,11 +7,10 @@ import zlib
 import numpy as np
 
 from ..protocol.constants import CSI_TYPE_HEADER, HARDWARE_TIMESTAMP_LAG_NS, RXSTART_CYCLE_NS, SENSOR_PACKET_MAGIC
-from ..wifi import GRIDS, CsiFormat, baseband_offsets_hz
+from ..wifi import GRIDS, CsiFormat, baseband_offsets_hz, secondary_to_code
 
 _BB_FORMAT = {CsiFormat.LLTF: 1, CsiFormat.HT20: 2, CsiFormat.HT40: 2, CsiFormat.HE20: 4}
 _SIG_MODE = {CsiFormat.LLTF: 0, CsiFormat.HT20: 1, CsiFormat.HT40: 1, CsiFormat.HE20: 2}
-_SECONDARY_CODE = {0: 0, 1: 1, -1: 2}
 ACQUIRE_LLTF_8BIT = 0x2
 TERMINATOR = struct.pack("<IHBB", 0, 0, 0, 0)
 
@@ -57,7 +56,7 @@ def rx_ctrl_v3(*, fmt: CsiFormat, channel: int, secondary: int, csi_len: int, rs
     w[2] = (rxstart_cyc & 0x7F) << 24
     w[3] = timestamp_us & 0xFFFFFFFF
     w[5] = (noise_floor_dbm & 0xFF) | ((fft_gain_q & 0xFF) << 16) | ((rx_gain_db & 0xFF) << 24)
-    w[7] = channel | (_SECONDARY_CODE[secondary] << 8)
+    w[7] = channel | (secondary_to_code(secondary) << 8)
     w[9] = (_BB_FORMAT[fmt] << 12) | (csi_len << 16) | (1 << 26)
     return struct.pack("<16I", *w)
 
