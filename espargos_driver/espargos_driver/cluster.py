@@ -17,6 +17,7 @@ import numpy as np
 from .frame import CsiFrame, FrameKey
 from .protocol.constants import ANTENNAS, COLS, ROWS
 from .protocol.csi_formats import Decoding, decode_csi, report_decoding
+from .protocol.errors import ProtocolError
 from .protocol.report import SensorReport
 from .wifi import GRIDS, secondary_from_code
 
@@ -35,7 +36,8 @@ class FrameClusterer:
 
     ``counters`` receives: ``duplicate_report``, ``collision``, ``incomplete_frame``
     (dropped with too few antennas), ``partial_frame`` (emitted with a mask),
-    ``evicted_frame``, ``format_mismatch`` (reports excluded from a frame), ``no_csi``.
+    ``evicted_frame``, ``format_mismatch`` (reports excluded from a frame), ``no_csi``, and
+    the ProtocolError reason of a frame whose CSI cannot be decoded (e.g. ``short_csi``).
     """
 
     def __init__(self, counters: Counter, boards: int = 1, antennas_required: int | None = None,
@@ -49,6 +51,8 @@ class FrameClusterer:
         self.max_pending = max_pending
         self.counters = counters
         self._caches: dict[bool, dict[FrameKey, _Pending]] = {False: {}, True: {}}
+        self.last_error: ProtocolError | None = None
+        """The latest frame that could not be decoded (counted under its reason)."""
 
     def add(self, report: SensorReport, now: float) -> CsiFrame | None:
         """Add one report received at ``now`` (time.perf_counter()); return the frame if now complete."""
@@ -108,7 +112,12 @@ class FrameClusterer:
             self.counters["incomplete_frame"] += 1
             return None
         reports = [pending.reports[i] for i in indices]
-        values = decode_csi(decoding, reports)
+        try:
+            values = decode_csi(decoding, reports)
+        except ProtocolError as err:
+            self.counters[err.reason] += 1
+            self.last_error = err
+            return None
         shape = (self.boards, ROWS, COLS)
         grid = GRIDS[decoding.format]
         csi = np.full((self.antennas, grid.size), np.nan, np.complex64)

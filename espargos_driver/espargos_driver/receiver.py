@@ -58,9 +58,4 @@ class BoardReceiver:
     def expire(self, now: float) -> list[CsiFrame]:
         """Close timed-out frames and partial messages; call periodically."""
         self._reassembler.expire(now)
-        try:
-            return self.clusterer.expire(now)
-        except ProtocolError as err:
-            self.counters[err.reason] += 1
-            self.last_error = err
-            return []
+        return self.clusterer.expire(now)

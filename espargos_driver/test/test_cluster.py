@@ -81,3 +81,17 @@ def test_receiver_counts_garbage_and_keeps_going():
 def test_antennas_required_must_fit_the_array():
     with pytest.raises(ValueError, match="antennas_required must be 1..8"):
         FrameClusterer(Counter(), antennas_required=9)
+
+
+def test_undecodable_frame_is_counted_without_losing_the_others():
+    counters = Counter()
+    cl = FrameClusterer(counters, antennas_required=7, frame_timeout_s=0.05)
+    first, second = reports_of_frames(2)[:8], reports_of_frames(2)[8:]
+    for r in first[:7]:
+        r.csi = r.csi[:100]                      # too short for HT40
+        cl.add(r, 0.0)
+    for r in second[:7]:
+        cl.add(r, 0.01)
+    [frame] = cl.expire(0.1)                     # the broken frame is dropped, the other one survives
+    assert frame.key[2] == second[0].key[2]
+    assert counters["short_csi"] == 1 and counters["partial_frame"] == 1

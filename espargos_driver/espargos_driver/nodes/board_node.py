@@ -151,9 +151,9 @@ class BoardNode(Node):
         self.diag_pub.publish(msg)
 
     def _detail(self, key: str) -> str:
-        err = self.driver.receiver.last_error
-        if err is not None and err.reason == key:
-            return err.detail
+        for err in (self.driver.receiver.last_error, self.driver.clusterer.last_error):
+            if err is not None and err.reason == key:
+                return err.detail
         return self.driver.link.state_detail if key in ("silence", "unreachable", "api_version", "reconnects") else "see /diagnostics"
 
     def destroy_node(self) -> None:
