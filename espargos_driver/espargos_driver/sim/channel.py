@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..geometry import board_antenna_positions
+from ..geometry import board_antenna_positions, direction_vector
 from ..wifi import GRIDS, SPEED_OF_LIGHT, CsiFormat, baseband_offsets_hz, grid_center_hz
 from .scenario import Impairments, Transmitter
 
@@ -45,7 +45,7 @@ class ArrayChannel:
 
     def ota(self, tx: Transmitter, t_s: float, fmt: CsiFormat, channel: int, secondary: int,
             snr_db: float) -> np.ndarray:
-        """Received CSI of one OTA frame, complex ``(8, bins)``, unit signal amplitude, without T_i."""
+        """Received CSI of one OTA frame, complex ``(8, bins)``, direct path of unit amplitude, without T_i."""
         grid = GRIDS[fmt]
         f = grid_center_hz(fmt, channel, secondary) + grid.indices * grid.spacing_hz
         f_bb = baseband_offsets_hz(fmt, secondary)
@@ -55,6 +55,11 @@ class ArrayChannel:
         else:
             path = tx.distance_m - self.positions @ (source / np.linalg.norm(source))
         h = np.exp(-2j * np.pi * np.outer(path / SPEED_OF_LIGHT, f))
+        for refl in tx.reflections:
+            u = direction_vector(np.radians(refl.azimuth_deg), np.radians(refl.elevation_deg))
+            delay_s = (tx.distance_m - self.positions @ u) / SPEED_OF_LIGHT + refl.excess_delay_ns * 1e-9
+            phase = self.rng.uniform(-np.pi, np.pi) if refl.random_phase else 0.0
+            h = h + 10 ** (refl.gain_db / 20) * np.exp(1j * phase - 2j * np.pi * np.outer(delay_s, f))
         clean = h * self._receiver_errors(f_bb) * self._common(f_bb)[None, :]
         snr = tx.snr_db if tx.snr_db is not None else snr_db
         return clean + self._noise(clean.shape, snr)

@@ -9,6 +9,22 @@ from ..geometry import direction_vector
 
 
 @dataclass
+class Reflection:
+    """A second propagation path of a transmitter's frames (multipath), a plane wave.
+
+    Its complex gain relative to the direct path is ``10**(gain_db/20)`` times a phase that is
+    fixed, or new for every frame with ``random_phase`` (a moving reflector).
+    """
+
+    azimuth_deg: float = 45.0
+    elevation_deg: float = 0.0
+    excess_delay_ns: float = 30.0
+    """Extra propagation delay over the direct path, ns (decorrelates the paths across subcarriers)."""
+    gain_db: float = -3.0
+    random_phase: bool = True
+
+
+@dataclass
 class Transmitter:
     """A WiFi transmitter seen by the array. Angles in degrees, distance in metres.
 
@@ -25,6 +41,7 @@ class Transmitter:
     spherical_wave: bool = False
     snr_db: float | None = None
     """Overrides the scenario SNR for this transmitter."""
+    reflections: list[Reflection] = field(default_factory=list)
 
     def azimuth_at(self, t_s: float) -> float:
         """Ground-truth azimuth in degrees at scenario time ``t_s``."""
@@ -95,7 +112,11 @@ class Scenario:
     def from_dict(cls, data: dict) -> "Scenario":
         """Build from a plain dict (YAML); unknown keys raise TypeError with their name."""
         data = dict(data)
-        txs = [Transmitter(**t) for t in data.pop("transmitters", [{}])]
+        txs = []
+        for t in data.pop("transmitters", [{}]):
+            t = dict(t)
+            reflections = [Reflection(**r) for r in t.pop("reflections", [])]
+            txs.append(Transmitter(reflections=reflections, **t))
         imp = Impairments(**data.pop("impairments", {}))
         faults = Faults(**data.pop("faults", {}))
         return cls(transmitters=txs, impairments=imp, faults=faults, **data)
