@@ -1,0 +1,1 @@
+"""Angle of arrival from calibrated ESPARGOS CSI: covariance, MUSIC, bearings (pure core) and ROS nodes."""

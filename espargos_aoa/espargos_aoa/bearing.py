@@ -1,0 +1,80 @@
+"""Bearings from a MUSIC spectrum: grid peaks, continuous refinement, Cramer-Rao uncertainty."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import maximum_filter
+from scipy.optimize import minimize, minimize_scalar
+
+from .music import SpectrumGrid, music_denominator
+from .steering import SPEED_OF_LIGHT, direction_derivatives, direction_vectors, steering_vectors, unit_vectors
+
+
+def grid_peaks(spectrum_db: np.ndarray) -> list[tuple[int, int]]:
+    """Local maxima (elevation index, azimuth index) of ``(E, A)``, strongest first."""
+    is_peak = (spectrum_db == maximum_filter(spectrum_db, size=3, mode="nearest"))
+    flat = np.isfinite(spectrum_db) & is_peak & (spectrum_db > np.min(spectrum_db))
+    idx = np.argwhere(flat)
+    order = np.argsort(spectrum_db[flat])[::-1]
+    return [tuple(map(int, idx[i])) for i in order]
+
+
+def refine_peak(grid: SpectrumGrid, el_index: int, az_index: int, positions_m: np.ndarray, freqs_hz: np.ndarray,
+                signal_subspaces: np.ndarray) -> tuple[float, float]:
+    """Continuous (azimuth, elevation) in radians minimising the MUSIC denominator within one
+    grid step of the grid peak. 1-D grids keep the grid's elevation."""
+
+    def cost(az: float, el: float) -> float:
+        a = steering_vectors(positions_m, freqs_hz, direction_vectors([az], [el]))
+        return float(music_denominator(signal_subspaces, a)[0, 0])
+
+    az0, el0 = grid.azimuths_rad[az_index], grid.elevations_rad[el_index]
+    az_step = np.diff(grid.azimuths_rad[:2])[0] if grid.azimuths_rad.size > 1 else np.radians(1.0)
+    if not grid.two_d:
+        res = minimize_scalar(lambda az: cost(az, el0), bounds=(az0 - az_step, az0 + az_step), method="bounded",
+                              options={"xatol": 1e-7})
+        return float(res.x), float(el0)
+    el_step = np.diff(grid.elevations_rad[:2])[0]
+    res = minimize(lambda v: cost(v[0], v[1]), np.array([az0, el0]), method="Nelder-Mead",
+                   bounds=[(az0 - az_step, az0 + az_step), (el0 - el_step, el0 + el_step)],
+                   options={"xatol": 1e-7, "fatol": 1e-14, "initial_simplex": np.array(
+                       [[az0, el0], [az0 + az_step / 2, el0], [az0, el0 + el_step / 2]])})
+    return float(res.x[0]), float(res.x[1])
+
+
+def source_powers(covariance: np.ndarray, steering: np.ndarray, noise_power: float) -> np.ndarray:
+    """Source covariance P = A^+ (R - sigma^2 I) A^+^H, ``(K, K)``; steering A: ``(N, K)``."""
+    pinv = np.linalg.pinv(steering)
+    p = pinv @ (covariance - noise_power * np.eye(covariance.shape[0])) @ pinv.conj().T
+    p = 0.5 * (p + p.conj().T)
+    values, vectors = np.linalg.eigh(p)
+    return (vectors * np.clip(values, 1e-12 * noise_power, None)) @ vectors.conj().T
+
+
+def crb_std(positions_m: np.ndarray, freq_hz: float, azimuths_rad: np.ndarray, elevations_rad: np.ndarray,
+            powers: np.ndarray, noise_power: float, snapshots: float, two_d: bool) -> np.ndarray:
+    """1-sigma stochastic Cramer-Rao bound (Stoica & Nehorai 1990) of every source's angles.
+
+    positions_m ``(N, 3)``; azimuths/elevations ``(K,)``; powers: source covariance ``(K, K)``
+    in the units of ``noise_power``. Returns ``(K, 2)`` std in radians (azimuth, elevation);
+    the elevation column is NaN for a 1-D estimate.
+    """
+    k = len(azimuths_rad)
+    pos = np.asarray(positions_m, float)
+    u = unit_vectors(azimuths_rad, elevations_rad)                                                    # (K, 3)
+    a = np.exp(2j * np.pi * freq_hz / SPEED_OF_LIGHT * (pos @ u.T))                                     # (N, K)
+    params = 2 if two_d else 1
+    d = np.empty((pos.shape[0], params * k), complex)
+    for i, (az, el) in enumerate(zip(azimuths_rad, elevations_rad)):
+        du = direction_derivatives(az, el)
+        for q in range(params):
+            d[:, q * k + i] = 2j * np.pi * freq_hz / SPEED_OF_LIGHT * (pos @ du[q]) * a[:, i]
+    r = a @ powers @ a.conj().T + noise_power * np.eye(pos.shape[0])
+    ortho = np.eye(pos.shape[0]) - a @ np.linalg.pinv(a)
+    g = powers @ a.conj().T @ np.linalg.solve(r, a) @ powers
+    fim = 2 * snapshots / noise_power * np.real((d.conj().T @ ortho @ d) * np.tile(g.T, (params, params)))
+    var = np.diag(np.linalg.pinv(fim))
+    std = np.full((k, 2), np.nan)
+    std[:, 0] = np.sqrt(np.abs(var[:k]))
+    if two_d:
+        std[:, 1] = np.sqrt(np.abs(var[k:]))
+    return std

@@ -1,0 +1,152 @@
+"""Window of CSI frames -> MUSIC spectrum and bearings: the whole AoA core behind one call."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .bearing import crb_std, grid_peaks, refine_peak, source_powers
+from .covariance import Covariance, exchange_permutation, forward_backward, sample_covariance
+from .music import SpectrumGrid, eigen_decomposition, music_denominator
+from .sources import METHODS, source_count
+from .steering import steering_vectors, unit_vectors
+
+MODES = ("narrowband", "wideband")
+
+
+@dataclass
+class AoaConfig:
+    """Estimator settings. Angles in degrees (the node's parameters), grids inclusive."""
+
+    mode: str = "narrowband"
+    """narrowband: all bins are snapshots of one covariance at the mean frequency (frequency
+    smoothing under a frequency-flat assumption); wideband: one covariance per subband with
+    its own steering frequency, MUSIC projections averaged over subbands (incoherent)."""
+    subbands: int = 8
+    forward_backward: bool = False
+    source_count: str = "mdl"
+    max_sources: int = 2
+    """Upper limit of the source count (MDL/AIC), or the count itself with source_count=fixed."""
+    two_d: bool = False
+    azimuth_min_deg: float = -90.0
+    azimuth_max_deg: float = 90.0
+    azimuth_step_deg: float = 0.5
+    elevation_min_deg: float = -90.0
+    elevation_max_deg: float = 90.0
+    elevation_step_deg: float = 1.0
+    min_peak_db: float = 3.0
+    """A spectrum peak must stand this far above the spectrum's median to become a bearing."""
+    uncertainty_floor_deg: float = 0.0
+    """Added in quadrature to the Cramer-Rao std (calibration and model errors the CRB ignores)."""
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting that cannot work."""
+        checks = [
+            (self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}"),
+            (self.source_count in METHODS, f"source_count must be one of {METHODS}, got {self.source_count!r}"),
+            (1 <= self.subbands <= 512, f"subbands must be 1..512, got {self.subbands}"),
+            (1 <= self.max_sources <= 8, f"max_sources must be 1..8, got {self.max_sources}"),
+            (-180 <= self.azimuth_min_deg < self.azimuth_max_deg <= 180,
+             f"need -180 <= azimuth_min < azimuth_max <= 180, got {self.azimuth_min_deg}..{self.azimuth_max_deg}"),
+            (-90 <= self.elevation_min_deg < self.elevation_max_deg <= 90,
+             f"need -90 <= elevation_min < elevation_max <= 90, got {self.elevation_min_deg}..{self.elevation_max_deg}"),
+            (0.01 <= self.azimuth_step_deg <= 10, f"azimuth_step must be 0.01..10 deg, got {self.azimuth_step_deg}"),
+            (0.1 <= self.elevation_step_deg <= 10, f"elevation_step must be 0.1..10 deg, got {self.elevation_step_deg}"),
+            (self.min_peak_db >= 0, f"min_peak_db must be >= 0, got {self.min_peak_db}"),
+            (self.uncertainty_floor_deg >= 0, f"uncertainty_floor must be >= 0, got {self.uncertainty_floor_deg}"),
+        ]
+        for ok, reason in checks:
+            if not ok:
+                raise ValueError(reason)
+
+    def grid(self) -> SpectrumGrid:
+        return SpectrumGrid.from_degrees(
+            (self.azimuth_min_deg, self.azimuth_max_deg), self.azimuth_step_deg,
+            (self.elevation_min_deg, self.elevation_max_deg) if self.two_d else None, self.elevation_step_deg)
+
+
+@dataclass
+class BearingEstimate:
+    """One source: angles and 1-sigma std in radians, estimated SNR per antenna and snapshot,
+    and the MUSIC peak height above the spectrum median in dB."""
+
+    azimuth_rad: float
+    elevation_rad: float
+    azimuth_std_rad: float
+    elevation_std_rad: float
+    snr_db: float
+    peak_db: float
+
+
+@dataclass
+class AoaResult:
+    """spectrum_db: ``(E, A)`` MUSIC pseudo-spectrum normalised to a 0 dB maximum."""
+
+    grid: SpectrumGrid
+    spectrum_db: np.ndarray
+    bearings: list[BearingEstimate]
+    sources: int
+    """Source count from MDL/AIC (or fixed); may exceed len(bearings) if peaks were too weak."""
+    covariance: Covariance
+
+
+class AoaEstimator:
+    """MUSIC on one array geometry. Steering vectors of the grid are cached per band frequencies."""
+
+    def __init__(self, config: AoaConfig, positions_m: np.ndarray) -> None:
+        config.validate()
+        self.config = config
+        self.positions_m = np.asarray(positions_m, float).reshape(-1, 3)
+        if self.positions_m.shape[0] < 2:
+            raise ValueError(f"MUSIC needs at least 2 antennas, the geometry has {self.positions_m.shape[0]}")
+        self.grid = config.grid()
+        self.perm = exchange_permutation(self.positions_m) if config.forward_backward else None
+        if config.forward_backward and self.perm is None:
+            raise ValueError("forward_backward needs a centro-symmetric array; this geometry is not")
+        self._steering_key: tuple | None = None
+        self._steering: np.ndarray | None = None
+
+    def _grid_steering(self, band_freqs_hz: np.ndarray) -> np.ndarray:
+        key = tuple(np.round(band_freqs_hz, -3))
+        if key != self._steering_key:
+            self._steering = steering_vectors(self.positions_m, band_freqs_hz, self.grid.directions())
+            self._steering_key = key
+        return self._steering
+
+    def estimate(self, csi: np.ndarray, mask: np.ndarray, freqs_hz: np.ndarray, valid_bins: np.ndarray) -> AoaResult:
+        """csi: complex ``(F, N, S)``; mask: bool ``(F, N)``; freqs_hz: ``(S,)`` Hz; valid_bins: bool ``(S,)``.
+
+        Raises CovarianceError when the window cannot give a covariance.
+        """
+        cfg = self.config
+        cov = sample_covariance(csi, mask, freqs_hz, valid_bins, cfg.subbands if cfg.mode == "wideband" else 1)
+        matrices = forward_backward(cov.matrices, self.perm) if self.perm is not None else cov.matrices
+        eigvals, eigvecs = eigen_decomposition(matrices)
+        mean_eigvals = eigvals.mean(axis=0)
+        sources = source_count(mean_eigvals, cov.frames, cfg.source_count, cfg.max_sources)
+        subspaces = eigvecs[:, :, :max(sources, 1)]
+        denominator = music_denominator(subspaces, self._grid_steering(cov.freqs_hz))
+        spectrum_db = -10 * np.log10(denominator / denominator.min())
+        bearings = self._bearings(spectrum_db, sources, subspaces, cov, matrices, mean_eigvals) if sources else []
+        return AoaResult(self.grid, spectrum_db, bearings, sources, cov)
+
+    def _bearings(self, spectrum_db: np.ndarray, sources: int, subspaces: np.ndarray, cov: Covariance,
+                  matrices: np.ndarray, eigvals: np.ndarray) -> list[BearingEstimate]:
+        cfg = self.config
+        median_db = float(np.median(spectrum_db))
+        peaks = [p for p in grid_peaks(spectrum_db) if spectrum_db[p] - median_db >= cfg.min_peak_db][:sources]
+        if not peaks:
+            return []
+        angles = np.array([refine_peak(self.grid, e, a, self.positions_m, cov.freqs_hz, subspaces) for e, a in peaks])
+        centre_hz = float(np.mean(cov.freqs_hz))
+        noise = float(np.mean(eigvals[sources:]))
+        steering = steering_vectors(self.positions_m, [centre_hz], unit_vectors(angles[:, 0], angles[:, 1]))[0]
+        powers = source_powers(matrices.mean(axis=0), steering.T, noise)
+        std = crb_std(self.positions_m, centre_hz, angles[:, 0], angles[:, 1], powers, noise,
+                      cov.snapshots * len(cov.freqs_hz), self.grid.two_d)
+        floor = np.radians(cfg.uncertainty_floor_deg)
+        std = np.sqrt(std ** 2 + floor ** 2)
+        return [BearingEstimate(float(az), float(el), float(s[0]), float(s[1]),
+                                float(10 * np.log10(max(np.real(powers[i, i]) / noise, 1e-12))),
+                                float(spectrum_db[p] - median_db))
+                for i, ((az, el), s, p) in enumerate(zip(angles, std, peaks))]

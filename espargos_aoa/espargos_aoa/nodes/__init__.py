@@ -1,0 +1,1 @@
+"""Thin rclpy shells around the espargos_aoa core."""

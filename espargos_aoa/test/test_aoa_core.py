@@ -1,0 +1,152 @@
+"""Pure AoA core on the board simulator's channel model (ideally calibrated array)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from espargos_driver.geometry import board_antenna_positions
+from espargos_driver.sim.channel import ArrayChannel
+from espargos_driver.sim.scenario import Impairments, Reflection, Transmitter
+from espargos_driver.wifi import GRIDS, CsiFormat, grid_center_hz
+
+from espargos_aoa.bearing import crb_std
+from espargos_aoa.covariance import CovarianceError, exchange_permutation, forward_backward, sample_covariance
+from espargos_aoa.estimator import AoaConfig, AoaEstimator
+from espargos_aoa.sources import source_count
+from espargos_aoa.steering import SPEED_OF_LIGHT
+
+FMT = CsiFormat.HT40
+FREQS_HZ = grid_center_hz(FMT, 6, 1) + GRIDS[FMT].indices * GRIDS[FMT].spacing_hz
+VALID = np.isin(np.arange(FREQS_HZ.size), GRIDS[FMT].interpolated, invert=True)
+
+
+def frames(tx: Transmitter, count: int, snr_db: float, seed: int = 0) -> np.ndarray:
+    """``count`` OTA frames, complex (count, 8, bins), perfect calibration."""
+    channel = ArrayChannel(Impairments(lo_phase=False, timing_offset_std_ns=0.0), np.zeros(8), np.random.default_rng(seed))
+    return np.stack([channel.ota(tx, 0.0, FMT, 6, 1, snr_db) for _ in range(count)])
+
+
+def estimate(csi: np.ndarray, mask: np.ndarray | None = None, **config) -> list:
+    est = AoaEstimator(AoaConfig(**config), board_antenna_positions())
+    mask = np.ones(csi.shape[:2], bool) if mask is None else mask
+    return est.estimate(csi, mask, FREQS_HZ, VALID)
+
+
+@pytest.mark.parametrize("mode", ["narrowband", "wideband"])
+@pytest.mark.parametrize("azimuth_deg", [-55.0, -10.0, 0.0, 35.0, 60.0])
+def test_single_source_azimuth(mode, azimuth_deg):
+    result = estimate(frames(Transmitter(azimuth_deg=azimuth_deg), 20, 10.0), mode=mode)
+    assert result.sources == 1 and len(result.bearings) == 1
+    b = result.bearings[0]
+    err = np.degrees(b.azimuth_rad) - azimuth_deg
+    std = np.degrees(b.azimuth_std_rad)
+    assert 0.005 < std < 0.2
+    assert abs(err) < 5 * std, f"error {err:.4f} deg against CRB std {std:.4f} deg"
+    assert abs(b.snr_db - 10.0) < 1.0
+
+
+def test_two_d_finds_elevation():
+    result = estimate(frames(Transmitter(azimuth_deg=25.0, elevation_deg=30.0), 20, 20.0), two_d=True)
+    b = result.bearings[0]
+    assert result.spectrum_db.shape == (181, 361)
+    assert abs(np.degrees(b.azimuth_rad) - 25.0) < 0.2 and abs(np.degrees(b.elevation_rad) - 30.0) < 0.3
+    assert 0 < b.elevation_std_rad < np.radians(0.2)
+
+
+def test_one_d_has_no_elevation_std():
+    b = estimate(frames(Transmitter(azimuth_deg=5.0), 10, 20.0)).bearings[0]
+    assert b.elevation_rad == 0.0 and np.isnan(b.elevation_std_rad)
+
+
+def test_missing_antennas_use_pairwise_covariance():
+    csi = frames(Transmitter(azimuth_deg=-20.0), 30, 20.0, seed=3)
+    rng = np.random.default_rng(4)
+    mask = rng.random(csi.shape[:2]) > 0.2
+    csi[~mask] = np.nan
+    result = estimate(csi, mask)
+    assert abs(np.degrees(result.bearings[0].azimuth_rad) + 20.0) < 0.3
+
+
+def test_covariance_of_complete_frames_is_the_plain_sample_covariance():
+    csi = frames(Transmitter(), 5, 10.0)
+    cov = sample_covariance(csi, np.ones((5, 8), bool), FREQS_HZ, VALID)
+    x = csi[:, :, VALID]
+    x = x / np.sqrt(np.mean(np.abs(x) ** 2, axis=(1, 2)))[:, None, None]
+    plain = np.einsum("fns,fms->nm", x, x.conj()) / (5 * x.shape[2])
+    np.testing.assert_allclose(cov.matrices[0], plain, atol=1e-6)
+    assert cov.snapshots == 5 * VALID.sum()
+
+
+def test_antennas_never_together_are_refused():
+    csi = frames(Transmitter(), 4, 10.0)
+    mask = np.ones((4, 8), bool)
+    mask[:, 3] = False
+    with pytest.raises(CovarianceError) as err:
+        sample_covariance(csi, mask, FREQS_HZ, VALID)
+    assert err.value.reason == "antenna_pair_missing"
+
+
+def test_forward_backward_needs_centro_symmetry():
+    pos = board_antenna_positions().reshape(-1, 3)
+    perm = exchange_permutation(pos)
+    np.testing.assert_allclose(pos[perm], -pos)
+    assert exchange_permutation(pos[:5]) is None
+    with pytest.raises(ValueError, match="centro-symmetric"):
+        AoaEstimator(AoaConfig(forward_backward=True), pos[:5])
+    r = np.random.default_rng(0).standard_normal((1, 8, 8)) * (1 + 1j)
+    fb = forward_backward(r, perm)
+    np.testing.assert_allclose(fb, forward_backward(fb, perm))
+
+
+@pytest.mark.parametrize("method", ["mdl", "aic"])
+def test_source_count(method):
+    one = frames(Transmitter(azimuth_deg=10.0), 20, 10.0)
+    two = frames(Transmitter(azimuth_deg=-20.0, reflections=[Reflection(azimuth_deg=20.0, gain_db=-3.0)]), 20, 10.0)
+    assert estimate(one, source_count=method, max_sources=3).sources == 1
+    result = estimate(two, source_count=method, max_sources=3)
+    assert result.sources == 2
+    got = sorted(np.degrees(b.azimuth_rad) for b in result.bearings)
+    assert abs(got[0] + 20.0) < 1.5 and abs(got[1] - 20.0) < 1.5
+    noise_only = np.ones(8)
+    assert source_count(noise_only, 100, method, 3) == 0
+
+
+def test_crb_matches_closed_form_for_one_source_on_a_line():
+    """Single source on a 4-element line along y at broadside: var = (1 + 1/(N snr)) / (2 L snr h)."""
+    pos = np.zeros((4, 3))
+    pos[:, 1] = np.arange(4) * 0.06
+    f, snr, snapshots = 2.44e9, 10.0, 1000
+    k = 2 * np.pi * f / SPEED_OF_LIGHT
+    h = k ** 2 * np.sum((pos[:, 1] - pos[:, 1].mean()) ** 2)
+    expected = np.sqrt((1 + 1 / (4 * snr)) / (2 * snapshots * snr * h))
+    std = crb_std(pos, f, np.zeros(1), np.zeros(1), np.array([[snr]]), 1.0, snapshots, False)
+    assert std[0, 0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_combined_layout_two_boards_in_two_d():
+    """A 4x4 layout of two boards (arbitrary geometry): 2-D MUSIC from the positions alone."""
+    pos = board_antenna_positions().reshape(-1, 3)
+    layout = np.concatenate([pos + [0, 0, 0.06], pos - [0, 0, 0.06]])               # (16, 3)
+    u = np.array([np.cos(np.radians(10)) * np.cos(np.radians(-30)), np.cos(np.radians(10)) * np.sin(np.radians(-30)),
+                  np.sin(np.radians(10))])
+    rng = np.random.default_rng(5)
+    steer = np.exp(2j * np.pi * np.outer(layout @ u / SPEED_OF_LIGHT, FREQS_HZ))
+    csi = steer[None] * np.exp(2j * np.pi * rng.random((10, 1, FREQS_HZ.size)))
+    csi = csi + 0.1 * (rng.standard_normal(csi.shape) + 1j * rng.standard_normal(csi.shape))
+    est = AoaEstimator(AoaConfig(two_d=True), layout)
+    b = est.estimate(csi, np.ones((10, 16), bool), FREQS_HZ, VALID).bearings[0]
+    assert abs(np.degrees(b.azimuth_rad) + 30.0) < 0.2 and abs(np.degrees(b.elevation_rad) - 10.0) < 0.2
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ({"mode": "broadband"}, "mode"), ({"subbands": 0}, "subbands"), ({"max_sources": 0}, "max_sources"),
+    ({"azimuth_min_deg": 10.0, "azimuth_max_deg": -10.0}, "azimuth"), ({"azimuth_step_deg": 0.0}, "azimuth_step"),
+    ({"source_count": "guess"}, "source_count"), ({"elevation_max_deg": 120.0}, "elevation"),
+])
+def test_config_rejects_settings_that_cannot_work(bad, reason):
+    with pytest.raises(ValueError, match=reason):
+        AoaConfig(**bad).validate()
+
+
+def test_single_antenna_geometry_is_refused():
+    with pytest.raises(ValueError, match="at least 2 antennas"):
+        AoaEstimator(AoaConfig(), np.zeros((1, 3)))
