@@ -1,0 +1,114 @@
+"""ROS messages in and out of the AoA core: CsiArray -> arrays; AoaResult -> bearings, spectrum, rviz views."""
+from __future__ import annotations
+
+import array
+
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from espargos_driver.messages import msg_to_csi
+from espargos_msgs.msg import ArrayGeometry, Bearing, BearingArray, CsiArray, SpatialSpectrum
+from geometry_msgs.msg import Point
+from sensor_msgs.msg import LaserScan
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from .estimator import AoaResult
+from .steering import unit_vectors
+
+
+def csi_arrays(msg: CsiArray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """csi complex64 ``(N, S)``, mask bool ``(N,)``, freqs_hz ``(S,)``, valid_bins bool ``(S,)``.
+
+    Raises ValueError if the message's arrays disagree with its rows/cols/grid.
+    """
+    bins = len(msg.subcarrier_indices)
+    antennas = msg.rows * msg.cols
+    if len(msg.csi) != 2 * antennas * bins or len(msg.antenna_mask) != antennas:
+        raise ValueError(f"CsiArray arrays do not match rows x cols x subcarriers = {msg.rows} x {msg.cols} x {bins}")
+    csi = msg_to_csi(msg).reshape(antennas, bins)
+    freqs_hz = msg.center_frequency_hz + np.asarray(msg.subcarrier_indices, float) * msg.subcarrier_spacing_hz
+    valid = np.ones(bins, bool)
+    valid[[i for i in msg.interpolated_bins if i < bins]] = False
+    return csi, np.asarray(msg.antenna_mask, bool), freqs_hz, valid
+
+
+def geometry_positions(msg: ArrayGeometry) -> np.ndarray:
+    """Antenna positions ``(rows*cols, 3)`` in metres; ValueError if the count disagrees with rows x cols."""
+    if len(msg.antenna_positions) != msg.rows * msg.cols:
+        raise ValueError(f"ArrayGeometry has {len(msg.antenna_positions)} positions for {msg.rows} x {msg.cols} antennas")
+    return np.array([[p.x, p.y, p.z] for p in msg.antenna_positions], float).reshape(-1, 3)
+
+
+def mac_text(mac: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in mac)
+
+
+def bearing_array_msg(result: AoaResult, header: Header, source_id: str, mac: bytes, method: str) -> BearingArray:
+    msg = BearingArray(header=header, source_id=source_id, transmitter_mac=list(mac), method=method,
+                       sources_detected=result.sources, window_frames=result.covariance.frames,
+                       snapshots=float(result.covariance.snapshots * len(result.covariance.freqs_hz)))
+    two_d = result.grid.two_d
+    msg.bearings = [Bearing(transmitter_mac=list(mac), azimuth=b.azimuth_rad, elevation=b.elevation_rad,
+                            elevation_estimated=two_d, azimuth_std=b.azimuth_std_rad,
+                            elevation_std=b.elevation_std_rad if two_d else float("nan"),
+                            snr_db=b.snr_db, peak_db=b.peak_db, rank=rank)
+                    for rank, b in enumerate(result.bearings)]
+    return msg
+
+
+def spectrum_msg(result: AoaResult, header: Header, source_id: str, mac: bytes, method: str) -> SpatialSpectrum:
+    msg = SpatialSpectrum(header=header, source_id=source_id, transmitter_mac=list(mac), method=method,
+                          sources_detected=result.sources, window_frames=result.covariance.frames)
+    msg.azimuths = array.array("d", result.grid.azimuths_rad.tobytes())
+    msg.elevations = array.array("d", result.grid.elevations_rad.tobytes())
+    msg.power_db = array.array("f", np.ascontiguousarray(result.spectrum_db, np.float32).tobytes())
+    return msg
+
+
+def laser_scan_msg(result: AoaResult, header: Header, dynamic_range_db: float, radius_m: float) -> LaserScan:
+    """Azimuth spectrum as a LaserScan (stock rviz): range grows from 0 at -dynamic_range_db to
+    ``radius_m`` at the 0 dB peak; intensities carry dB above the floor. A 2-D spectrum is
+    shown by its maximum over elevation."""
+    az = result.grid.azimuths_rad
+    power = np.max(result.spectrum_db, axis=0)
+    level = np.clip(power + dynamic_range_db, 0.0, dynamic_range_db)
+    step = float(az[1] - az[0]) if az.size > 1 else 0.0
+    msg = LaserScan(header=header, angle_min=float(az[0]), angle_max=float(az[-1]), angle_increment=step,
+                    range_min=0.0, range_max=float(radius_m))
+    msg.ranges = array.array("f", (level / dynamic_range_db * radius_m).astype(np.float32).tobytes())
+    msg.intensities = array.array("f", level.astype(np.float32).tobytes())
+    return msg
+
+
+def confidence_colour(std_rad: float) -> ColorRGBA:
+    """Green for a 1-sigma below 1 deg, through yellow, to red at 10 deg and more."""
+    c = float(np.clip((np.degrees(std_rad) - 1.0) / 9.0, 0.0, 1.0))
+    return ColorRGBA(r=min(1.0, 2 * c), g=min(1.0, 2 * (1 - c)), b=0.0, a=1.0)
+
+
+def bearing_markers(result: AoaResult, header: Header, mac: bytes, length_m: float, lifetime_s: float) -> MarkerArray:
+    """One arrow per bearing from the array origin (colour by 1-sigma, shorter when weaker) and
+    a label with the MAC and angles; namespace per MAC so transmitters do not overwrite each other."""
+    lifetime = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1) * 1e9))
+    name = mac_text(mac)
+    out = MarkerArray()
+    for rank, b in enumerate(result.bearings):
+        u = unit_vectors([b.azimuth_rad], [b.elevation_rad])[0]
+        scale = length_m * (1.0 if rank == 0 else 0.6)
+        tip = Point(x=float(u[0] * scale), y=float(u[1] * scale), z=float(u[2] * scale))
+        arrow = Marker(header=header, ns=f"bearing/{name}", id=rank, type=Marker.ARROW, action=Marker.ADD,
+                       points=[Point(), tip], color=confidence_colour(b.azimuth_std_rad), lifetime=lifetime)
+        arrow.pose.orientation.w = 1.0
+        arrow.scale.x, arrow.scale.y, arrow.scale.z = 0.03, 0.06, 0.08
+        text = Marker(header=header, ns=f"bearing/{name}", id=100 + rank, type=Marker.TEXT_VIEW_FACING,
+                      action=Marker.ADD, color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0), lifetime=lifetime,
+                      text=f"{name} az {np.degrees(b.azimuth_rad):.1f}\u00b1{np.degrees(b.azimuth_std_rad):.1f}\u00b0")
+        text.pose.position = Point(x=tip.x, y=tip.y, z=tip.z + 0.08)
+        text.pose.orientation.w = 1.0
+        text.scale.z = 0.06
+        out.markers += [arrow, text]
+    return out
+
+
+def stamp_seconds(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9

@@ -1,0 +1,249 @@
+"""ROS 2 node: CsiArray + ArrayGeometry -> BearingArray, SpatialSpectrum, rviz MarkerArray and LaserScan."""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from espargos_driver.messages import diagnostic_status
+from espargos_driver.nodes.runtime import spin_node
+from espargos_msgs.msg import ArrayGeometry, BearingArray, CsiArray, SpatialSpectrum
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import LaserScan
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
+
+from ..covariance import CovarianceError
+from ..estimator import AoaConfig, AoaEstimator
+from ..messages import (bearing_array_msg, bearing_markers, csi_arrays, geometry_positions, laser_scan_msg,
+                        mac_text, spectrum_msg, stamp_seconds)
+from ..window import FrameCheck, TransmitterWindows, frame_problem
+
+ERROR_COUNTERS = ("no_geometry", "bad_geometry", "geometry_mismatch", "single_antenna", "bad_csi_message",
+                  "uncalibrated", "too_few_antennas", "nan_csi", "too_few_frames", "antenna_pair_missing",
+                  "no_signal", "no_source")
+
+# Parameter name -> (AoaConfig field, description). Angles in degrees.
+ESTIMATOR_PARAMS = {
+    "mode": ("mode", "narrowband (one covariance over all subcarriers) or wideband (per-subband MUSIC)"),
+    "subbands": ("subbands", "Subbands in wideband mode (1..512; the number of subcarriers = per subcarrier)"),
+    "forward_backward": ("forward_backward", "Forward-backward averaging (needs a centro-symmetric array)"),
+    "source_count": ("source_count", "mdl, aic, or fixed (= max_sources)"),
+    "max_sources": ("max_sources", "Maximum sources (bearings) per transmitter, or the fixed count"),
+    "two_d": ("two_d", "Search azimuth x elevation (2-D) instead of azimuth at elevation 0"),
+    "azimuth_min": ("azimuth_min_deg", "Grid start, deg"),
+    "azimuth_max": ("azimuth_max_deg", "Grid end, deg"),
+    "azimuth_step": ("azimuth_step_deg", "Azimuth grid resolution, deg (refined continuously after the grid)"),
+    "elevation_min": ("elevation_min_deg", "2-D grid start, deg"),
+    "elevation_max": ("elevation_max_deg", "2-D grid end, deg"),
+    "elevation_step": ("elevation_step_deg", "Elevation grid resolution, deg"),
+    "min_peak_db": ("min_peak_db", "A peak must exceed the spectrum median by this many dB to be a bearing"),
+    "uncertainty_floor": ("uncertainty_floor_deg", "deg added in quadrature to the Cramer-Rao std (model errors)"),
+}
+DEFAULT_CONFIG = AoaConfig(uncertainty_floor_deg=0.5)
+
+
+def _desc(text: str, **ranges) -> ParameterDescriptor:
+    return ParameterDescriptor(description=text, read_only=False, **ranges)
+
+
+class AoaNode(Node):
+    """Thin shell around AoaEstimator and TransmitterWindows; all processing runs in the CSI callback."""
+
+    def __init__(self) -> None:
+        super().__init__("espargos_aoa")
+        p = self.declare_parameter
+        for name, (attr, text) in ESTIMATOR_PARAMS.items():
+            p(name, getattr(DEFAULT_CONFIG, attr), _desc(text))
+        p("window_frames", 20, _desc("CSI frames per covariance window", integer_range=[IntegerRange(from_value=2, to_value=10000)]))
+        p("min_frames", 5, _desc("Fewer frames in the window: no update (counted as too_few_frames)",
+                                 integer_range=[IntegerRange(from_value=1, to_value=10000)]))
+        p("window_max_age", 1.0, _desc("s; frames older than this before the newest leave the window",
+                                       floating_point_range=[FloatingPointRange(from_value=0.001, to_value=3600.0)]))
+        p("update_rate", 10.0, _desc("Hz of message-stamp time: bearings per transmitter per second",
+                                     floating_point_range=[FloatingPointRange(from_value=0.01, to_value=1000.0)]))
+        p("min_antennas", 4, _desc("Frames with fewer reported antennas are skipped",
+                                   integer_range=[IntegerRange(from_value=2, to_value=1024)]))
+        p("require_calibrated", True, _desc("Skip CSI whose `calibrated` flag is false"))
+        p("mac_allowlist", [""], _desc("Transmitter MACs (aa:bb:cc:dd:ee:ff) to process; empty = all"))
+        p("csi_qos", "sensor_data", ParameterDescriptor(description="sensor_data (best effort) or reliable; needs a restart",
+                                                        read_only=True))
+        p("scan_dynamic_range", 30.0, _desc("dB of spectrum shown by the LaserScan view",
+                                            floating_point_range=[FloatingPointRange(from_value=1.0, to_value=200.0)]))
+        p("marker_length", 1.0, _desc("m, arrow length of the strongest bearing",
+                                      floating_point_range=[FloatingPointRange(from_value=0.01, to_value=100.0)]))
+        p("marker_lifetime", 1.0, _desc("s before a bearing marker disappears unless refreshed",
+                                        floating_point_range=[FloatingPointRange(from_value=0.0, to_value=3600.0)]))
+        qos_name = self.get_parameter("csi_qos").value
+        if qos_name not in ("sensor_data", "reliable"):
+            raise ValueError(f"csi_qos must be sensor_data or reliable, got {qos_name!r}")
+        self.config = self._config_from({})
+        self.config.validate()
+        self.counters: dict[str, int] = {k: 0 for k in ERROR_COUNTERS} | {"frames": 0, "updates": 0, "bearings": 0}
+        self.last_detail: dict[str, str] = {}
+        self._warned: dict[str, int] = {}
+        self.positions: np.ndarray | None = None
+        self.estimator: AoaEstimator | None = None
+        self.check: FrameCheck | None = None
+        self.windows = self._new_windows({})
+        self.allowlist = self._allowlist(self.get_parameter("mac_allowlist").value)
+        self.compute_ms: list[float] = []
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        csi_qos = qos_profile_sensor_data if qos_name == "sensor_data" else QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(CsiArray, "csi", self._on_csi, csi_qos)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(ArrayGeometry, "array_geometry", self._on_geometry, latched)
+        self.bearing_pub = self.create_publisher(BearingArray, "bearings", 10)
+        self.spectrum_pub = self.create_publisher(SpatialSpectrum, "spatial_spectrum", 10)
+        self.marker_pub = self.create_publisher(MarkerArray, "bearing_markers", 10)
+        self.scan_pub = self.create_publisher(LaserScan, "spectrum_scan", 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(1.0, self._publish_diagnostics)
+
+    def _config_from(self, overrides: dict) -> AoaConfig:
+        values = {attr: overrides.get(name, self.get_parameter(name).value) for name, (attr, _) in ESTIMATOR_PARAMS.items()}
+        return AoaConfig(**values)
+
+    def _new_windows(self, overrides: dict) -> TransmitterWindows:
+        g = lambda name: overrides.get(name, self.get_parameter(name).value)  # noqa: E731
+        return TransmitterWindows(g("window_frames"), g("window_max_age"), 1.0 / g("update_rate"), g("min_frames"))
+
+    @staticmethod
+    def _allowlist(values: list[str]) -> set[bytes]:
+        macs = set()
+        for text in values:
+            if text.strip():
+                raw = bytes.fromhex(text.strip().replace(":", "").replace("-", ""))
+                if len(raw) != 6:
+                    raise ValueError(f"not a MAC address: {text!r}")
+                macs.add(raw)
+        return macs
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        overrides = {p.name: p.value for p in params}
+        try:
+            config = self._config_from(overrides)
+            estimator = AoaEstimator(config, self.positions) if self.positions is not None else None
+            config.validate()
+            allowlist = self._allowlist(overrides.get("mac_allowlist", self.get_parameter("mac_allowlist").value))
+            windows = self._new_windows(overrides)
+            min_antennas = overrides.get("min_antennas", self.get_parameter("min_antennas").value)
+            if windows.min_frames > windows.window_frames:
+                raise ValueError(f"min_frames ({windows.min_frames}) exceeds window_frames ({windows.window_frames})")
+        except (ValueError, TypeError) as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        self.config, self.estimator, self.allowlist = config, estimator, allowlist
+        if any(k in overrides for k in ("window_frames", "window_max_age", "update_rate", "min_frames")):
+            self.windows = windows
+        if self.check is not None:
+            self.check.min_antennas = min_antennas
+            self.check.require_calibrated = overrides.get("require_calibrated", self.check.require_calibrated)
+        return SetParametersResult(successful=True)
+
+    def _count(self, key: str, detail: str) -> None:
+        self.counters[key] += 1
+        self.last_detail[key] = detail
+
+    def _on_geometry(self, msg: ArrayGeometry) -> None:
+        try:
+            positions = geometry_positions(msg)
+            estimator = AoaEstimator(self.config, positions)
+        except ValueError as err:
+            self._count("bad_geometry", str(err))
+            self.get_logger().warning(f"unusable array geometry from {msg.source_id!r}: {err}")
+            self.positions = self.estimator = self.check = None
+            return
+        self.positions, self.estimator = positions, estimator
+        self.check = FrameCheck(positions.shape[0], self.get_parameter("min_antennas").value,
+                                self.get_parameter("require_calibrated").value)
+        self.get_logger().info(f"array geometry of {msg.source_id!r}: {msg.rows} x {msg.cols} antennas")
+
+    def _on_csi(self, msg: CsiArray) -> None:
+        self.counters["frames"] += 1
+        if msg.is_reference:
+            return
+        mac = bytes(msg.transmitter_mac)
+        if self.allowlist and mac not in self.allowlist:
+            return
+        if self.estimator is None or self.check is None:
+            self._count("no_geometry", "no usable ArrayGeometry received on array_geometry yet")
+            return
+        try:
+            csi, mask, freqs_hz, valid = csi_arrays(msg)
+        except ValueError as err:
+            self._count("bad_csi_message", str(err))
+            return
+        problem = frame_problem(csi, mask, msg.calibrated, self.check)
+        if problem is not None:
+            self._count(problem, f"frame {msg.sequence_number} from {mac_text(mac)}: {csi.shape[0]} antennas, "
+                                 f"{int(mask.sum())} reported, calibrated={msg.calibrated}, geometry has {self.check.antennas}")
+            return
+        window = self.windows.add(mac, stamp_seconds(msg.header.stamp), csi, mask, freqs_hz, valid)
+        if window is None:
+            return
+        if not self.windows.enough(window):
+            self._count("too_few_frames", f"{len(window.stamps_s)} frames of {mac_text(mac)} in the window, "
+                                          f"min_frames is {self.windows.min_frames}")
+            return
+        self._update(msg, mac, window)
+
+    def _update(self, msg: CsiArray, mac: bytes, window) -> None:
+        start = time.perf_counter()
+        csi, mask = window.arrays()
+        try:
+            result = self.estimator.estimate(csi, mask, window.freqs_hz, window.valid_bins)
+        except CovarianceError as err:
+            self._count(err.reason, str(err))
+            return
+        self.compute_ms = (self.compute_ms + [1e3 * (time.perf_counter() - start)])[-100:]
+        header = Header(stamp=msg.header.stamp, frame_id=msg.header.frame_id)
+        method = f"music-{self.config.mode}"
+        self.counters["updates"] += 1
+        self.spectrum_pub.publish(spectrum_msg(result, header, msg.source_id, mac, method))
+        self.scan_pub.publish(laser_scan_msg(result, header, self.get_parameter("scan_dynamic_range").value, 1.0))
+        if not result.bearings:
+            self._count("no_source", f"no spectrum peak of {mac_text(mac)} above min_peak_db "
+                                     f"(sources detected: {result.sources})")
+            return
+        self.counters["bearings"] += len(result.bearings)
+        self.bearing_pub.publish(bearing_array_msg(result, header, msg.source_id, mac, method))
+        self.marker_pub.publish(bearing_markers(result, header, mac, self.get_parameter("marker_length").value,
+                                                self.get_parameter("marker_lifetime").value))
+
+    def _publish_diagnostics(self) -> None:
+        for key in ERROR_COUNTERS:
+            new = self.counters[key] - self._warned.get(key, 0)
+            if new > 0:
+                self.get_logger().warning(f"{key}: {new} new ({self.last_detail.get(key, '')})", throttle_duration_sec=5.0)
+                self._warned[key] = self.counters[key]
+        ready = self.estimator is not None
+        level = DiagnosticStatus.OK if ready and self.counters["updates"] else DiagnosticStatus.WARN
+        message = "estimating" if self.counters["updates"] else ("waiting for CSI" if ready else "waiting for geometry")
+        values = {"mode": self.config.mode, "two_d": self.config.two_d, "transmitters": len(self.windows.windows),
+                  "compute_ms_p50": f"{np.median(self.compute_ms):.2f}" if self.compute_ms else "nan",
+                  **self.counters}
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [diagnostic_status(f"espargos_aoa: {self.get_namespace().rstrip('/')}/{self.get_name()}",
+                                        self.get_fully_qualified_name(), level, message, values)]
+        self.diag_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = AoaNode()
+    except ValueError as err:
+        print(f"espargos aoa_node: invalid parameter: {err}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    return spin_node(node)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

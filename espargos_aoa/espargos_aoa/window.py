@@ -1,0 +1,96 @@
+"""Per-transmitter sliding windows of CSI frames and their stamp-driven update schedule.
+
+Everything here depends on message stamps only (never on arrival or wall-clock time), so a
+replayed bag gives the same windows, and hence the same bearings, as the live stream.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class FrameCheck:
+    """Limits a frame must meet before it enters a window."""
+
+    antennas: int
+    """Antennas of the array geometry (rows x cols)."""
+    min_antennas: int = 4
+    require_calibrated: bool = True
+
+
+def frame_problem(csi: np.ndarray, mask: np.ndarray, calibrated: bool, check: FrameCheck) -> str | None:
+    """Why the frame cannot be used (a diagnostics counter name), or None.
+
+    csi: complex ``(N, S)``; mask: bool ``(N,)``.
+    """
+    if csi.shape[0] != check.antennas or mask.shape != (csi.shape[0],):
+        return "geometry_mismatch"
+    if csi.shape[0] < 2:
+        return "single_antenna"
+    if check.require_calibrated and not calibrated:
+        return "uncalibrated"
+    if int(mask.sum()) < check.min_antennas:
+        return "too_few_antennas"
+    if not np.all(np.isfinite(csi[mask])):
+        return "nan_csi"
+    return None
+
+
+@dataclass
+class Window:
+    """Frames of one transmitter, oldest first; arrays stacked on demand."""
+
+    stamps_s: deque = field(default_factory=deque)
+    csi: deque = field(default_factory=deque)
+    mask: deque = field(default_factory=deque)
+    freqs_hz: np.ndarray | None = None
+    valid_bins: np.ndarray | None = None
+    next_update_s: float = 0.0
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """csi ``(F, N, S)`` and mask ``(F, N)``."""
+        return np.stack(self.csi), np.stack(self.mask)
+
+
+class TransmitterWindows:
+    """One window per transmitter MAC: at most ``window_frames`` frames, none older than
+    ``max_age_s`` before the newest; an update is due every ``update_period_s`` of stamp time."""
+
+    def __init__(self, window_frames: int, max_age_s: float, update_period_s: float, min_frames: int) -> None:
+        self.window_frames = window_frames
+        self.max_age_s = max_age_s
+        self.update_period_s = update_period_s
+        self.min_frames = min_frames
+        self.windows: dict[bytes, Window] = {}
+
+    def add(self, mac: bytes, stamp_s: float, csi: np.ndarray, mask: np.ndarray, freqs_hz: np.ndarray,
+            valid_bins: np.ndarray) -> Window | None:
+        """Add one frame; returns the window when an update is due (else None).
+
+        A change of subcarrier grid (channel or format) or antenna count restarts the window;
+        a stamp older than the newest one (a time jump back, e.g. a restarted bag) too.
+        """
+        w = self.windows.setdefault(mac, Window())
+        if (w.freqs_hz is None or w.freqs_hz.shape != freqs_hz.shape or not np.array_equal(w.freqs_hz, freqs_hz)
+                or (w.csi and w.csi[-1].shape != csi.shape) or (w.stamps_s and stamp_s < w.stamps_s[-1])):
+            w = self.windows[mac] = Window(freqs_hz=freqs_hz.copy(), valid_bins=valid_bins.copy(),
+                                           next_update_s=stamp_s + self.update_period_s)
+        w.stamps_s.append(stamp_s)
+        w.csi.append(csi)
+        w.mask.append(mask)
+        while len(w.stamps_s) > self.window_frames or stamp_s - w.stamps_s[0] > self.max_age_s:
+            w.stamps_s.popleft()
+            w.csi.popleft()
+            w.mask.popleft()
+        if stamp_s < w.next_update_s:
+            return None
+        w.next_update_s += self.update_period_s
+        if w.next_update_s <= stamp_s:
+            w.next_update_s = stamp_s + self.update_period_s
+        return w
+
+    def enough(self, window: Window) -> bool:
+        return len(window.stamps_s) >= self.min_frames
