@@ -16,7 +16,15 @@ from types import SimpleNamespace
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = ROOT / "install" / "espargos_driver" / "lib" / "espargos_driver"
+INSTALL = ROOT / "install"
+
+
+def executable(name: str) -> Path:
+    """Installed console script ``name`` of any package of the workspace."""
+    found = sorted(INSTALL.glob(f"*/lib/*/{name}"))
+    if not found:
+        raise FileNotFoundError(f"{name} is not installed under {INSTALL}; run tools/setup")
+    return found[0]
 
 os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(100, 200))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -38,16 +46,16 @@ class Processes:
         self.log_dir = log_dir
         self.procs: list[tuple[subprocess.Popen, Path]] = []
 
-    def start_node(self, params: dict, namespace: str) -> subprocess.Popen:
-        """Start a board_node with ``params`` under ``namespace``."""
+    def start_node(self, params: dict, namespace: str, name: str = "board_node") -> subprocess.Popen:
+        """Start the ROS node ``name`` with ``params`` under ``namespace``."""
         ros_args = ["--ros-args", "-r", f"__ns:={namespace}"]
         for key, value in params.items():
             ros_args += ["-p", f"{key}:={value}"]
-        return self.start("board_node", *ros_args)
+        return self.start(name, *ros_args)
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         log = self.log_dir / f"{name}-{len(self.procs)}.log"
-        proc = subprocess.Popen([str(BIN / name), *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([str(executable(name)), *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
                                 start_new_session=True)
         self.procs.append((proc, log))
         return proc

@@ -118,9 +118,12 @@ class AoaNode(Node):
         macs = set()
         for text in values:
             if text.strip():
-                raw = bytes.fromhex(text.strip().replace(":", "").replace("-", ""))
+                try:
+                    raw = bytes.fromhex(text.strip().replace(":", "").replace("-", ""))
+                except ValueError:
+                    raw = b""
                 if len(raw) != 6:
-                    raise ValueError(f"not a MAC address: {text!r}")
+                    raise ValueError(f"mac_allowlist: not a MAC address (aa:bb:cc:dd:ee:ff): {text!r}")
                 macs.add(raw)
         return macs
 
