@@ -24,7 +24,7 @@ def refine_peak(grid: SpectrumGrid, el_index: int, az_index: int, positions_m: n
     grid step of the grid peak. 1-D grids keep the grid's elevation."""
 
     def cost(az: float, el: float) -> float:
-        a = steering_vectors(positions_m, freqs_hz, direction_vectors([az], [el]))
+        a = steering_vectors(positions_m, freqs_hz, direction_vectors([az], [el]), np.complex128)
         return float(music_denominator(signal_subspaces, a)[0, 0])
 
     az0, el0 = grid.azimuths_rad[az_index], grid.elevations_rad[el_index]

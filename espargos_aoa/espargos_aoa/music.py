@@ -52,6 +52,6 @@ def music_denominator(signal_subspaces: np.ndarray, steering: np.ndarray) -> np.
     """
     bands, antennas = steering.shape[0], steering.shape[-1]
     flat = steering.reshape(bands, -1, antennas)
-    proj = flat @ np.conj(signal_subspaces).astype(np.complex64)                # (B, G, K)
+    proj = flat @ np.conj(signal_subspaces).astype(steering.dtype)             # (B, G, K)
     captured = np.sum(proj.real ** 2 + proj.imag ** 2, axis=2) / antennas
     return np.clip(1.0 - captured.mean(axis=0), 1e-12, None).reshape(steering.shape[1:-1])

@@ -30,12 +30,14 @@ def direction_derivatives(azimuth_rad: float, elevation_rad: float) -> np.ndarra
     return np.array([[-ce * sa, ce * ca, 0.0], [-se * ca, -se * sa, ce]])
 
 
-def steering_vectors(positions_m: np.ndarray, freqs_hz: np.ndarray, directions: np.ndarray) -> np.ndarray:
-    """Steering vectors, complex64 ``(B, *directions.shape[:-1], N)`` (unit-modulus entries).
+def steering_vectors(positions_m: np.ndarray, freqs_hz: np.ndarray, directions: np.ndarray,
+                     dtype: type = np.complex64) -> np.ndarray:
+    """Steering vectors ``(B, *directions.shape[:-1], N)`` (unit-modulus entries).
 
     positions_m: ``(N, 3)`` antenna positions in metres; freqs_hz: ``(B,)`` absolute frequencies;
-    directions: ``(..., 3)`` unit vectors.
+    directions: ``(..., 3)`` unit vectors. complex64 suits grids; peak refinement needs
+    complex128, since float32 rounding flattens the cost near its minimum (~0.005 deg).
     """
     delays_s = directions @ np.asarray(positions_m, float).T / SPEED_OF_LIGHT          # (..., N)
     phase = 2 * np.pi * np.asarray(freqs_hz, float).reshape((-1,) + (1,) * delays_s.ndim) * delays_s
-    return np.exp(1j * phase).astype(np.complex64)
+    return np.exp(1j * phase).astype(dtype)
