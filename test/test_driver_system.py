@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 
 import numpy as np
-import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from espargos_msgs.msg import ArrayGeometry, CsiArray
 from espargos_msgs.srv import Calibrate

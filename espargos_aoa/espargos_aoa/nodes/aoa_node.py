@@ -5,10 +5,9 @@ import sys
 import time
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from espargos_driver.messages import diagnostic_status
-from espargos_driver.nodes.runtime import spin_node
+from espargos_driver.nodes.runtime import run_node
 from espargos_msgs.msg import ArrayGeometry, BearingArray, CsiArray, SpatialSpectrum
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
@@ -238,15 +237,7 @@ class AoaNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = AoaNode()
-    except ValueError as err:
-        print(f"espargos aoa_node: invalid parameter: {err}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    return spin_node(node)
-
+    return run_node(AoaNode, "espargos aoa_node", args)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,7 +4,6 @@ from __future__ import annotations
 import sys
 import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from espargos_msgs.msg import ArrayGeometry, CsiArray
 from espargos_msgs.srv import Calibrate
@@ -20,7 +19,7 @@ from ..frame import CsiFrame
 from ..geometry import board_antenna_positions
 from ..messages import diagnostic_status, frame_to_msg, geometry_msg
 from ..transport.http_control import BoardError
-from .runtime import spin_node
+from .runtime import run_node
 
 ERROR_COUNTERS = ("bad_magic", "truncated", "bad_crc", "missing_crc", "bad_fragment", "mixed_antennas",
                   "duplicate_fragment", "fragment_restart", "incomplete_message", "unknown_message",
@@ -162,15 +161,7 @@ class BoardNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = BoardNode()
-    except ValueError as err:
-        print(f"espargos board_node: invalid parameter: {err}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    return spin_node(node, MultiThreadedExecutor(num_threads=3))
-
+    return run_node(BoardNode, "espargos board_node", args, lambda: MultiThreadedExecutor(num_threads=3))
 
 if __name__ == "__main__":
     sys.exit(main())

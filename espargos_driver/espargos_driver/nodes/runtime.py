@@ -1,6 +1,9 @@
 """Shared life cycle of the console entry points' nodes."""
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 import rclpy
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -18,3 +21,18 @@ def spin_node(node: Node, executor: Executor | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def run_node(factory: Callable[[], Node], program: str, args: list[str] | None = None,
+             executor_factory: Callable[[], Executor] | None = None) -> int:
+    """Console entry point body: init rclpy, build the node (and executor, after init) and spin.
+    A ValueError from the factory (an invalid parameter) is printed as
+    ``<program>: invalid parameter: ...`` and gives exit status 2."""
+    rclpy.init(args=args)
+    try:
+        node = factory()
+    except ValueError as err:
+        print(f"{program}: invalid parameter: {err}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    return spin_node(node, executor_factory() if executor_factory else None)
