@@ -62,6 +62,11 @@ class AoaWatch:
     def count(self, key: str) -> int:
         return int(self.diag.get(key, 0))
 
+    def knows(self, msg: BearingArray) -> bool:
+        """Whether the CSI frame behind ``msg`` (same stamp and MAC) was seen, so its truth is known."""
+        return bool(msg.bearings) and (msg.header.stamp.sec, msg.header.stamp.nanosec, bytes(msg.transmitter_mac)) \
+            in self.scenario_time
+
     def truth_time(self, msg: BearingArray) -> float:
         return self.scenario_time[(msg.header.stamp.sec, msg.header.stamp.nanosec, bytes(msg.transmitter_mac))]
 
@@ -80,7 +85,7 @@ def start_chain(board, processes, tmp_path, scenario: str, aoa_params: dict | No
 
 def azimuth_errors_deg(watch: AoaWatch, msgs: list[BearingArray], tx: Transmitter) -> np.ndarray:
     return np.array([np.degrees(m.bearings[0].azimuth) - tx.azimuth_at(watch.truth_time(m)) for m in msgs
-                     if m.bearings and (m.header.stamp.sec, m.header.stamp.nanosec, bytes(m.transmitter_mac)) in watch.scenario_time])
+                     if watch.knows(m)])
 
 
 def test_static_transmitter_bearing_spectrum_and_views(ros_node, board, processes, tmp_path):
@@ -126,7 +131,7 @@ scenario:
     w = AoaWatch(ros_node, b.ns)
     assert spin_until(ros_node, lambda: len(w.bearings) >= 100, 60), f"aoa diagnostics {w.diag}"
     err = azimuth_errors_deg(w, w.bearings, tx)
-    truth = [tx.azimuth_at(w.truth_time(m)) for m in w.bearings if m.bearings]
+    truth = [tx.azimuth_at(w.truth_time(m)) for m in w.bearings if w.knows(m)]
     assert np.ptp(truth) > 30, "the transmitter should have moved through more than 30 deg"
     assert len(err) >= 80 and np.max(np.abs(err)) < 3.0, f"worst tracking error {np.max(np.abs(err)):.2f} deg"
 

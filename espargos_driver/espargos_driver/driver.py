@@ -1,9 +1,10 @@
-"""BoardDriver: one board (real or simulated) -> calibrated CsiFrames, with its health counters.
+"""BoardDriver: one board, or several boards forming one combined array -> calibrated CsiFrames.
 
-No ROS here: the node hands in a ``publish`` callback and reads ``counters``, ``link.state``,
+No ROS here: the node hands in a ``publish`` callback and reads ``counters``, ``state``,
 ``calibration_state`` and ``latency_percentiles_ms()`` for diagnostics.
-Threads: the BoardLink thread receives, decodes, calibrates and publishes; calibrations
-run on the caller's thread (service) or a start-up worker and only talk HTTP.
+Threads: each board's BoardLink thread receives and decodes; clustering across boards,
+calibration and publishing happen under one lock. Calibrations run on the caller's thread
+(service) or a start-up worker and only talk HTTP.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,8 @@ import numpy as np
 from .calibration import Calibration, CalibrationError, estimate_calibration, reference_delays_s
 from .cluster import FrameClusterer
 from .frame import CsiFrame
+from .layout import ArrayLayout, single_board_layout
+from .protocol.constants import ANTENNAS
 from .receiver import BoardReceiver
 from .transport.http_control import BoardError, BoardInfo
 from .transport.link import TRANSPORTS, BoardLink
@@ -47,18 +51,24 @@ class DriverConfig:
     calibration_policy: str = "auto"
     calibration_duration_s: float = 2.0
     calibration_file: str = ""
+    layout: ArrayLayout | None = None
+    """Boards of a combined array; None: the one board at host/http_port/stream_port."""
+
+    def boards(self) -> ArrayLayout:
+        return self.layout or single_board_layout(self.board_id, self.host, self.http_port, self.stream_port)
 
     def validate(self) -> None:
         """Raise ValueError naming the first parameter that cannot work."""
-        if not self.host:
+        if not self.host and self.layout is None:
             raise ValueError("host must not be empty")
         for name in ("http_port", "stream_port"):
             if not 1 <= getattr(self, name) <= 65535:
                 raise ValueError(f"{name} must be 1..65535, got {getattr(self, name)}")
         if self.transport not in TRANSPORTS:
             raise ValueError(f"transport must be udp, websocket or auto, got {self.transport!r}")
-        if not 1 <= self.antennas_required <= 8:
-            raise ValueError(f"antennas_required must be 1..8, got {self.antennas_required}")
+        antennas = len(self.boards().boards) * ANTENNAS
+        if not 1 <= self.antennas_required <= antennas:
+            raise ValueError(f"antennas_required must be 1..{antennas}, got {self.antennas_required}")
         if not 0.001 <= self.frame_timeout_s <= 5.0:
             raise ValueError(f"frame_timeout must be 0.001..5 s, got {self.frame_timeout_s}")
         if self.channel and not (1 <= self.channel <= 13):
@@ -72,20 +82,29 @@ class DriverConfig:
 
 
 class BoardDriver:
-    """Connects to one board, keeps it streaming, calibrates it and hands out calibrated frames."""
+    """Connects to the board(s), keeps them streaming, calibrates the array (pool-wide, with cable
+    delays, for a combined array) and hands out calibrated frames in the layout's rows x cols."""
 
     def __init__(self, config: DriverConfig, publish: Callable[[CsiFrame], None],
                  log: Callable[[str], None], warn: Callable[[str], None]) -> None:
         config.validate()
         self.config = config
+        self.layout = config.boards()
         self.publish = publish
         self.log, self.warn = log, warn
         self.counters: Counter = Counter()
-        self.clusterer = FrameClusterer(self.counters, antennas_required=config.antennas_required,
+        boards = len(self.layout.boards)
+        self.clusterer = FrameClusterer(self.counters, boards=boards, antennas_required=config.antennas_required,
                                         frame_timeout_s=config.frame_timeout_s)
-        self.receiver = BoardReceiver(self.clusterer)
-        self.link = BoardLink(config.host, config.http_port, config.stream_port, config.transport,
-                              self._on_packet, self._on_tick, self._on_connected, self.counters, log)
+        self.receivers = [BoardReceiver(self.clusterer, board=b) for b in range(boards)]
+        self.links = [BoardLink(spec.host, spec.http_port, spec.stream_port, config.transport,
+                                partial(self._on_packet, b), self._on_tick, partial(self._on_connected, b),
+                                self.counters, log) for b, spec in enumerate(self.layout.boards)]
+        self.reference_delay_s = reference_delays_s(
+            boards, cable_lengths_m=[spec.cable_length_m for spec in self.layout.boards],
+            velocity_factors=[spec.velocity_factor for spec in self.layout.boards])
+        self._lock = threading.Lock()
+        self._connected: set[int] = set()
         self.channel = 0
         self.secondary = 0
         self.hostname = ""
@@ -95,7 +114,6 @@ class BoardDriver:
         self._collecting: list[CsiFrame] | None = None
         self._calibration_lock = threading.Lock()
         self._last_expire = 0.0
-        self._connections = 0
 
     @property
     def calibration_path(self) -> Path:
@@ -103,11 +121,28 @@ class BoardDriver:
             return Path(self.config.calibration_file).expanduser()
         return Path("~/.ros/espargos").expanduser() / f"{self.config.board_id}.calibration.json"
 
+    @property
+    def state(self) -> str:
+        """"streaming" when every board streams, else the state of the first board that does not."""
+        return next((link.state for link in self.links if link.state != "streaming"), "streaming")
+
+    @property
+    def state_detail(self) -> str:
+        if len(self.links) == 1:
+            return self.links[0].state_detail
+        return "; ".join(f"{spec.name}: {link.state} {link.state_detail}" for spec, link in zip(self.layout.boards, self.links))
+
+    @property
+    def host(self) -> str:
+        return ",".join(link.host for link in self.links)
+
     def start(self) -> None:
-        self.link.start()
+        for link in self.links:
+            link.start()
 
     def stop(self) -> None:
-        self.link.stop()
+        for link in self.links:
+            link.stop()
 
     def set_frame_policy(self, antennas_required: int, frame_timeout_s: float) -> None:
         """Change the incomplete-frame policy at run time (values validated by the caller)."""
@@ -115,34 +150,40 @@ class BoardDriver:
         self.clusterer.frame_timeout_s = frame_timeout_s
 
     # --- link thread -------------------------------------------------------------
-    def _on_connected(self, info: BoardInfo) -> None:
-        self.hostname = info.hostname
-        self.receiver.generation = info.generation
-        http = self.link.http
+    def _on_connected(self, board: int, info: BoardInfo) -> None:
+        if board == self.layout.reference_board:
+            self.hostname = info.hostname
+        self.receivers[board].generation = info.generation
+        http = self.links[board].http
         if info.generation == 3:
             if self.config.channel:
                 http.command("/set_wificonf", {"channel-primary": self.config.channel,
                                                "channel-secondary": secondary_to_code(self.config.secondary_channel)})
             http.command("/set_csi_acquire_config", {"enable": True, "compress_csi": False})
             conf = http.get_json("/get_wificonf")
-            self.channel = int(conf.get("channel-primary", 0))
-            self.secondary = secondary_from_code(int(conf.get("channel-secondary", 0)))
-        self._connections += 1
+            if board == self.layout.reference_board:
+                self.channel = int(conf.get("channel-primary", 0))
+                self.secondary = secondary_from_code(int(conf.get("channel-secondary", 0)))
         if info.generation == 1:
             self.calibration_state = G1_UNCALIBRATED
             return
-        if self._connections == 1 and self.config.calibration_policy != "none":
+        first_time_all = board not in self._connected and len(self._connected) == len(self.links) - 1
+        self._connected.add(board)
+        if first_time_all and self.config.calibration_policy != "none":
             threading.Thread(target=self._startup_calibration, name="calibration", daemon=True).start()
 
-    def _on_packet(self, data: bytes, now: float) -> None:
-        for frame in self.receiver.feed(data, now):
-            self._handle(frame, complete=True)
+    def _on_packet(self, board: int, data: bytes, now: float) -> None:
+        with self._lock:
+            for frame in self.receivers[board].feed(data, now):
+                self._handle(frame, complete=True)
 
     def _on_tick(self, now: float) -> None:
         if now - self._last_expire >= EXPIRE_EVERY_S:
-            self._last_expire = now
-            for frame in self.receiver.expire(now):
-                self._handle(frame, complete=False)
+            with self._lock:
+                self._last_expire = now
+                for receiver in self.receivers:
+                    for frame in receiver.expire(now):
+                        self._handle(frame, complete=False)
 
     def _handle(self, frame: CsiFrame, complete: bool) -> None:
         if frame.is_reference:
@@ -155,10 +196,17 @@ class BoardDriver:
         cal = self.calibration
         if cal is not None and (cal.channel, cal.secondary) == (frame.channel, frame.secondary):
             cal.apply(frame)
-        self.publish(frame)
+        self.publish(self.in_layout(frame))
         self.counters["frames"] += 1
         if complete:
             self.latencies_s.append(time.perf_counter() - frame.completed_at)
+
+    def in_layout(self, frame: CsiFrame) -> CsiFrame:
+        """The frame with every per-antenna array as ``(rows, cols, ...)`` of the layout."""
+        g = self.layout.gather
+        return replace(frame, csi=g(frame.csi), mask=g(frame.mask), timestamps_ns=g(frame.timestamps_ns),
+                       rssi_dbm=g(frame.rssi_dbm), noise_floor_dbm=g(frame.noise_floor_dbm),
+                       rx_gain_db=g(frame.rx_gain_db), fft_gain_db=g(frame.fft_gain_db), cfo_hz=g(frame.cfo_hz))
 
     # --- calibration ---------------------------------------------------------------
     def _startup_calibration(self) -> None:
@@ -183,7 +231,7 @@ class BoardDriver:
         except CalibrationError as err:
             self.warn(str(err))
             return False
-        if not cal.matches(self.channel, self.secondary, self.config.board_id, 1):
+        if not cal.matches(self.channel, self.secondary, self.config.board_id, len(self.links)):
             self.log(f"stored calibration {path} is for channel {cal.channel}/{cal.secondary:+d}, "
                      f"board {cal.array_id}; recalibrating")
             return False
@@ -194,40 +242,43 @@ class BoardDriver:
 
     def _wait_streaming(self) -> None:
         deadline = time.monotonic() + STREAM_WAIT_S
-        while self.link.state != "streaming":
+        while self.state != "streaming":
             if time.monotonic() > deadline:
-                raise BoardError("unreachable", f"board not streaming ({self.link.state}: {self.link.state_detail})")
+                raise BoardError("unreachable", f"board not streaming ({self.state}: {self.state_detail})")
             time.sleep(0.05)
 
     def calibrate(self, duration_s: float) -> Calibration:
-        """Switch the board to its reference signal for ``duration_s``, estimate, apply and store.
+        """Switch every board to the reference signal for ``duration_s``, estimate (pool-wide,
+        including cable delays), apply and store.
 
         Raises CalibrationError or BoardError with the reason; the previous calibration stays
         in force on failure.
         """
-        if self.receiver.generation == 1:
+        if any(r.generation == 1 for r in self.receivers):
             raise CalibrationError(G1_UNCALIBRATED)
         if not self._calibration_lock.acquire(blocking=False):
             raise CalibrationError("a calibration is already running")
         try:
             self._wait_streaming()
             self.calibration_state = "calibrating"
-            http = self.link.http
-            mac_filter = http.get_json("/get_mac_filter")
-            rfswitch = http.request("/get_rfswitch").strip()
+            https = [link.http for link in self.links]
+            saved = [(http.get_json("/get_mac_filter"), http.request("/get_rfswitch").strip()) for http in https]
             collected: list[CsiFrame] = []
             try:
-                http.command("/set_mac_filter", {"enable": False})
+                for http in https:
+                    http.command("/set_mac_filter", {"enable": False})
                 self._collecting = collected
-                http.command("/set_rfswitch", str(RF_REFERENCE))
+                for http in https:
+                    http.command("/set_rfswitch", str(RF_REFERENCE))
                 time.sleep(duration_s)
             finally:
                 self._collecting = None
-                http.command("/set_rfswitch", rfswitch if rfswitch.isdigit() and rfswitch != "1" else "2")
-                http.command("/set_mac_filter", mac_filter)
+                for http, (mac_filter, rfswitch) in zip(https, saved):
+                    http.command("/set_rfswitch", rfswitch if rfswitch.isdigit() and rfswitch != "1" else "2")
+                    http.command("/set_mac_filter", mac_filter)
             try:
                 cal = estimate_calibration(collected, self.channel, self.secondary, self.config.board_id,
-                                           reference_delays_s(1))
+                                           self.reference_delay_s)
             except CalibrationError as err:
                 self.calibration_state = f"failed: {err}"
                 self.counters["calibration_failures"] += 1

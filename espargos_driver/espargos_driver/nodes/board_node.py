@@ -16,7 +16,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from ..calibration import CalibrationError
 from ..driver import BoardDriver, DriverConfig
 from ..frame import CsiFrame
-from ..geometry import board_antenna_positions
+from ..layout import load_layout_file
+from ..protocol.constants import ANTENNAS
 from ..messages import diagnostic_status, frame_to_msg, geometry_msg
 from ..transport.http_control import BoardError
 from .runtime import run_node
@@ -41,13 +42,16 @@ class BoardNode(Node):
         super().__init__("espargos_board")
         p = self.declare_parameter
         p("host", "127.0.0.1", _desc("Board (controller) address; change needs a restart"))
+        p("array_config", "", _desc("Combined-array YAML (pyespargos format, see config/combined_array.yaml): "
+                                    "several boards as one array; host/http_port/stream_port are then unused"))
         p("http_port", 80, _desc("HTTP/WebSocket port of the controller", integer_range=[IntegerRange(from_value=1, to_value=65535)]))
         p("stream_port", 53330, _desc("Controller's UDP stream port", integer_range=[IntegerRange(from_value=1, to_value=65535)]))
         p("transport", "auto", _desc("Sensor stream transport: udp, websocket, or auto (UDP, then WebSocket)"))
         p("board_id", "espargos", _desc("Array id put in CsiArray.source_id; names the calibration file"))
         p("frame_id", "espargos_array", _desc("TF frame of the array (x boresight, y left, z up)"))
-        p("antennas_required", 8, _desc("Publish an incomplete frame after frame_timeout if at least this many antennas reported",
-                                        read_only=False, integer_range=[IntegerRange(from_value=1, to_value=8)]))
+        p("antennas_required", 0, _desc("Publish an incomplete frame after frame_timeout if at least this many antennas "
+                                        "reported (0: all antennas of the array)", read_only=False,
+                                        integer_range=[IntegerRange(from_value=0, to_value=1024)]))
         p("frame_timeout", 0.05, _desc("s to wait for missing antennas of a frame", read_only=False,
                                        floating_point_range=[FloatingPointRange(from_value=0.001, to_value=5.0)]))
         p("channel", 0, _desc("WiFi primary channel to set on the board (0 keeps the board's)"))
@@ -58,13 +62,16 @@ class BoardNode(Node):
         g = self.get_parameter
         self.frame_id = g("frame_id").value
         self.board_id = g("board_id").value
+        layout = load_layout_file(g("array_config").value) if g("array_config").value else None
+        antennas = ANTENNAS * (len(layout.boards) if layout else 1)
         config = DriverConfig(
             host=g("host").value, http_port=g("http_port").value, stream_port=g("stream_port").value,
             transport=g("transport").value, board_id=self.board_id,
-            antennas_required=g("antennas_required").value, frame_timeout_s=g("frame_timeout").value,
+            antennas_required=g("antennas_required").value or antennas, frame_timeout_s=g("frame_timeout").value,
             channel=g("channel").value, secondary_channel=g("secondary_channel").value,
             calibration_policy=g("calibration.policy").value,
-            calibration_duration_s=g("calibration.duration").value, calibration_file=g("calibration.file").value)
+            calibration_duration_s=g("calibration.duration").value, calibration_file=g("calibration.file").value,
+            layout=layout)
         self.driver = BoardDriver(config, self._publish, self.get_logger().info, self.get_logger().warning)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -74,8 +81,9 @@ class BoardNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(Calibrate, "calibrate", self._on_calibrate, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self._publish_diagnostics, callback_group=MutuallyExclusiveCallbackGroup())
-        labels = [f"{self.board_id}.{r}.{c}" for r in range(2) for c in range(4)]
-        self.geometry_pub.publish(geometry_msg(board_antenna_positions(), labels, self.get_clock().now().to_msg(),
+        layout = self.driver.layout
+        labels = layout.labels() if len(layout.boards) > 1 else [f"{self.board_id}.{r}.{c}" for r in range(2) for c in range(4)]
+        self.geometry_pub.publish(geometry_msg(layout.positions(), labels, self.get_clock().now().to_msg(),
                                                self.frame_id, self.board_id))
         self._last_counts: dict[str, int] = {}
         self._last_diag = time.monotonic()
@@ -88,13 +96,15 @@ class BoardNode(Node):
     def _on_set_parameters(self, params) -> SetParametersResult:
         required = self.driver.clusterer.antennas_required
         timeout = self.driver.clusterer.frame_timeout_s
+        antennas = self.driver.clusterer.antennas
         for param in params:
             if param.name == "antennas_required":
-                required = param.value
+                required = param.value or antennas
             elif param.name == "frame_timeout":
                 timeout = param.value
-        if not 1 <= required <= 8:
-            return SetParametersResult(successful=False, reason=f"antennas_required must be 1..8, got {required}")
+        if not 1 <= required <= antennas:
+            return SetParametersResult(successful=False, reason=f"antennas_required must be 1..{antennas} "
+                                                                f"(0: all), got {required}")
         if not 0.001 <= timeout <= 5.0:
             return SetParametersResult(successful=False, reason=f"frame_timeout must be 0.001..5 s, got {timeout}")
         self.driver.set_frame_policy(required, timeout)
@@ -123,7 +133,7 @@ class BoardNode(Node):
         counts = dict(self.driver.counters)
         rate = {k: (counts.get(k, 0) - self._last_counts.get(k, 0)) / dt for k in ("packets", "reports", "frames")}
         self._last_counts, self._last_diag = counts, now
-        link = self.driver.link
+        driver = self.driver
         p50, p99 = self.driver.latency_percentiles_ms()
         errors = {k: counts.get(k, 0) for k in ERROR_COUNTERS}
         for key, value in errors.items():
@@ -131,11 +141,11 @@ class BoardNode(Node):
                 self.get_logger().warning(f"{key}: {value - self._warned.get(key, 0)} new "
                                           f"({self._detail(key)})", throttle_duration_sec=5.0)
                 self._warned[key] = value
-        if link.state == "streaming":
+        if driver.state == "streaming":
             level = DiagnosticStatus.OK if self.driver.calibration is not None else DiagnosticStatus.WARN
         else:
             level = DiagnosticStatus.ERROR
-        values = {"connection": link.state, "connection_detail": link.state_detail,
+        values = {"connection": driver.state, "connection_detail": driver.state_detail, "boards": len(driver.links),
                   "sensor_packets_per_s": f"{rate['packets']:.1f}", "reports_per_s": f"{rate['reports']:.1f}",
                   "frames_per_s": f"{rate['frames']:.1f}", "frames_total": counts.get("frames", 0),
                   "calibration": self.driver.calibration_state,
@@ -145,15 +155,15 @@ class BoardNode(Node):
                   "latency_p50_ms": f"{p50:.3f}", "latency_p99_ms": f"{p99:.3f}", **errors}
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.status = [diagnostic_status(f"espargos_driver: {self.board_id}", self.driver.hostname or link.host,
-                                        level, f"{link.state}; {self.driver.calibration_state}", values)]
+        msg.status = [diagnostic_status(f"espargos_driver: {self.board_id}", driver.hostname or driver.host,
+                                        level, f"{driver.state}; {driver.calibration_state}", values)]
         self.diag_pub.publish(msg)
 
     def _detail(self, key: str) -> str:
-        for err in (self.driver.receiver.last_error, self.driver.clusterer.last_error):
+        for err in [r.last_error for r in self.driver.receivers] + [self.driver.clusterer.last_error]:
             if err is not None and err.reason == key:
                 return err.detail
-        return self.driver.link.state_detail if key in ("silence", "unreachable", "api_version", "reconnects") else "see /diagnostics"
+        return self.driver.state_detail if key in ("silence", "unreachable", "api_version", "reconnects") else "see /diagnostics"
 
     def destroy_node(self) -> None:
         self.driver.stop()

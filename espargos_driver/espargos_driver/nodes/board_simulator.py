@@ -5,10 +5,12 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 
 import yaml
 
-from ..sim.board import SimulatedBoard
+from ..layout import LayoutError, load_layout_file, single_board_layout
+from ..sim.board import SimulatedRig
 from ..sim.scenario import Scenario, Transmitter
 from ..sim.server import BoardServer
 
@@ -19,6 +21,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--http-port", type=int, default=8400, help="HTTP/WebSocket port (default 8400)")
     p.add_argument("--stream-port", type=int, default=53330, help="UDP stream source port (default 53330)")
     p.add_argument("--scenario", help="YAML scenario file (see config/sim_scenario.yaml)")
+    p.add_argument("--combined", help="combined-array YAML (see config/combined_array.yaml): simulate all its boards, "
+                                      "sharing one clock and reference signal, each on its host and ports")
     p.add_argument("--azimuth", type=float, help="single transmitter azimuth, degrees")
     p.add_argument("--elevation", type=float, default=0.0, help="single transmitter elevation, degrees")
     p.add_argument("--snr", type=float, help="SNR per subcarrier, dB")
@@ -29,6 +33,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hostname", default="espargos-sim")
     p.add_argument("--precompute", type=int, default=0,
                    help="encode this many frames up front and replay them (throughput benchmarks)")
+    argv = sys.argv[1:] if argv is None else argv
+    if "--ros-args" in argv:                      # started as a launch_ros Node: ROS arguments are not ours
+        argv = argv[:argv.index("--ros-args")]
     return p.parse_args(argv)
 
 
@@ -55,16 +62,31 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, TypeError, ValueError, yaml.YAMLError) as err:
         print(f"board_simulator: bad scenario: {err}", file=sys.stderr)
         return 2
-    board = SimulatedBoard(scenario, hostname=args.hostname, api_major=args.api_major,
-                           fragment_size=args.fragment_size)
-    if args.precompute:
-        board.precompute(args.precompute)
-    server = BoardServer(board, args.host, args.http_port, args.stream_port)
     try:
-        asyncio.run(server.run())
+        layout = (load_layout_file(args.combined) if args.combined else
+                  single_board_layout("board", args.host, args.http_port, args.stream_port))
+    except LayoutError as err:
+        print(f"board_simulator: bad combined-array file: {err}", file=sys.stderr)
+        return 2
+    rig = SimulatedRig(scenario, layout, hostname=args.hostname, api_major=args.api_major,
+                       fragment_size=args.fragment_size)
+    if args.precompute:
+        rig.precompute(args.precompute)
+    t0 = time.monotonic()
+    try:
+        servers = [BoardServer(board, spec.host, spec.http_port, spec.stream_port, t0)
+                   for board, spec in zip(rig.boards, layout.boards)]
+        asyncio.run(_serve(servers))
     except KeyboardInterrupt:
         pass
+    except OSError as err:
+        print(f"board_simulator: cannot serve: {err}", file=sys.stderr)
+        return 1
     return 0
+
+
+async def _serve(servers: list[BoardServer]) -> None:
+    await asyncio.gather(*(server.run() for server in servers))
 
 
 if __name__ == "__main__":

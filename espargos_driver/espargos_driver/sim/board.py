@@ -1,4 +1,11 @@
-"""A simulated ESPARGOS board: controller state and the sensor packets it emits over time."""
+"""Simulated ESPARGOS boards: controller state, and the sensor packets they emit over time.
+
+Several boards can form one phase-coherent rig (a combined array): they share one 40 MHz
+reference clock, one channel model over all their antennas (so every board sees the same
+frame, from its own antennas' positions), and the reference signal of one board, which
+reaches the others over cables of known length. A lone ``SimulatedBoard(scenario)`` is a rig
+of one.
+"""
 from __future__ import annotations
 
 import struct
@@ -6,10 +13,11 @@ import struct
 import numpy as np
 
 from ..calibration import reference_delays_s
-from ..protocol.constants import g3_antenna_row_col
+from ..layout import ArrayLayout, single_board_layout
+from ..protocol.constants import ANTENNAS, g3_antenna_row_col
 from ..wifi import CsiFormat, secondary_from_code, secondary_to_code
 from .channel import ArrayChannel
-from .encoder import ACQUIRE_LLTF_8BIT, csi_message, csi_to_bytes, apply_timestamp_slope, quantise_timestamp, rx_ctrl_v3, sensor_packets
+from .encoder import ACQUIRE_LLTF_8BIT, apply_timestamp_slope, csi_message, csi_to_bytes, quantise_timestamp, rx_ctrl_v3, sensor_packets
 from .scenario import Scenario
 
 RF_REFERENCE = 1
@@ -19,22 +27,125 @@ AMPLITUDE_COUNTS = 60.0
 BOOT_TIME_NS = 3_600e9
 """The simulated sensors' clocks read one hour at scenario time zero."""
 MAX_BACKLOG_S = 0.2
-"""After a stall longer than this the board skips frames instead of bursting them."""
+"""After a stall longer than this the rig skips frames instead of bursting them."""
 
 _FORMATS = {"lltf": CsiFormat.LLTF, "ht20": CsiFormat.HT20, "ht40": CsiFormat.HT40, "he20": CsiFormat.HE20}
 
 
+class SimulatedRig:
+    """Boards sharing a clock, a reference generator and one channel model; schedules frames."""
+
+    def __init__(self, scenario: Scenario, layout: ArrayLayout, hostname: str = "espargos-sim",
+                 api_major: int = 3, fragment_size: int = 0) -> None:
+        self.scenario = scenario
+        self.layout = layout
+        self.rng = np.random.default_rng(scenario.seed)
+        delays = reference_delays_s(len(layout.boards), cable_lengths_m=[b.cable_length_m for b in layout.boards],
+                                    velocity_factors=[b.velocity_factor for b in layout.boards])
+        self.channel = ArrayChannel(scenario.impairments, delays, self.rng, layout.board_positions())
+        self.boards = [SimulatedBoard(scenario, f"{hostname}-{spec.name}" if len(layout.boards) > 1 else hostname,
+                                      api_major, fragment_size, rig=self, index=b)
+                       for b, spec in enumerate(layout.boards)]
+        self._seq: dict[bytes, int] = {}
+        self._next_ota = [0.0] * len(scenario.transmitters)
+        self._next_ref = 0.0
+        self._started = False
+        self._advanced_to = -np.inf
+        self.frames_sent = 0
+
+    @property
+    def reference(self) -> "SimulatedBoard":
+        return self.boards[self.layout.reference_board]
+
+    def start(self, t_s: float) -> None:
+        """Start emitting at scenario time ``t_s`` (the first call counts)."""
+        if not self._started:
+            self._started = True
+            self._next_ota = [t_s] * len(self.scenario.transmitters)
+            self._next_ref = t_s
+
+    def precompute(self, frames: int) -> None:
+        """Encode ``frames`` OTA frames of each transmitter now and let every board replay its
+        packets cyclically (distinct sequence numbers while frames <= 4096), so that the
+        simulator can offer far more frames per second than it could compute: for benchmarks."""
+        for k in range(frames):
+            for i in range(len(self.scenario.transmitters)):
+                self._ota_frame(i, k / self.scenario.frame_rate_hz)
+        for board in self.boards:
+            board.replay = [[p] for p in board.queue]
+            board.queue = []
+
+    def advance(self, t_s: float) -> None:
+        """Generate every frame scheduled up to scenario time ``t_s`` into the boards' queues."""
+        if t_s <= self._advanced_to:
+            return
+        self._advanced_to = t_s
+        ref = self.reference
+        if ref.rfswitch == RF_REFERENCE:
+            if int(ref.wificonf.get("calib-mode", 1)) >= 1:
+                interval = max(int(ref.wificonf.get("calib-interval", 10)), 1) / 1000
+                self._next_ref = max(self._next_ref, t_s - MAX_BACKLOG_S)
+                while self._next_ref <= t_s:
+                    self._reference_frame()
+                    self._next_ref += interval
+            return
+        for i in range(len(self.scenario.transmitters)):
+            self._next_ota[i] = max(self._next_ota[i], t_s - MAX_BACKLOG_S)
+            while self._next_ota[i] <= t_s:
+                if any(b.replay for b in self.boards):
+                    for b in self.boards:
+                        b.queue += b.replay[b.replay_index % len(b.replay)]
+                        b.replay_index += 1
+                else:
+                    self._ota_frame(i, self._next_ota[i])
+                self._next_ota[i] += 1 / self.scenario.frame_rate_hz
+
+    def _next_seq(self, src: bytes) -> int:
+        seq = self._seq.get(src, 0)
+        self._seq[src] = (seq + 1) & 0xFFF
+        return seq
+
+    def _ota_frame(self, tx_index: int, t_s: float) -> None:
+        tx = self.scenario.transmitters[tx_index]
+        ref = self.reference
+        fmt = ref.csi_format(reference=False)
+        z = self.channel.ota(tx, t_s, fmt, ref.primary, ref.secondary, self.scenario.snr_db)
+        self._emit(z, fmt, tx.mac_bytes, t_s, False)
+
+    def _reference_frame(self) -> None:
+        ref = self.reference
+        fmt = ref.csi_format(reference=True)
+        z = self.channel.reference(fmt, ref.primary, ref.secondary, snr_db=30.0)
+        self._emit(z, fmt, REFERENCE_MAC, self._next_ref, True)
+
+    def _emit(self, z: np.ndarray, fmt: CsiFormat, src: bytes, t_s: float, reference: bool) -> None:
+        ref = self.reference
+        seq = self._next_seq(src)
+        t_ns = BOOT_TIME_NS + t_s * 1e9 + self.channel.clock_offset_ns
+        stamps = [quantise_timestamp(t) for t in t_ns]
+        z = apply_timestamp_slope(z, fmt, ref.secondary, np.array([s[2] for s in stamps])) * AMPLITUDE_COUNTS
+        raw = csi_to_bytes(z, fmt)
+        self.frames_sent += 1
+        for b, board in enumerate(self.boards):
+            hears = (board.primary, board.secondary) == (ref.primary, ref.secondary) and board.acquire.get("enable", True)
+            if reference:
+                hears = hears and board.rfswitch == RF_REFERENCE
+            else:
+                hears = hears and board.rfswitch != RF_REFERENCE and board.mac_passes(src)
+            if hears:
+                part = slice(b * ANTENNAS, (b + 1) * ANTENNAS)
+                board.queue += board.frame_packets(raw[part], stamps[part], fmt, src, seq, reference)
+
+
 class SimulatedBoard:
-    """Controller state (wificonf, RF switch, MAC filter, acquisition) and the channel behind it."""
+    """Controller state (wificonf, RF switch, MAC filter, acquisition) of one board, and its sensors' packets."""
 
     def __init__(self, scenario: Scenario, hostname: str = "espargos-sim", api_major: int = 3,
-                 fragment_size: int = 0) -> None:
+                 fragment_size: int = 0, rig: SimulatedRig | None = None, index: int = 0) -> None:
         self.scenario = scenario
         self.hostname = hostname
         self.api_major = api_major
         self.fragment_size = fragment_size
-        self.rng = np.random.default_rng(scenario.seed)
-        self.channel = ArrayChannel(scenario.impairments, reference_delays_s(1)[0], self.rng)
         self.wificonf = {"channel-primary": scenario.channel,
                          "channel-secondary": secondary_to_code(scenario.secondary),
                          "country-code": "DE", "calib-mode": 1, "calib-source": 0,
@@ -44,17 +155,27 @@ class SimulatedBoard:
         self.acquire = {"enable": True, "compress_csi": False, "acquire_csi_force_lltf": False,
                         "lltf_8bit_mode": True, "acquire_csi_ht20": True, "acquire_csi_ht40": True}
         self.gains = {"fft_scale_enable": False, "rx_gain_enable": False, "rx_gain_value": 32}
-        self._uid = [0] * 8
-        self._seq: dict[bytes, int] = {}
-        self._next_ota = [0.0] * len(scenario.transmitters)
-        self._next_ref = 0.0
-        self.frames_sent = 0
-        self._replay: list[list[bytes]] = []
-        self._replay_index = 0
+        self.queue: list[bytes] = []
+        self.replay: list[list[bytes]] = []
+        self.replay_index = 0
+        self._uid = [0] * ANTENNAS
+        self.rig = rig if rig is not None else SimulatedRig(scenario, single_board_layout("board", "sim"), hostname,
+                                                            api_major, fragment_size)
+        if rig is None:
+            self.rig.boards = [self]
+        self.rng = self.rig.rng
+
+    @property
+    def primary(self) -> int:
+        return int(self.wificonf["channel-primary"])
 
     @property
     def secondary(self) -> int:
         return secondary_from_code(int(self.wificonf["channel-secondary"]))
+
+    @property
+    def frames_sent(self) -> int:
+        return self.rig.frames_sent
 
     def csi_format(self, reference: bool) -> CsiFormat:
         """Format of the next frame; the reference generator always sends HT (HT40 when bonded)."""
@@ -65,79 +186,40 @@ class SimulatedBoard:
         return CsiFormat.HT40 if self.secondary else CsiFormat.HT20
 
     def precompute(self, frames: int) -> None:
-        """Encode ``frames`` OTA frames of each transmitter now and replay them cyclically
-        (distinct sequence numbers while frames <= 4096), so that the simulator can offer far
-        more frames per second than it could compute: for throughput benchmarks."""
-        self._replay = [self._frame(i, k / self.scenario.frame_rate_hz)
-                        for k in range(frames) for i in range(len(self.scenario.transmitters))]
+        self.rig.precompute(frames)
 
     def start(self, t_s: float) -> None:
-        """Start emitting at scenario time ``t_s``."""
-        self._next_ota = [t_s] * len(self.scenario.transmitters)
-        self._next_ref = t_s
+        self.rig.start(t_s)
 
     def packets_due(self, t_s: float) -> list[bytes]:
-        """Every sensor packet of frames scheduled up to scenario time ``t_s``, in time order."""
-        if not self.acquire.get("enable", True):
-            return []
-        out: list[bytes] = []
-        if self.rfswitch == RF_REFERENCE:
-            if int(self.wificonf.get("calib-mode", 1)) >= 1:
-                interval = max(int(self.wificonf.get("calib-interval", 10)), 1) / 1000
-                self._next_ref = max(self._next_ref, t_s - MAX_BACKLOG_S)
-                while self._next_ref <= t_s:
-                    out += self._frame(None, self._next_ref)
-                    self._next_ref += interval
-            return out
-        for i, tx in enumerate(self.scenario.transmitters):
-            self._next_ota[i] = max(self._next_ota[i], t_s - MAX_BACKLOG_S)
-            while self._next_ota[i] <= t_s:
-                if self._replay:
-                    out += self._replay[self._replay_index % len(self._replay)]
-                    self._replay_index += 1
-                elif self._mac_passes(tx.mac_bytes):
-                    out += self._frame(i, self._next_ota[i])
-                self._next_ota[i] += 1 / self.scenario.frame_rate_hz
+        """Every sensor packet of this board's frames scheduled up to scenario time ``t_s``, in time order."""
+        self.rig.advance(t_s)
+        out, self.queue = self.queue, []
         return out
 
-    def _mac_passes(self, mac: bytes) -> bool:
+    def mac_passes(self, mac: bytes) -> bool:
         if not self.mac_filter.get("enable"):
             return True
         want = bytes.fromhex(str(self.mac_filter.get("mac", "")).replace(":", ""))
         mask = bytes.fromhex(str(self.mac_filter.get("mac_mask", "ff:ff:ff:ff:ff:ff")).replace(":", ""))
         return all((a & m) == (b & m) for a, b, m in zip(mac, want, mask))
 
-    def _frame(self, tx_index: int | None, t_s: float) -> list[bytes]:
+    def frame_packets(self, raw: list[bytes], stamps: list[tuple], fmt: CsiFormat, src: bytes, seq: int,
+                      reference: bool) -> list[bytes]:
+        """Sensor packets of one frame: ``raw`` CSI bytes and quantised stamps per antenna (row-major)."""
         sc = self.scenario
-        fmt = self.csi_format(reference=tx_index is None)
-        ch = int(self.wificonf["channel-primary"])
-        sec = self.secondary
-        if tx_index is None:
-            z = self.channel.reference(fmt, ch, sec, snr_db=30.0)
-            src = REFERENCE_MAC
-        else:
-            tx = sc.transmitters[tx_index]
-            z = self.channel.ota(tx, t_s, fmt, ch, sec, sc.snr_db)
-            src = tx.mac_bytes
-        seq = self._seq.get(src, 0)
-        self._seq[src] = (seq + 1) & 0xFFF
-        t_ns = BOOT_TIME_NS + t_s * 1e9 + self.channel.clock_offset_ns
-        stamps = [quantise_timestamp(t) for t in t_ns]
-        z = apply_timestamp_slope(z, fmt, sec, np.array([s[2] for s in stamps])) * AMPLITUDE_COUNTS
-        raw = csi_to_bytes(z, fmt)
-        self.frames_sent += 1
-        packets = []
         faults = sc.faults
-        for antid in range(8):
+        packets = []
+        for antid in range(ANTENNAS):
             if self.rng.random() < sc.impairments.report_loss:
                 continue
             row, col = g3_antenna_row_col(antid)
             index = row * 4 + col
             us, cyc, _ = stamps[index]
-            rx = rx_ctrl_v3(fmt=fmt, channel=ch, secondary=sec, csi_len=len(raw[index]), rssi_dbm=-45,
-                            noise_floor_dbm=-92, rxstart_cyc=cyc, timestamp_us=us)
+            rx = rx_ctrl_v3(fmt=fmt, channel=self.primary, secondary=self.secondary, csi_len=len(raw[index]),
+                            rssi_dbm=-45, noise_floor_dbm=-92, rxstart_cyc=cyc, timestamp_us=us)
             extra = b"\xc8\x03\x00abc" if self.rng.random() < faults.unknown_tlv else b""
-            message = csi_message(src=src, dst=BROADCAST, seq=seq, is_calib=tx_index is None,
+            message = csi_message(src=src, dst=BROADCAST, seq=seq, is_calib=reference,
                                   global_us=us, rf_switch=self.rfswitch, rx_ctrl=rx, csi=raw[index],
                                   acquire_flags=ACQUIRE_LLTF_8BIT if fmt == CsiFormat.LLTF else 0,
                                   extra_tlvs=extra)

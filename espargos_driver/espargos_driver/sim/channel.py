@@ -20,12 +20,16 @@ from .scenario import Impairments, Transmitter
 
 
 class ArrayChannel:
-    """Random but fixed per-sensor impairments of one simulated board, and the CSI they give."""
+    """Random but fixed per-sensor impairments of a simulated array (one board or several sharing
+    one reference clock), and the CSI they give."""
 
     def __init__(self, impairments: Impairments, reference_delay_s: np.ndarray,
-                 rng: np.random.Generator) -> None:
-        self.positions = board_antenna_positions().reshape(-1, 3)          # (8, 3)
-        self.reference_delay_s = np.asarray(reference_delay_s).reshape(-1)  # (8,)
+                 rng: np.random.Generator, positions_m: np.ndarray | None = None) -> None:
+        """positions_m: ``(..., 3)`` antenna positions in the array frame (default: one 2x4
+        board); reference_delay_s: matching reference-path delays (traces and cables)."""
+        pos = board_antenna_positions() if positions_m is None else np.asarray(positions_m, float)
+        self.positions = pos.reshape(-1, 3)                                 # (N, 3)
+        self.reference_delay_s = np.asarray(reference_delay_s).reshape(-1)  # (N,)
         n = self.positions.shape[0]
         self.lo_phase = rng.uniform(-np.pi, np.pi, n) if impairments.lo_phase else np.zeros(n)
         self.timing_offset_s = rng.normal(0, impairments.timing_offset_std_ns * 1e-9, n)
@@ -45,13 +49,13 @@ class ArrayChannel:
 
     def ota(self, tx: Transmitter, t_s: float, fmt: CsiFormat, channel: int, secondary: int,
             snr_db: float) -> np.ndarray:
-        """Received CSI of one OTA frame, complex ``(8, bins)``, direct path of unit amplitude, without T_i."""
+        """Received CSI of one OTA frame, complex ``(N, bins)``, direct path of unit amplitude, without T_i."""
         grid = GRIDS[fmt]
         f = grid_center_hz(fmt, channel, secondary) + grid.indices * grid.spacing_hz
         f_bb = baseband_offsets_hz(fmt, secondary)
         source = tx.position_at(t_s)
         if tx.spherical_wave:
-            path = np.linalg.norm(source[None, :] - self.positions, axis=1)        # (8,)
+            path = np.linalg.norm(source[None, :] - self.positions, axis=1)        # (N,)
         else:
             path = tx.distance_m - self.positions @ (source / np.linalg.norm(source))
         h = np.exp(-2j * np.pi * np.outer(path / SPEED_OF_LIGHT, f))
@@ -65,7 +69,7 @@ class ArrayChannel:
         return clean + self._noise(clean.shape, snr)
 
     def reference(self, fmt: CsiFormat, channel: int, secondary: int, snr_db: float) -> np.ndarray:
-        """Received CSI of one reference packet, complex ``(8, bins)``, without T_i."""
+        """Received CSI of one reference packet, complex ``(N, bins)``, without T_i."""
         grid = GRIDS[fmt]
         f = grid_center_hz(fmt, channel, secondary) + grid.indices * grid.spacing_hz
         f_bb = baseband_offsets_hz(fmt, secondary)

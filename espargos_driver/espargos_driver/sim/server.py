@@ -23,7 +23,9 @@ TICK_S = 0.002
 class BoardServer:
     """asyncio server around one simulated board."""
 
-    def __init__(self, board: SimulatedBoard, host: str, http_port: int, stream_port: int) -> None:
+    def __init__(self, board: SimulatedBoard, host: str, http_port: int, stream_port: int,
+                 t0: float | None = None) -> None:
+        """``t0``: time.monotonic() of scenario time zero (shared by the boards of one rig)."""
         self.board = board
         self.host, self.http_port, self.stream_port = host, http_port, stream_port
         self.udp_target: tuple[str, int] | None = None
@@ -34,7 +36,7 @@ class BoardServer:
         self.udp.setblocking(False)
         self.keepalives = 0
         self.send_drops = 0
-        self._t0 = time.monotonic()
+        self._t0 = time.monotonic() if t0 is None else t0
 
     def app(self) -> web.Application:
         app = web.Application()
