@@ -25,6 +25,7 @@ setup(
             "board_node = espargos_driver.nodes.board_node:main",
             "board_simulator = espargos_driver.nodes.board_simulator:main",
             "csi_monitor = espargos_driver.nodes.csi_monitor:main",
+            "espargos_run = espargos_driver.nodes.run:main",
         ],
     },
 )

@@ -53,8 +53,9 @@ def _desc(text: str, **ranges) -> ParameterDescriptor:
 class AoaNode(Node):
     """Thin shell around AoaEstimator and TransmitterWindows; all processing runs in the CSI callback."""
 
-    def __init__(self) -> None:
-        super().__init__("espargos_aoa")
+    def __init__(self, **node_options) -> None:
+        """node_options: rclpy Node keyword arguments (namespace, parameter_overrides, ...)."""
+        super().__init__("espargos_aoa", **node_options)
         p = self.declare_parameter
         for name, (attr, text) in ESTIMATOR_PARAMS.items():
             p(name, getattr(DEFAULT_CONFIG, attr), _desc(text))

@@ -38,8 +38,9 @@ def _desc(text: str, read_only: bool = True, **ranges) -> ParameterDescriptor:
 class BoardNode(Node):
     """Thin shell around BoardDriver."""
 
-    def __init__(self) -> None:
-        super().__init__("espargos_board")
+    def __init__(self, **node_options) -> None:
+        """node_options: rclpy Node keyword arguments (namespace, parameter_overrides, ...)."""
+        super().__init__("espargos_board", **node_options)
         p = self.declare_parameter
         p("host", "127.0.0.1", _desc("Board (controller) address; change needs a restart"))
         p("array_config", "", _desc("Combined-array YAML (pyespargos format, see config/combined_array.yaml): "

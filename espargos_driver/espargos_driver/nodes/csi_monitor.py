@@ -1,4 +1,5 @@
-"""Console view of a CsiArray topic: one line per second with rate, antennas, calibration and phases."""
+"""Console view of an array: one line per second with CSI rate, antennas, calibration, phases and,
+when an aoa_node runs beside the driver, the latest bearing of each transmitter."""
 from __future__ import annotations
 
 import sys
@@ -6,7 +7,7 @@ import time
 
 import numpy as np
 import rclpy
-from espargos_msgs.msg import CsiArray
+from espargos_msgs.msg import BearingArray, CsiArray
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 
@@ -26,12 +27,27 @@ def summary_line(frames: int, seconds: float, msg: CsiArray) -> str:
             f"| tx {mac} | phase vs ant 0 [deg]: {shown}")
 
 
+def bearing_text(arrays) -> str:
+    """`` | bearing <mac> az +20.0±0.5°`` per transmitter (strongest source), or ``""``."""
+    parts = []
+    for msg in arrays:
+        if msg.bearings:
+            b = msg.bearings[0]
+            el = f" el {np.degrees(b.elevation):+.1f}" if b.elevation_estimated else ""
+            parts.append(f"{':'.join(f'{x:02x}' for x in msg.transmitter_mac)} az {np.degrees(b.azimuth):+.1f}"
+                         f"\u00b1{np.degrees(b.azimuth_std):.1f}{el} deg")
+    return " | bearing " + ", ".join(parts) if parts else ""
+
+
 class CsiMonitor(Node):
-    def __init__(self) -> None:
-        super().__init__("csi_monitor")
+    def __init__(self, **node_options) -> None:
+        """node_options: rclpy Node keyword arguments (namespace, parameter_overrides, ...)."""
+        super().__init__("csi_monitor", **node_options)
         self.declare_parameter("count", 0)
         self.limit = self.get_parameter("count").value
         self.create_subscription(CsiArray, "csi", self._on_csi, qos_profile_sensor_data)
+        self.create_subscription(BearingArray, "bearings", self._on_bearings, 10)
+        self.bearings: dict[bytes, BearingArray] = {}
         self.create_timer(1.0, self._print)
         self.frames = 0
         self.lines = 0
@@ -42,12 +58,16 @@ class CsiMonitor(Node):
         self.frames += 1
         self.last = msg
 
+    def _on_bearings(self, msg: BearingArray) -> None:
+        self.bearings[bytes(msg.transmitter_mac)] = msg
+
     def _print(self) -> None:
         now = time.monotonic()
         if self.last is None:
             print("waiting for CsiArray on", self.resolve_topic_name("csi"), flush=True)
         else:
-            print(summary_line(self.frames, now - self.t, self.last), flush=True)
+            print(summary_line(self.frames, now - self.t, self.last) + bearing_text(self.bearings.values()), flush=True)
+            self.bearings.clear()
             self.lines += 1
         self.frames, self.t = 0, now
         if self.limit and self.lines >= self.limit:

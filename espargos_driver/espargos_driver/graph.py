@@ -1,0 +1,202 @@
+"""The node graphs of the launch files, as pure functions of their YAML and arguments.
+
+``launch/*.launch.py`` turn a :class:`Graph` into launch_ros actions; the single-process
+runner (``espargos_run``) starts the same graph in one executor. Nothing here imports ROS.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .layout import load_layout_file
+
+DRIVER_NODE = "espargos_board"
+AOA_NODE = "espargos_aoa"
+SIM_HTTP_PORT = 8400
+SIM_STREAM_PORT = 53330
+
+
+class GraphError(ValueError):
+    """A launch configuration that cannot work; the message says what to fix."""
+
+
+@dataclass
+class NodeSpec:
+    """One process of the graph: a ROS node, or (``ros=False``) a plain program such as the simulator."""
+
+    package: str
+    executable: str
+    name: str
+    namespace: str = ""
+    parameters: dict = field(default_factory=dict)
+    arguments: list[str] = field(default_factory=list)
+    ros: bool = True
+
+
+@dataclass
+class StaticTransform:
+    """parent -> child pose: translation in metres, roll/pitch/yaw in radians (REP 103)."""
+
+    parent: str
+    child: str
+    xyz: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    rpy: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def arguments(self) -> list[str]:
+        """Arguments of tf2_ros' static_transform_publisher."""
+        names = ("--x", "--y", "--z", "--roll", "--pitch", "--yaw")
+        args = [a for n, v in zip(names, (*self.xyz, *self.rpy)) for a in (n, repr(float(v)))]
+        return args + ["--frame-id", self.parent, "--child-frame-id", self.child]
+
+
+@dataclass
+class Graph:
+    nodes: list[NodeSpec] = field(default_factory=list)
+    transforms: list[StaticTransform] = field(default_factory=list)
+    rviz_configs: list[str] = field(default_factory=list)
+    """rviz2 configuration texts to open (one rviz2 each)."""
+
+    def extend(self, other: "Graph") -> None:
+        self.nodes += other.nodes
+        self.transforms += other.transforms
+        self.rviz_configs += other.rviz_configs
+
+
+def flatten(params: dict, prefix: str = "") -> dict:
+    """Nested parameter dicts -> dotted names (``calibration: {policy: x}`` -> ``calibration.policy``)."""
+    out = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def node_parameters(params_file: dict, node_name: str) -> dict:
+    """Parameters a ROS params file gives the node ``node_name`` (keys ``/**``, ``node_name``,
+    ``/**/node_name`` or ``/<ns>/node_name``), flattened; later keys override earlier ones."""
+    out: dict = {}
+    if not isinstance(params_file, dict):
+        raise GraphError("a parameters file must map node names to {ros__parameters: {...}}")
+    for key, section in params_file.items():
+        if key == "/**" or str(key).rstrip("/").split("/")[-1] == node_name:
+            values = (section or {}).get("ros__parameters") if isinstance(section, dict) else None
+            if not isinstance(values, dict):
+                raise GraphError(f"parameters file: section {key!r} has no ros__parameters mapping")
+            out.update(flatten(values))
+    return out
+
+
+def read_yaml(path: str | Path, what: str) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).expanduser().read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise GraphError(f"cannot read {what} {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise GraphError(f"{what} {path} must be a YAML mapping")
+    return data
+
+
+def rviz_config(template: str, namespace: str, frame_id: str) -> str:
+    """The shipped rviz configuration (made for /espargos and espargos_array) for another array."""
+    ns = "/" + namespace.strip("/")
+    return template.replace("/espargos/", f"{ns}/").replace("espargos_array", frame_id)
+
+
+def _pose(pose: dict | None, where: str) -> tuple[tuple, tuple]:
+    pose = pose or {}
+    xyz, rpy = pose.get("xyz", [0.0, 0.0, 0.0]), pose.get("rpy", [0.0, 0.0, 0.0])
+    try:
+        xyz, rpy = tuple(float(v) for v in xyz), tuple(float(v) for v in rpy)
+    except (TypeError, ValueError) as err:
+        raise GraphError(f"{where}: pose xyz and rpy must be numbers: {err}") from err
+    if len(xyz) != 3 or len(rpy) != 3:
+        raise GraphError(f"{where}: pose needs xyz: [x, y, z] (m) and rpy: [roll, pitch, yaw] (rad)")
+    return xyz, rpy
+
+
+def array_graph(*, namespace: str, params: dict, frame_id: str, parent_frame: str, pose: dict | None,
+                host: str = "", array_config: str = "", share_dir: Path, scenario: str = "",
+                sim_ports: tuple[int, int] = (SIM_HTTP_PORT, SIM_STREAM_PORT), rviz: bool = False) -> Graph:
+    """Driver + aoa_node for one array under ``namespace``, and the array's static transform.
+
+    One board at ``host``, or a combined array from ``array_config`` (its hosts). Without a
+    host (one board) the built-in simulator serves on ``sim_ports``; with ``array_config`` and
+    ``host == "sim"`` the simulator serves every board of the combined array on its ports.
+    ``params``: a ROS parameters file (dict) with sections for espargos_board and espargos_aoa.
+    """
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    driver = node_parameters(params, DRIVER_NODE)
+    aoa = node_parameters(params, AOA_NODE)
+    driver.update(frame_id=frame_id, board_id=driver.get("board_id") or namespace.strip("/").split("/")[-1] or "espargos")
+    graph = Graph()
+    scenario = scenario or str(share_dir / "config" / "sim_scenario.yaml")
+    if array_config:
+        load_layout_file(array_config)                    # refuse a bad layout here, with its reason
+        driver["array_config"] = str(array_config)
+        if host == "sim":
+            graph.nodes.append(NodeSpec("espargos_driver", "board_simulator", "board_simulator", ns,
+                                        arguments=["--combined", str(array_config), "--scenario", scenario], ros=False))
+        elif host:
+            raise GraphError("with array_config the boards' hosts come from that file; host may only be "
+                             "empty or 'sim' (simulate the combined array)")
+    elif host:
+        driver["host"] = host
+    else:
+        http_port, stream_port = sim_ports
+        driver.update(host="127.0.0.1", http_port=http_port, stream_port=stream_port)
+        graph.nodes.append(NodeSpec("espargos_driver", "board_simulator", "board_simulator", ns, ros=False, arguments=[
+            "--http-port", str(http_port), "--stream-port", str(stream_port), "--scenario", scenario]))
+    graph.nodes += [NodeSpec("espargos_driver", "board_node", DRIVER_NODE, ns, driver),
+                    NodeSpec("espargos_aoa", "aoa_node", AOA_NODE, ns, aoa)]
+    if parent_frame:
+        xyz, rpy = _pose(pose, f"array {namespace}")
+        graph.transforms.append(StaticTransform(parent_frame, frame_id, xyz, rpy))
+    if rviz:
+        template = (share_dir / "config" / "espargos.rviz").read_text()
+        graph.rviz_configs.append(rviz_config(template, ns or "/", frame_id))
+    return graph
+
+
+def robot_graph(robot: dict, share_dir: Path) -> Graph:
+    """A rig of arrays under one namespace with their static transforms, from ``config/robot.yaml``."""
+    spec = robot.get("robot", robot) if isinstance(robot, dict) else None
+    if not isinstance(spec, dict) or not isinstance(spec.get("arrays"), list) or not spec["arrays"]:
+        raise GraphError("robot YAML: needs robot: {namespace: ..., base_frame: ..., arrays: [...]}")
+    namespace = str(spec.get("namespace", "")).strip("/")
+    base = str(spec.get("base_frame", "base_link"))
+    graph = Graph()
+    names, frames, ports = set(), set(), set()
+    for i, arr in enumerate(spec["arrays"]):
+        if not isinstance(arr, dict) or not arr.get("name"):
+            raise GraphError(f"robot YAML: arrays[{i}] needs a name")
+        name = str(arr["name"])
+        frame_id = str(arr.get("frame_id", f"espargos_{name}"))
+        for value, seen, what in ((name, names, "array name"), (frame_id, frames, "frame_id")):
+            if value in seen:
+                raise GraphError(f"robot YAML: {what} {value!r} is used twice")
+            seen.add(value)
+        params = read_yaml(_in_config(arr.get("config", "board.yaml"), share_dir), "parameters file")
+        sim_ports = (int(arr.get("sim_http_port", SIM_HTTP_PORT + i)), int(arr.get("sim_stream_port", SIM_STREAM_PORT + i)))
+        host = str(arr.get("host", ""))
+        array_config = str(_in_config(arr["array_config"], share_dir)) if arr.get("array_config") else ""
+        if not host and not array_config:
+            if set(sim_ports) & ports:
+                raise GraphError(f"robot YAML: array {name!r}: simulator ports {sim_ports} already in use by another array")
+            ports.update(sim_ports)
+        graph.extend(array_graph(namespace=f"{namespace}/{name}" if namespace else name, params=params,
+                                 frame_id=frame_id, parent_frame=base, pose=arr.get("pose"), host=host,
+                                 array_config=array_config, share_dir=share_dir,
+                                 scenario=str(_in_config(arr["scenario"], share_dir)) if arr.get("scenario") else "",
+                                 sim_ports=sim_ports))
+    return graph
+
+
+def _in_config(path: str, share_dir: Path) -> Path:
+    """A path as given, or relative to the installed config/ directory."""
+    p = Path(str(path)).expanduser()
+    return p if p.is_absolute() or p.exists() else share_dir / "config" / p

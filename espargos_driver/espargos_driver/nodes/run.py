@@ -1,0 +1,181 @@
+"""Single-process runner: the graph a launch file builds, from the same YAML, in one rclpy executor.
+
+    espargos_run board [--host H] [--namespace espargos] [--config board.yaml] [--monitor]
+    espargos_run combined [--array-config combined_array.yaml] [--simulate]
+    espargos_run robot [--robot-config robot.yaml]
+
+For small companion computers (one Python process instead of one per node) and wherever
+``ros2 launch`` is not installed. Built-in simulators run in threads of the same process, and
+every node has its own executor thread.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import threading
+from pathlib import Path
+
+import rclpy
+from ament_index_python.packages import get_package_share_directory
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.parameter import Parameter
+
+from ..graph import Graph, GraphError, NodeSpec, array_graph, read_yaml, robot_graph
+from . import board_simulator
+
+NODE_CLASSES = {
+    ("espargos_driver", "board_node"): "espargos_driver.nodes.board_node:BoardNode",
+    ("espargos_driver", "csi_monitor"): "espargos_driver.nodes.csi_monitor:CsiMonitor",
+    ("espargos_aoa", "aoa_node"): "espargos_aoa.nodes.aoa_node:AoaNode",
+}
+PROGRAMS = {("espargos_driver", "board_simulator"): board_simulator.main}
+log = logging.getLogger("espargos_run")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Run an espargos graph (board, combined array or robot) in one process.")
+    sub = p.add_subparsers(dest="graph", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--namespace", default="espargos", help="namespace of the array's topics")
+    common.add_argument("--config", default="board.yaml", help="parameters file (driver + aoa_node), path or name in config/")
+    common.add_argument("--frame-id", default="espargos_array", help="TF frame of the array")
+    common.add_argument("--parent-frame", default="", help="publish a static transform parent -> array frame")
+    common.add_argument("--pose", nargs=6, type=float, default=[0.0] * 6, metavar=("X", "Y", "Z", "ROLL", "PITCH", "YAW"),
+                        help="array pose in the parent frame, m and rad")
+    common.add_argument("--scenario", default="", help="simulator scenario YAML (default config/sim_scenario.yaml)")
+    for name in ("board", "combined", "robot"):
+        sp = sub.add_parser(name, parents=[common])
+        sp.add_argument("--monitor", action="store_true", help="print one status line per second per array")
+        sp.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
+        if name == "board":
+            sp.add_argument("--host", default="", help="board address; empty: start the built-in simulator")
+        elif name == "combined":
+            sp.add_argument("--array-config", default="combined_array.yaml", help="combined-array YAML")
+            sp.add_argument("--simulate", action="store_true", help="simulate the combined array's boards")
+        else:
+            sp.add_argument("--robot-config", default="robot.yaml", help="robot YAML: arrays and their poses")
+    return p.parse_args(argv)
+
+
+def in_config(path: str, share: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or p.exists() else share / "config" / p
+
+
+def build_graph(args: argparse.Namespace, share: Path) -> Graph:
+    if args.graph == "robot":
+        graph = robot_graph(read_yaml(in_config(args.robot_config, share), "robot YAML"), share)
+    else:
+        graph = array_graph(
+            namespace=args.namespace, params=read_yaml(in_config(args.config, share), "parameters file"),
+            frame_id=args.frame_id, parent_frame=args.parent_frame,
+            pose={"xyz": args.pose[:3], "rpy": args.pose[3:]}, share_dir=share,
+            scenario=str(in_config(args.scenario, share)) if args.scenario else "",
+            host="sim" if args.graph == "combined" and args.simulate else getattr(args, "host", ""),
+            array_config=str(in_config(args.array_config, share)) if args.graph == "combined" else "")
+    if args.monitor:
+        graph.nodes += [NodeSpec("espargos_driver", "csi_monitor", "csi_monitor", spec.namespace)
+                        for spec in graph.nodes if spec.executable == "board_node"]
+    return graph
+
+
+def make_node(spec: NodeSpec):
+    module, cls = NODE_CLASSES[(spec.package, spec.executable)].split(":")
+    node_class = getattr(importlib.import_module(module), cls)
+    overrides = [Parameter(name, value=value) for name, value in spec.parameters.items()]
+    return node_class(namespace=spec.namespace or "/", parameter_overrides=overrides)
+
+
+def publish_transforms(graph: Graph, node) -> object | None:
+    """Static transforms through tf2_ros where installed; otherwise say once what is missing."""
+    if not graph.transforms:
+        return None
+    try:
+        from geometry_msgs.msg import TransformStamped
+        from tf2_ros import StaticTransformBroadcaster
+    except ImportError:
+        node.get_logger().warning("tf2_ros is not installed: static transforms not published ("
+                                  + ", ".join(f"{t.parent} -> {t.child}" for t in graph.transforms) + ")")
+        return None
+    import numpy as np
+    broadcaster = StaticTransformBroadcaster(node)
+    msgs = []
+    for t in graph.transforms:
+        msg = TransformStamped()
+        msg.header.stamp = node.get_clock().now().to_msg()
+        msg.header.frame_id, msg.child_frame_id = t.parent, t.child
+        msg.transform.translation.x, msg.transform.translation.y, msg.transform.translation.z = t.xyz
+        r, p, y = (v / 2 for v in t.rpy)
+        q = (np.cos(r) * np.cos(p) * np.cos(y) + np.sin(r) * np.sin(p) * np.sin(y),
+             np.sin(r) * np.cos(p) * np.cos(y) - np.cos(r) * np.sin(p) * np.sin(y),
+             np.cos(r) * np.sin(p) * np.cos(y) + np.sin(r) * np.cos(p) * np.sin(y),
+             np.cos(r) * np.cos(p) * np.sin(y) - np.sin(r) * np.sin(p) * np.cos(y))
+        rot = msg.transform.rotation
+        rot.w, rot.x, rot.y, rot.z = (float(v) for v in q)
+        msgs.append(msg)
+    broadcaster.sendTransform(msgs)
+    return broadcaster
+
+
+def _spin(executor: SingleThreadedExecutor) -> None:
+    try:
+        executor.spin()
+    except (ExternalShutdownException, RuntimeError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[espargos_run] %(message)s")
+    share = Path(get_package_share_directory("espargos_driver"))
+    try:
+        graph = build_graph(args, share)
+    except (GraphError, ValueError) as err:
+        print(f"espargos_run: {err}", file=sys.stderr)
+        return 2
+    for spec in graph.nodes:
+        if not spec.ros:
+            threading.Thread(target=PROGRAMS[(spec.package, spec.executable)], args=(spec.arguments,),
+                             name=spec.executable, daemon=True).start()
+    if graph.rviz_configs:
+        log.info("rviz2 is started by the launch files only; run: rviz2 -d config/espargos.rviz")
+    rclpy.init()
+    nodes = []
+    try:
+        for spec in graph.nodes:
+            if spec.ros:
+                nodes.append(make_node(spec))
+    except ValueError as err:
+        print(f"espargos_run: invalid parameter: {err}", file=sys.stderr)
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+        return 2
+    keep = publish_transforms(graph, nodes[0]) if nodes else None
+    # One single-threaded executor per node, each in its own thread: rclpy's MultiThreadedExecutor
+    # busy-polls while a callback group is busy (measured here: it held the GIL so long that the
+    # driver's receive thread fell to half the frame rate); waiting executors release the GIL.
+    executors = [SingleThreadedExecutor() for _ in nodes]
+    for node, executor in zip(nodes, executors):
+        executor.add_node(node)
+        threading.Thread(target=_spin, args=(executor,), name=node.get_name(), daemon=True).start()
+    log.info("running %s", ", ".join(f"{n.get_namespace().rstrip('/')}/{n.get_name()}" for n in nodes))
+    stop = threading.Event()
+    try:
+        stop.wait(args.duration if args.duration > 0 else None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for executor in executors:
+            executor.shutdown(timeout_sec=1.0)
+        del keep
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
