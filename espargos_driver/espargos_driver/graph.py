@@ -32,6 +32,7 @@ class NodeSpec:
     namespace: str = ""
     parameters: dict = field(default_factory=dict)
     arguments: list[str] = field(default_factory=list)
+    remappings: list[tuple[str, str]] = field(default_factory=list)
     ros: bool = True
 
 
@@ -121,18 +122,21 @@ def _pose(pose: dict | None, where: str) -> tuple[tuple, tuple]:
 
 def array_graph(*, namespace: str, params: dict, frame_id: str, parent_frame: str, pose: dict | None,
                 host: str = "", array_config: str = "", share_dir: Path, scenario: str = "",
-                sim_ports: tuple[int, int] = (SIM_HTTP_PORT, SIM_STREAM_PORT), rviz: bool = False) -> Graph:
+                sim_ports: tuple[int, int] = (SIM_HTTP_PORT, SIM_STREAM_PORT), rviz: bool = False,
+                remappings: dict | None = None, board_id: str = "") -> Graph:
     """Driver + aoa_node for one array under ``namespace``, and the array's static transform.
 
     One board at ``host``, or a combined array from ``array_config`` (its hosts). Without a
     host (one board) the built-in simulator serves on ``sim_ports``; with ``array_config`` and
     ``host == "sim"`` the simulator serves every board of the combined array on its ports.
-    ``params``: a ROS parameters file (dict) with sections for espargos_board and espargos_aoa.
+    ``params``: a ROS parameters file (dict) with sections for espargos_board and espargos_aoa;
+    ``remappings``: topic remappings applied to both nodes (e.g. ``{bearings: /all/bearings}``);
+    ``board_id``: the array id (source_id, calibration file name), else the parameters file's.
     """
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     driver = node_parameters(params, DRIVER_NODE)
     aoa = node_parameters(params, AOA_NODE)
-    driver.update(frame_id=frame_id, board_id=driver.get("board_id") or namespace.strip("/").split("/")[-1] or "espargos")
+    driver.update(frame_id=frame_id, board_id=board_id or driver.get("board_id") or "espargos")
     graph = Graph()
     scenario = scenario or str(share_dir / "config" / "sim_scenario.yaml")
     if array_config:
@@ -151,8 +155,9 @@ def array_graph(*, namespace: str, params: dict, frame_id: str, parent_frame: st
         driver.update(host="127.0.0.1", http_port=http_port, stream_port=stream_port)
         graph.nodes.append(NodeSpec("espargos_driver", "board_simulator", "board_simulator", ns, ros=False, arguments=[
             "--http-port", str(http_port), "--stream-port", str(stream_port), "--scenario", scenario]))
-    graph.nodes += [NodeSpec("espargos_driver", "board_node", DRIVER_NODE, ns, driver),
-                    NodeSpec("espargos_aoa", "aoa_node", AOA_NODE, ns, aoa)]
+    remap = [(str(k), str(v)) for k, v in (remappings or {}).items()]
+    graph.nodes += [NodeSpec("espargos_driver", "board_node", DRIVER_NODE, ns, driver, remappings=remap),
+                    NodeSpec("espargos_aoa", "aoa_node", AOA_NODE, ns, aoa, remappings=remap)]
     if parent_frame:
         xyz, rpy = _pose(pose, f"array {namespace}")
         graph.transforms.append(StaticTransform(parent_frame, frame_id, xyz, rpy))
@@ -192,7 +197,8 @@ def robot_graph(robot: dict, share_dir: Path) -> Graph:
                                  frame_id=frame_id, parent_frame=base, pose=arr.get("pose"), host=host,
                                  array_config=array_config, share_dir=share_dir,
                                  scenario=str(_in_config(arr["scenario"], share_dir)) if arr.get("scenario") else "",
-                                 sim_ports=sim_ports))
+                                 sim_ports=sim_ports, remappings=arr.get("remappings"),
+                                 board_id=str(arr.get("board_id", name))))
     return graph
 
 

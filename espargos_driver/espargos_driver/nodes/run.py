@@ -85,7 +85,8 @@ def make_node(spec: NodeSpec):
     module, cls = NODE_CLASSES[(spec.package, spec.executable)].split(":")
     node_class = getattr(importlib.import_module(module), cls)
     overrides = [Parameter(name, value=value) for name, value in spec.parameters.items()]
-    return node_class(namespace=spec.namespace or "/", parameter_overrides=overrides)
+    remaps = ["--ros-args"] + [a for old, new in spec.remappings for a in ("-r", f"{old}:={new}")] if spec.remappings else None
+    return node_class(namespace=spec.namespace or "/", parameter_overrides=overrides, cli_args=remaps)
 
 
 def publish_transforms(graph: Graph, node) -> object | None:

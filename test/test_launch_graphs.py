@@ -1,0 +1,155 @@
+"""The graphs of board.launch.py, combined_array.launch.py and robot.launch.py (pure functions of
+their YAML and arguments), the single-process runner that starts them, and, where launch_ros is
+installed, the launch files themselves."""
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from ament_index_python.packages import get_package_share_directory
+from espargos_driver.graph import GraphError, array_graph, node_parameters, read_yaml, robot_graph
+from espargos_msgs.msg import BearingArray
+
+from conftest import ROOT, executable, spin_until
+
+SHARE = Path(get_package_share_directory("espargos_driver"))
+BOARD_PARAMS = read_yaml(ROOT / "config" / "board.yaml", "parameters file")
+
+
+def by_executable(graph):
+    return {spec.executable: spec for spec in graph.nodes}
+
+
+def test_board_graph_without_host_starts_the_simulator():
+    graph = array_graph(namespace="espargos", params=BOARD_PARAMS, frame_id="espargos_array", parent_frame="base_link",
+                        pose={"xyz": [0.2, 0.0, 0.1], "rpy": [0.0, 0.0, 1.0]}, share_dir=SHARE, rviz=True)
+    nodes = by_executable(graph)
+    assert set(nodes) == {"board_simulator", "board_node", "aoa_node"}
+    sim, driver, aoa = nodes["board_simulator"], nodes["board_node"], nodes["aoa_node"]
+    assert not sim.ros and sim.arguments[:4] == ["--http-port", "8400", "--stream-port", "53330"]
+    assert sim.arguments[-1].endswith("config/sim_scenario.yaml")
+    assert driver.namespace == aoa.namespace == "/espargos" and driver.name == "espargos_board"
+    assert (driver.parameters["host"], driver.parameters["http_port"], driver.parameters["stream_port"]) == \
+        ("127.0.0.1", 8400, 53330)
+    assert driver.parameters["calibration.policy"] == "auto" and driver.parameters["frame_id"] == "espargos_array"
+    assert aoa.parameters["window_frames"] == 20 and aoa.parameters["mode"] == "narrowband"
+    [tf] = graph.transforms
+    assert (tf.parent, tf.child, tf.xyz, tf.rpy) == ("base_link", "espargos_array", (0.2, 0.0, 0.1), (0.0, 0.0, 1.0))
+    assert tf.arguments()[-4:] == ["--frame-id", "base_link", "--child-frame-id", "espargos_array"]
+    assert "/espargos/bearing_markers" in graph.rviz_configs[0]
+
+
+def test_board_graph_with_host_and_other_namespace():
+    graph = array_graph(namespace="drone/front", params=BOARD_PARAMS, frame_id="front_array", parent_frame="",
+                        pose=None, host="192.168.1.7", share_dir=SHARE, rviz=True, remappings={"bearings": "/all/bearings"})
+    nodes = by_executable(graph)
+    assert set(nodes) == {"board_node", "aoa_node"} and not graph.transforms
+    assert nodes["board_node"].parameters["host"] == "192.168.1.7" and nodes["board_node"].namespace == "/drone/front"
+    assert nodes["board_node"].parameters["board_id"] == "espargos"        # from board.yaml
+    assert nodes["aoa_node"].remappings == [("bearings", "/all/bearings")]
+    assert "/drone/front/spectrum_scan" in graph.rviz_configs[0] and "Fixed Frame: front_array" in graph.rviz_configs[0]
+
+
+def test_combined_graph():
+    layout = SHARE / "config" / "combined_array.yaml"
+    graph = array_graph(namespace="rig", params=BOARD_PARAMS, frame_id="rig_array", parent_frame="base_link",
+                        pose=None, host="sim", array_config=str(layout), share_dir=SHARE)
+    nodes = by_executable(graph)
+    assert nodes["board_simulator"].arguments[:2] == ["--combined", str(layout)]
+    assert nodes["board_node"].parameters["array_config"] == str(layout)
+    with pytest.raises(GraphError, match="hosts come from that file"):
+        array_graph(namespace="rig", params=BOARD_PARAMS, frame_id="f", parent_frame="", pose=None,
+                    host="10.0.0.1", array_config=str(layout), share_dir=SHARE)
+
+
+def test_combined_graph_refuses_a_bad_layout(tmp_path):
+    data = yaml.safe_load((SHARE / "config" / "combined_array.yaml").read_text())
+    data["combined-array"]["array"][3][3] = "top.0.0"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ValueError, match="overlapping antennas"):
+        array_graph(namespace="rig", params=BOARD_PARAMS, frame_id="f", parent_frame="", pose=None,
+                    host="sim", array_config=str(bad), share_dir=SHARE)
+
+
+def test_robot_graph():
+    graph = robot_graph(read_yaml(SHARE / "config" / "robot.yaml", "robot YAML"), SHARE)
+    drivers = [n for n in graph.nodes if n.executable == "board_node"]
+    assert [d.namespace for d in drivers] == ["/robot/front", "/robot/left"]
+    assert [d.parameters["board_id"] for d in drivers] == ["front", "left"]
+    assert [d.parameters["http_port"] for d in drivers] == [8420, 8421]
+    assert sum(not n.ros for n in graph.nodes) == 2
+    assert [(t.parent, t.child) for t in graph.transforms] == [("base_link", "espargos_front"), ("base_link", "espargos_left")]
+    assert graph.transforms[1].rpy == (0.0, 0.0, 1.5708)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r["arrays"].append(dict(r["arrays"][0])), "array name 'front' is used twice"),
+    (lambda r: r["arrays"][1].__setitem__("sim_http_port", 8420), "simulator ports"),
+    (lambda r: r["arrays"][1].__setitem__("frame_id", "espargos_front"), "frame_id 'espargos_front' is used twice"),
+    (lambda r: r["arrays"][0].__setitem__("pose", {"xyz": [1, 2]}), "pose needs xyz"),
+    (lambda r: r.__setitem__("arrays", []), "needs robot"),
+])
+def test_robot_graph_refusals(change, message):
+    robot = read_yaml(SHARE / "config" / "robot.yaml", "robot YAML")
+    change(robot["robot"])
+    with pytest.raises(GraphError, match=message):
+        robot_graph(robot, SHARE)
+
+
+def test_node_parameters_merge_wildcards_and_names():
+    params = {"/**": {"ros__parameters": {"a": 1}}, "/x/espargos_aoa": {"ros__parameters": {"b": {"c": 2}}},
+              "other": {"ros__parameters": {"d": 3}}}
+    assert node_parameters(params, "espargos_aoa") == {"a": 1, "b.c": 2}
+    with pytest.raises(GraphError, match="ros__parameters"):
+        node_parameters({"espargos_aoa": {"nope": 1}}, "espargos_aoa")
+
+
+def test_runner_starts_the_robot_graph(ros_node, processes):
+    counts = {"front": 0, "left": 0}
+    for name in counts:
+        ros_node.create_subscription(BearingArray, f"/robot/{name}/bearings",
+                                     lambda m, n=name: counts.__setitem__(n, counts[n] + 1), 10)
+    runner = processes.start("espargos_run", "robot", "--duration", "40")
+    assert spin_until(ros_node, lambda: min(counts.values()) >= 5, 40), (counts, processes.log_of(runner)[-2000:])
+    log = processes.log_of(runner)
+    assert "tf2_ros is not installed: static transforms not published (base_link -> espargos_front" in log
+
+
+def test_runner_refuses_bad_configuration_without_traceback(tmp_path):
+    bad = tmp_path / "robot.yaml"
+    bad.write_text("robot: {arrays: [{name: a}, {name: a}]}\n")
+    done = subprocess.run([str(executable("espargos_run")), "robot", "--robot-config", str(bad)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "array name 'a' is used twice" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run([str(executable("espargos_run")), "combined", "--array-config", str(tmp_path / "none.yaml")],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "cannot read combined-array file" in done.stderr
+
+
+@pytest.mark.parametrize("launch_file, topic", [("board.launch.py", "/espargos/bearings"),
+                                                ("combined_array.launch.py", "/espargos/bearings"),
+                                                ("robot.launch.py", "/robot/front/bearings")])
+def test_launch_file_with_launch_service(ros_node, launch_file, topic):
+    launch = pytest.importorskip("launch", reason="launch/launch_ros are not installable from PyPI here")
+    pytest.importorskip("launch_ros", reason="launch_ros is not installable from PyPI here")
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+    args = {"simulate": "true", "parent_frame": ""} if launch_file == "combined_array.launch.py" else {}
+    service = launch.LaunchService()
+    service.include_launch_description(launch.actions.IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(str(SHARE / "launch" / launch_file)), launch_arguments=args.items()))
+    import threading
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    got = []
+    ros_node.create_subscription(BearingArray, topic, got.append, 10)
+    try:
+        assert spin_until(ros_node, lambda: len(got) >= 3, 60), f"no bearings on {topic}"
+    finally:
+        service.shutdown()
+        thread.join(timeout=20)
+        time.sleep(1)
