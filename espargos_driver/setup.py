@@ -26,6 +26,8 @@ setup(
             "board_simulator = espargos_driver.nodes.board_simulator:main",
             "csi_monitor = espargos_driver.nodes.csi_monitor:main",
             "espargos_run = espargos_driver.nodes.run:main",
+            "bag_record = espargos_driver.nodes.bag_record:main",
+            "bag_play = espargos_driver.nodes.bag_play:main",
         ],
     },
 )

@@ -234,8 +234,8 @@ def test_bad_input_is_counted_and_never_gives_a_bearing(ros_node, processes):
     src.geometry(board_antenna_positions())
     assert spin_until(ros_node, lambda: w.diag.get("no_geometry") is not None, 5)
     t = 100.0
-    for _ in range(3):                                        # a window with too few frames at its update time
-        src.publish(src.frame(t))
+    for _ in range(4):                                        # 4 frames over 0.15 s: an update falls due at
+        src.publish(src.frame(t))                             # 100.1 s with fewer than min_frames (5)
         t += 0.05
     nan = src.frame(t)
     values = np.frombuffer(nan.csi, np.float32).copy()
@@ -253,7 +253,8 @@ def test_bad_input_is_counted_and_never_gives_a_bearing(ros_node, processes):
     src.publish(broken)
     keys = ("too_few_frames", "nan_csi", "geometry_mismatch", "uncalibrated", "bad_csi_message")
     assert spin_until(ros_node, lambda: all(w.count(k) >= 1 for k in keys), 10), w.diag
-    # A single-antenna array cannot give a bearing: its geometry is refused, its CSI waits for a usable one.
+    # A single-antenna array cannot give a bearing: its geometry is refused, its CSI waits for a usable one
+    # (and is then refused against it).
     src.geometry(np.zeros((1, 1, 3)))
     assert spin_until(ros_node, lambda: w.count("bad_geometry") >= 1, 10), w.diag
     single = src.frame(t)
@@ -261,7 +262,7 @@ def test_bad_input_is_counted_and_never_gives_a_bearing(ros_node, processes):
     single.csi = single.csi[:2 * len(GRID.indices)]
     single.antenna_mask = [True]
     src.publish(single)
-    assert spin_until(ros_node, lambda: w.count("no_geometry") >= 1, 10), w.diag
+    assert spin_until(ros_node, lambda: w.count("waiting_for_geometry") == 1, 10), w.diag
     assert not w.bearings and not w.markers, "bad input must not give a bearing"
     # The node is alive and recovers once the input is good.
     src.geometry(board_antenna_positions())
@@ -270,6 +271,7 @@ def test_bad_input_is_counted_and_never_gives_a_bearing(ros_node, processes):
         t += 0.01
         src.publish(src.frame(t, azimuth_deg=-12.0))
     assert spin_until(ros_node, lambda: len(w.bearings) >= 1, 10), w.diag
+    assert spin_until(ros_node, lambda: w.count("geometry_mismatch") >= 2 and w.count("waiting_for_geometry") == 0, 5)
     assert abs(np.degrees(w.bearings[-1].bearings[0].azimuth) + 12.0) < 1.0
 
 

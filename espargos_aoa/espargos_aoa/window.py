@@ -1,7 +1,10 @@
 """Per-transmitter sliding windows of CSI frames and their stamp-driven update schedule.
 
 Everything here depends on message stamps only (never on arrival or wall-clock time), so a
-replayed bag gives the same windows, and hence the same bearings, as the live stream.
+replayed bag gives the same windows, and hence the same bearings, as the live stream. Updates
+fall due at whole multiples of the update period in stamp time, so the schedule does not
+depend on which frame a node saw first: two nodes that joined a stream at different times
+agree on every update once their windows have filled.
 """
 from __future__ import annotations
 
@@ -77,7 +80,7 @@ class TransmitterWindows:
         if (w.freqs_hz is None or w.freqs_hz.shape != freqs_hz.shape or not np.array_equal(w.freqs_hz, freqs_hz)
                 or (w.csi and w.csi[-1].shape != csi.shape) or (w.stamps_s and stamp_s < w.stamps_s[-1])):
             w = self.windows[mac] = Window(freqs_hz=freqs_hz.copy(), valid_bins=valid_bins.copy(),
-                                           next_update_s=stamp_s + self.update_period_s)
+                                           next_update_s=self._next_due(stamp_s))
         w.stamps_s.append(stamp_s)
         w.csi.append(csi)
         w.mask.append(mask)
@@ -87,10 +90,12 @@ class TransmitterWindows:
             w.mask.popleft()
         if stamp_s < w.next_update_s:
             return None
-        w.next_update_s += self.update_period_s
-        if w.next_update_s <= stamp_s:
-            w.next_update_s = stamp_s + self.update_period_s
+        w.next_update_s = self._next_due(stamp_s)
         return w
+
+    def _next_due(self, stamp_s: float) -> float:
+        """The first whole multiple of the update period after ``stamp_s``."""
+        return (np.floor(stamp_s / self.update_period_s) + 1) * self.update_period_s
 
     def enough(self, window: Window) -> bool:
         return len(window.stamps_s) >= self.min_frames

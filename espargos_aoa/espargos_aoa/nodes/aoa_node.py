@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -44,6 +45,9 @@ ESTIMATOR_PARAMS = {
     "uncertainty_floor": ("uncertainty_floor_deg", "deg added in quadrature to the Cramer-Rao std (model errors)"),
 }
 DEFAULT_CONFIG = AoaConfig(uncertainty_floor_deg=0.5)
+EARLY_FRAMES = 200
+"""CSI that arrives before a usable ArrayGeometry (DDS does not order topics) is kept, up to this
+many frames, and processed once the geometry is there; older ones are dropped (no_geometry)."""
 
 
 def _desc(text: str, **ranges) -> ParameterDescriptor:
@@ -92,6 +96,7 @@ class AoaNode(Node):
         self.windows = self._new_windows({})
         self.allowlist = self._allowlist(self.get_parameter("mac_allowlist").value)
         self.compute_ms: list[float] = []
+        self.early: deque[CsiArray] = deque()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         csi_qos = qos_profile_sensor_data if qos_name == "sensor_data" else QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -165,17 +170,26 @@ class AoaNode(Node):
         self.check = FrameCheck(positions.shape[0], self.get_parameter("min_antennas").value,
                                 self.get_parameter("require_calibrated").value)
         self.get_logger().info(f"array geometry of {msg.source_id!r}: {msg.rows} x {msg.cols} antennas")
+        early, self.early = self.early, deque()
+        for frame in early:
+            self._process(frame)
 
     def _on_csi(self, msg: CsiArray) -> None:
         self.counters["frames"] += 1
         if msg.is_reference:
             return
-        mac = bytes(msg.transmitter_mac)
-        if self.allowlist and mac not in self.allowlist:
+        if self.allowlist and bytes(msg.transmitter_mac) not in self.allowlist:
             return
         if self.estimator is None or self.check is None:
-            self._count("no_geometry", "no usable ArrayGeometry received on array_geometry yet")
+            if len(self.early) == EARLY_FRAMES:
+                self.early.popleft()
+                self._count("no_geometry", f"no usable ArrayGeometry on array_geometry for {EARLY_FRAMES} frames")
+            self.early.append(msg)
             return
+        self._process(msg)
+
+    def _process(self, msg: CsiArray) -> None:
+        mac = bytes(msg.transmitter_mac)
         try:
             csi, mask, freqs_hz, valid = csi_arrays(msg)
         except ValueError as err:
@@ -228,6 +242,7 @@ class AoaNode(Node):
         level = DiagnosticStatus.OK if ready and self.counters["updates"] else DiagnosticStatus.WARN
         message = "estimating" if self.counters["updates"] else ("waiting for CSI" if ready else "waiting for geometry")
         values = {"mode": self.config.mode, "two_d": self.config.two_d, "transmitters": len(self.windows.windows),
+                  "waiting_for_geometry": len(self.early),
                   "compute_ms_p50": f"{np.median(self.compute_ms):.2f}" if self.compute_ms else "nan",
                   **self.counters}
         msg = DiagnosticArray()
