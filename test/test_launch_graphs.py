@@ -4,7 +4,7 @@ installed, the launch files themselves."""
 from __future__ import annotations
 
 import subprocess
-import time
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,26 +130,39 @@ def test_runner_refuses_bad_configuration_without_traceback(tmp_path):
     assert done.returncode == 2 and "cannot read combined-array file" in done.stderr
 
 
+LAUNCH_RUNNER = """
+import sys
+import launch
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+args = [a.split(":=", 1) for a in sys.argv[2:]]
+service = launch.LaunchService()
+service.include_launch_description(launch.actions.IncludeLaunchDescription(
+    PythonLaunchDescriptionSource(sys.argv[1]), launch_arguments=args))
+sys.exit(service.run())
+"""
+
+
 @pytest.mark.parametrize("launch_file, topic", [("board.launch.py", "/espargos/bearings"),
                                                 ("combined_array.launch.py", "/espargos/bearings"),
                                                 ("robot.launch.py", "/robot/front/bearings")])
-def test_launch_file_with_launch_service(ros_node, launch_file, topic):
-    launch = pytest.importorskip("launch", reason="launch/launch_ros are not installable from PyPI here")
+def test_launch_file_with_launch_service(ros_node, processes, tmp_path, launch_file, topic):
+    """What `ros2 launch espargos_driver <file>` does: a LaunchService (in its own process, as it
+    must own the main thread) runs the installed launch file; bearings appear on the topic."""
+    pytest.importorskip("launch", reason="launch/launch_ros are not installable from PyPI here")
     pytest.importorskip("launch_ros", reason="launch_ros is not installable from PyPI here")
-    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 
-    args = {"simulate": "true", "parent_frame": ""} if launch_file == "combined_array.launch.py" else {}
-    service = launch.LaunchService()
-    service.include_launch_description(launch.actions.IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(str(SHARE / "launch" / launch_file)), launch_arguments=args.items()))
-    import threading
-    thread = threading.Thread(target=service.run, daemon=True)
-    thread.start()
+    if launch_file == "robot.launch.py":
+        try:
+            get_package_prefix("tf2_ros")
+        except PackageNotFoundError:
+            pytest.skip("robot.launch.py starts tf2_ros static_transform_publisher, which is not installed")
+    args = {"board.launch.py": ["parent_frame:="], "combined_array.launch.py": ["simulate:=true", "parent_frame:="],
+            "robot.launch.py": []}[launch_file]
     got = []
     ros_node.create_subscription(BearingArray, topic, got.append, 10)
-    try:
-        assert spin_until(ros_node, lambda: len(got) >= 3, 60), f"no bearings on {topic}"
-    finally:
-        service.shutdown()
-        thread.join(timeout=20)
-        time.sleep(1)
+    log = tmp_path / "launch.log"
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCH_RUNNER, str(SHARE / "launch" / launch_file), *args],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    processes.procs.append((proc, log))
+    assert spin_until(ros_node, lambda: len(got) >= 3, 60), f"no bearings on {topic}: {log.read_text()[-3000:]}"
