@@ -28,6 +28,8 @@ setup(
             "espargos_run = espargos_driver.nodes.run:main",
             "bag_record = espargos_driver.nodes.bag_record:main",
             "bag_play = espargos_driver.nodes.bag_play:main",
+            "swarm_node = espargos_driver.nodes.swarm_node:main",
+            "swarm_simulator = espargos_driver.nodes.swarm_simulator:main",
         ],
     },
 )

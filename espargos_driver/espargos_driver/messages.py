@@ -10,6 +10,8 @@ from espargos_msgs.msg import ArrayGeometry, CsiArray
 from geometry_msgs.msg import Point
 
 from .frame import CsiFrame
+from .swarm.ingest import NodeFrame
+from .wifi import GRIDS
 
 
 def _f32(values: np.ndarray) -> array.array:
@@ -79,3 +81,32 @@ def diagnostic_status(name: str, hardware_id: str, level: bytes, message: str,
     status = DiagnosticStatus(name=name, hardware_id=hardware_id, level=level, message=message)
     status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
     return status
+
+
+def node_frame_to_msg(frame: NodeFrame, stamp: Time, frame_id: str) -> CsiArray:
+    """One single-antenna swarm-node report -> CsiArray with rows = cols = 1."""
+    report, grid = frame.report, GRIDS[frame.csi.format]
+    msg = CsiArray()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.source_id = frame.node
+    msg.transmitter_mac = list(report.transmitter_mac or bytes(6))
+    msg.sequence_number = (report.sequence or 0) & 0xFFF
+    msg.channel = frame.channel
+    msg.secondary_channel = frame.secondary
+    msg.format = int(frame.csi.format)
+    msg.center_frequency_hz = frame.center_frequency_hz
+    msg.subcarrier_spacing_hz = grid.spacing_hz
+    msg.subcarrier_indices = array.array("h", grid.indices.tobytes())
+    msg.interpolated_bins = array.array("H", frame.csi.interpolated)
+    msg.rows = msg.cols = 1
+    msg.csi = array.array("f", np.ascontiguousarray(frame.csi.csi, np.complex64).tobytes())
+    msg.antenna_mask = [True]
+    nan = float("nan")
+    msg.rssi_dbm = array.array("f", [nan if report.rssi_dbm is None else report.rssi_dbm])
+    msg.noise_floor_dbm = array.array("f", [nan if report.noise_floor_dbm is None else report.noise_floor_dbm])
+    msg.rx_gain_db = array.array("f", [nan if report.agc_gain_db is None else report.agc_gain_db])
+    msg.fft_gain_db = array.array("f", [nan if report.fft_gain_db is None else report.fft_gain_db])
+    msg.cfo_hz = array.array("f", [nan])
+    msg.sensor_timestamps = array.array("d", [nan if report.sensor_time_us is None else report.sensor_time_us * 1e-6])
+    return msg

@@ -1,0 +1,153 @@
+"""ROS 2 node for single-antenna ESP32 / ESP32-C5 / ESP32-C6 swarm nodes: UDP, serial or file -> CsiArray."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from espargos_msgs.msg import CsiArray
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+from ..messages import diagnostic_status, node_frame_to_msg
+from ..swarm.ingest import NodeConfig, SwarmIngest
+from ..swarm.sources import FileSource, SerialSource, UdpSource
+from .runtime import run_node
+
+TRANSPORTS = ("udp", "serial", "file")
+ERROR_COUNTERS = ("wrong_magic", "truncated", "odd_length", "bad_length", "bad_antennas", "not_utf8", "cut_line",
+                  "bad_value", "bad_field", "unknown_columns", "unknown_layout", "unknown_chip", "short_csi", "no_csi",
+                  "bad_channel", "no_channel", "not_allowed", "node_lost", "socket_error", "serial_errors",
+                  "serial_reopened", "file_errors")
+
+
+def _desc(text: str, **ranges) -> ParameterDescriptor:
+    return ParameterDescriptor(description=text, read_only=True, **ranges)
+
+
+def _node_map(entries: list[str], what: str) -> dict[str, str]:
+    """["node3:c6", ...] -> {"node3": "c6"}; ValueError naming the bad entry."""
+    out = {}
+    for entry in entries:
+        if entry.strip():
+            name, sep, value = entry.rpartition(":")
+            if not sep or not name or not value:
+                raise ValueError(f"{what}: expected '<node>:<value>', got {entry!r}")
+            out[name] = value
+    return out
+
+
+class SwarmNode(Node):
+    """Thin shell around SwarmIngest and one source."""
+
+    def __init__(self, **node_options) -> None:
+        """node_options: rclpy Node keyword arguments (namespace, parameter_overrides, ...)."""
+        super().__init__("swarm_node", **node_options)
+        p = self.declare_parameter
+        p("transport", "udp", _desc("udp, serial or file"))
+        p("udp_host", "0.0.0.0", _desc("address to receive node datagrams on"))
+        p("udp_port", 5005, _desc("UDP port of the nodes' datagrams", integer_range=[IntegerRange(from_value=0, to_value=65535)]))
+        p("serial_port", "/dev/ttyUSB0", _desc("serial device of one node (text lines)"))
+        p("baud", 921600, _desc("serial baud rate", integer_range=[IntegerRange(from_value=300, to_value=10_000_000)]))
+        p("file", "", _desc("log file of text lines (offline replay)"))
+        p("file_rate", 0.0, _desc("lines per second when reading a file (0: as fast as possible)",
+                                  floating_point_range=[FloatingPointRange(from_value=0.0, to_value=1e6)]))
+        p("node_name", "", _desc("name of the node behind a serial port or file (default: its file name)"))
+        p("chip", "esp32", _desc("chip family of the nodes: esp32 (ESP32/S2/S3/C3), c5 (C5/C61), c6"))
+        p("secondary_channel", 0, _desc("secondary channel of the nodes where reports do not say: +1, -1, 0"))
+        p("channel", 0, _desc("channel of the nodes where reports do not say (0: unknown)"))
+        p("node_chips", [""], _desc("per-node chip family, e.g. ['node3:c6']"))
+        p("node_secondary", [""], _desc("per-node secondary channel, e.g. ['node3:-1']"))
+        p("allow", [""], _desc("only these node names or transmitter MACs (empty: all)"))
+        p("node_timeout", 5.0, _desc("s of silence after which a node counts as lost",
+                                     floating_point_range=[FloatingPointRange(from_value=0.1, to_value=3600.0)]))
+        p("frame_id", "swarm_node", _desc("TF frame put in CsiArray headers"))
+        g = lambda name: self.get_parameter(name).value  # noqa: E731
+        transport = g("transport")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
+        default = NodeConfig(g("chip"), g("secondary_channel"), g("channel"))
+        default.validate()
+        chips = _node_map(g("node_chips"), "node_chips")
+        secondaries = _node_map(g("node_secondary"), "node_secondary")
+        nodes = {}
+        for name in set(chips) | set(secondaries):
+            try:
+                config = NodeConfig(chips.get(name, default.chip), int(secondaries.get(name, default.secondary)),
+                                    default.channel)
+            except ValueError as err:
+                raise ValueError(f"node_secondary of {name}: {err}") from err
+            config.validate()
+            nodes[name] = config
+        self.counters: Counter = Counter()
+        self.ingest = SwarmIngest(self.counters, default, nodes, {a for a in g("allow") if a.strip()})
+        self.frame_id = g("frame_id")
+        self.node_timeout = g("node_timeout")
+        self.csi_pub = self.create_publisher(CsiArray, "csi", QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        log = self.get_logger().info
+        if transport == "udp":
+            try:
+                self.source = UdpSource(g("udp_host"), g("udp_port"), self._feed_datagram, self.counters, log)
+            except OSError as err:
+                raise ValueError(f"cannot receive on UDP {g('udp_host')}:{g('udp_port')}: {err}") from err
+        elif transport == "serial":
+            self.source = SerialSource(g("serial_port"), g("baud"), g("node_name") or Path(g("serial_port")).name,
+                                       self._feed_line, self.counters, log)
+        else:
+            if not g("file"):
+                raise ValueError("transport file needs the parameter file")
+            self.source = FileSource(g("file"), g("file_rate"), g("node_name") or Path(g("file")).stem,
+                                     self._feed_line, self.counters, log)
+        self._last_counts: Counter = Counter()
+        self._last_diag = time.monotonic()
+        self._warned: dict[str, int] = {}
+        self.create_timer(1.0, self._tick)
+        self.source.start()
+
+    def _feed_datagram(self, data: bytes, source: str, now: float) -> None:
+        for frame in self.ingest.datagram(data, source, now):
+            self._publish(frame)
+
+    def _feed_line(self, line: bytes, source: str, now: float) -> None:
+        frame = self.ingest.line(line, source, now)
+        if frame is not None:
+            self._publish(frame)
+
+    def _publish(self, frame) -> None:
+        self.csi_pub.publish(node_frame_to_msg(frame, self.get_clock().now().to_msg(), self.frame_id))
+
+    def _tick(self) -> None:
+        for node in self.ingest.lost(time.time(), self.node_timeout):
+            self.get_logger().warning(f"{node}: no report for {self.node_timeout:.1f} s (lost)")
+        now = time.monotonic()
+        counts = Counter(self.counters)
+        rate = (counts["reports"] - self._last_counts["reports"]) / max(now - self._last_diag, 1e-3)
+        self._last_counts, self._last_diag = counts, now
+        errors = {k: counts.get(k, 0) for k in ERROR_COUNTERS}
+        for key, value in errors.items():
+            if value > self._warned.get(key, 0):
+                detail = self.ingest.last_error if self.ingest.last_error and self.ingest.last_error.reason == key else None
+                self.get_logger().warning(f"{key}: {value - self._warned.get(key, 0)} new"
+                                          + (f" ({detail})" if detail else ""), throttle_duration_sec=5.0)
+                self._warned[key] = value
+        other = {k: v for k, v in counts.items() if k.startswith("other_")}
+        values = {"source": self.source.state, "source_detail": self.source.state_detail,
+                  "reports_per_s": f"{rate:.1f}", "reports": counts["reports"],
+                  "nodes": ",".join(sorted(self.ingest.last_seen)), **errors, **other}
+        level = DiagnosticStatus.OK if self.source.state in ("receiving", "reading", "finished") else DiagnosticStatus.WARN
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [diagnostic_status(f"espargos_swarm: {self.get_name()}", self.source.state_detail, level,
+                                        f"{self.source.state}; {len(self.ingest.last_seen)} nodes", values)]
+        self.diag_pub.publish(msg)
+
+    def destroy_node(self) -> None:
+        self.source.stop()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(SwarmNode, "espargos swarm_node", args)

@@ -1,0 +1,123 @@
+"""CSV lines of esp-csi (classic and C5/C6 column sets, console_test) and ESP32-CSI-Tool.
+
+A line starting ``type,`` is a header: its column names are used for the lines that follow.
+Without one, the column count names the set (spec section 3). Lines that do not start with
+``CSI_DATA`` are not CSI (logs, other record types) and are skipped.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+
+import numpy as np
+
+from .report import NodeReport, ReportError
+
+CLASSIC = ("type,id,mac,rssi,rate,sig_mode,mcs,bandwidth,smoothing,not_sounding,aggregation,stbc,fec_coding,sgi,"
+           "noise_floor,ampdu_cnt,channel,secondary_channel,local_timestamp,ant,sig_len,rx_state,len,first_word,data")
+C5_C6 = "type,seq,mac,rssi,rate,noise_floor,fft_gain,agc_gain,channel,local_timestamp,sig_len,rx_state,len,first_word,data"
+CONSOLE_TEST = ("type,sequence,timestamp,taget_seq,taget,mac,rssi,rate,sig_mode,mcs,bandwidth,smoothing,not_sounding,"
+                "aggregation,stbc,fec_coding,sgi,noise_floor,ampdu_cnt,channel,secondary_channel,local_timestamp,ant,"
+                "sig_len,rx_state,agc_gain,fft_gain,len,first_word,data")
+CSI_TOOL = ("type,role,mac,rssi,rate,sig_mode,mcs,bandwidth,smoothing,not_sounding,aggregation,stbc,fec_coding,sgi,"
+            "noise_floor,ampdu_cnt,channel,secondary_channel,local_timestamp,ant,sig_len,rx_state,real_time_set,"
+            "real_timestamp,len,data")
+BY_COLUMN_COUNT = {25: CLASSIC, 15: C5_C6, 30: CONSOLE_TEST, 26: CSI_TOOL, 27: CSI_TOOL + ",host_time"}
+SECONDARY = {0: 0, 1: 1, 2: -1}
+"""ESP-IDF secondary_channel code -> +1 above / -1 below / 0 none."""
+
+
+class LineParser:
+    """Stateful: remembers the latest header line. ``parse`` returns a NodeReport, None for a
+    line that is not CSI (header, log), or raises ReportError with the reason."""
+
+    def __init__(self) -> None:
+        self.columns: list[str] | None = None
+
+    def parse(self, raw: bytes | str) -> NodeReport | None:
+        try:
+            line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as err:
+            raise ReportError("not_utf8", f"line is not UTF-8: {err}") from err
+        line = line.strip().strip("\x00")
+        if line.startswith("type,"):
+            self.columns = [c.strip() for c in line.split(",")]
+            return None
+        if not line.startswith("CSI_DATA"):
+            return None
+        meta, values, tail = _split(line)
+        fields = meta + ["<data>"] + tail
+        names = self.columns if self.columns is not None and len(self.columns) == len(fields) else None
+        if names is None:
+            known = BY_COLUMN_COUNT.get(len(fields))
+            if known is None:
+                raise ReportError("unknown_columns", f"{len(fields)} columns, and no header line names them")
+            names = known.split(",")
+        row = dict(zip(names, fields))
+        return _report(row, values)
+
+
+def _split(line: str) -> tuple[list[str], np.ndarray, list[str]]:
+    """metadata fields, CSI values, fields after the CSI array."""
+    start = line.find("[")
+    if start < 0:
+        meta = line.split(",")
+        data = meta.pop().strip().strip('"')
+        try:
+            values = np.frombuffer(base64.b64decode(data, validate=True), np.int8).astype(np.int16)
+        except (binascii.Error, ValueError) as err:
+            raise ReportError("cut_line", "no CSI array in the line (cut?)") from err
+        return meta, values, []
+    end = line.find("]", start)
+    if end < 0:
+        raise ReportError("cut_line", "CSI array is not closed: line cut")
+    meta = line[:start].rstrip('"').rstrip(",").split(",")
+    body = line[start + 1:end].replace(",", " ").split()
+    try:
+        values = np.array([int(v) for v in body], np.int16)
+    except ValueError as err:
+        raise ReportError("bad_value", f"CSI array holds a non-integer: {err}") from err
+    tail = [t for t in line[end + 1:].lstrip('"').split(",")[1:]]
+    return meta, values, tail
+
+
+def _int(row: dict, name: str) -> int | None:
+    value = row.get(name)
+    if value is None or value.strip() == "":
+        return None
+    try:
+        return int(value)
+    except ValueError as err:
+        raise ReportError("bad_field", f"{name} = {value!r} is not an integer") from err
+
+
+def _report(row: dict, values: np.ndarray) -> NodeReport:
+    if values.size % 2:
+        raise ReportError("odd_length", f"{values.size} CSI values: not (imaginary, real) pairs")
+    declared = _int(row, "len")
+    if declared is None or declared < 0:
+        raise ReportError("bad_field", f"len = {row.get('len')!r}")
+    mac_text = row.get("mac", "")
+    try:
+        mac = bytes.fromhex(mac_text.replace(":", "")) if mac_text else None
+    except ValueError as err:
+        raise ReportError("bad_field", f"mac = {mac_text!r}") from err
+    noise = _int(row, "noise_floor")
+    if noise is not None and noise > 127:             # C5 declares it unsigned
+        noise -= 256
+    secondary = _int(row, "secondary_channel")
+    sig_mode, bandwidth, stbc = _int(row, "sig_mode"), _int(row, "bandwidth"), _int(row, "stbc")
+    fft = _int(row, "fft_gain")
+    return NodeReport(
+        values=values, declared_len=declared, transmitter_mac=mac if mac and len(mac) == 6 else None,
+        sequence=_int(row, "seq") if "seq" in row else _int(row, "sequence") if "sequence" in row else None,
+        rssi_dbm=_float(_int(row, "rssi")), noise_floor_dbm=_float(noise), channel=_int(row, "channel"),
+        secondary=SECONDARY.get(secondary) if secondary is not None else None,
+        ht=None if sig_mode is None else sig_mode == 1, bandwidth_40=None if bandwidth is None else bandwidth == 1,
+        stbc=None if stbc is None else stbc == 1, bb_format=_int(row, "rx_format"),
+        first_word_invalid=bool(_int(row, "first_word") or 0), sensor_time_us=_int(row, "local_timestamp"),
+        agc_gain_db=_float(_int(row, "agc_gain")), fft_gain_db=None if fft is None else fft / 4.0)
+
+
+def _float(value: int | None) -> float | None:
+    return None if value is None else float(value)
