@@ -20,6 +20,7 @@ setup(
         "console_scripts": [
             "aoa_node = espargos_aoa.nodes.aoa_node:main",
             "aoa_render = espargos_aoa.nodes.aoa_render:main",
+            "velocity_node = espargos_aoa.nodes.velocity_node:main",
         ],
     },
 )

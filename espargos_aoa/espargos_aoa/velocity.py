@@ -155,7 +155,8 @@ class Estimate:
 
 
 class BidirectionalLink:
-    """A <-> B: pairs each A->B report with B's reply, filters the phase sum."""
+    """A <-> B: pairs each report with the latest unpaired report of the other direction (within
+    ``pair_window_s`` of host time) and filters the phase sum on the clock of end A."""
 
     def __init__(self, config: VelocityConfig, wavelength_m: float) -> None:
         self.config = config
@@ -163,20 +164,19 @@ class BidirectionalLink:
         rate_noise = config.accel_noise * 4 * np.pi / wavelength_m
         self.kf = PhaseKalman(rate_noise, np.radians(config.phase_noise_deg))
         self.states = StateMachine(config)
-        self.forward: tuple[float, float] | None = None
+        self.pending: dict[bool, tuple[float, float, float]] = {}
         self.rejected = 0
         self.restarts = 0
 
-    def add(self, forward: bool, host_t: float, t: float, phase: float) -> Estimate | None:
-        """A report of A->B (``forward``) or B->A with host receive time, filter time ``t`` (the
-        receiver's clock) and common phase; returns an estimate when an exchange completes."""
-        if forward:
-            self.forward = (host_t, phase)
+    def add(self, received_by_a: bool, host_t: float, t: float, phase: float) -> Estimate | None:
+        """One report (B->A if ``received_by_a``, else A->B) with its host receive time, the
+        receiver's clock ``t`` and common phase; returns an estimate when an exchange completes."""
+        other = self.pending.pop(not received_by_a, None)
+        if other is None or abs(host_t - other[0]) > self.config.pair_window_s:
+            self.pending[received_by_a] = (host_t, t, phase)
             return None
-        if self.forward is None or abs(host_t - self.forward[0]) > self.config.pair_window_s:
-            return None
-        z = float(wrap(self.forward[1] + phase))
-        self.forward = None
+        t = t if received_by_a else other[1]
+        z = float(wrap(other[2] + phase))
         if self.kf.t is not None and t - self.kf.t > self.config.max_gap_s:
             self.kf.reset()
             self.restarts += 1

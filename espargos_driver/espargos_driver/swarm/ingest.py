@@ -5,7 +5,6 @@ reason in ``counters`` and dropped; nothing raises out of ``datagram`` / ``line`
 """
 from __future__ import annotations
 
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -14,8 +13,6 @@ from .layout import CHIPS, NodeCsi, channel_center_mhz, channel_of_mhz, decode_r
 from .report import NodeReport, ReportError
 from .text import LineParser
 
-BINARY_FAMILY = 0xC5110000
-"""High 16 bits of every RuView magic: such datagrams are binary, anything else is text."""
 SUBCARRIER_SPACING_HZ = {False: 312_500.0, True: 78_125.0}
 
 
@@ -62,9 +59,10 @@ class SwarmIngest:
     _parsers: dict[str, LineParser] = field(default_factory=dict)
 
     def datagram(self, data: bytes, source: str, now: float) -> list[NodeFrame]:
-        """One UDP datagram: a binary frame, or one or more text lines."""
+        """One UDP datagram: text lines if it starts as printable text (CSI_DATA, type, ...), else
+        a binary frame (whose magic says what it is)."""
         self.counters["datagrams"] += 1
-        if len(data) >= 4 and struct.unpack_from("<I", data)[0] & 0xFFFF0000 == BINARY_FAMILY:
+        if not _looks_like_text(data[:16]):
             try:
                 report = parse_datagram(data)
             except ReportError as err:
@@ -118,3 +116,7 @@ class SwarmIngest:
         self.counters["reports"] += 1
         self.last_seen[node] = now
         return NodeFrame(node, report, csi, channel, secondary, centre, now)
+
+
+def _looks_like_text(head: bytes) -> bool:
+    return bool(head) and all(32 <= b < 127 or b in (9, 10, 13) for b in head)

@@ -1,0 +1,153 @@
+"""ROS 2 node: single-antenna CsiArray (swarm_node) -> RadialVelocity per link, with diagnostics."""
+from __future__ import annotations
+
+from collections import Counter, deque
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from espargos_driver.messages import diagnostic_status, msg_to_csi
+from espargos_driver.nodes.runtime import run_node
+from espargos_msgs.msg import CsiArray, RadialVelocity
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Header
+
+from ..messages import mac_text, stamp_seconds
+from ..sanitize import sanitize
+from ..steering import SPEED_OF_LIGHT
+from ..velocity import (CLOSING, MOVING, SEPARATING, STATIC, BidirectionalLink, Estimate, OneWayLink,
+                        VelocityConfig)
+
+STATES = {"UNKNOWN": RadialVelocity.STATE_UNKNOWN, STATIC: RadialVelocity.STATE_STATIC,
+          CLOSING: RadialVelocity.STATE_CLOSING, SEPARATING: RadialVelocity.STATE_SEPARATING,
+          MOVING: RadialVelocity.STATE_MOVING}
+ERROR_COUNTERS = ("not_single_antenna", "bad_csi_message", "nan_csi", "unknown_transmitter")
+ONE_WAY_AFTER_S = 2.0
+"""A link with no completed exchange for this long is reported one-way."""
+CONFIG_PARAMS = {
+    "accel_noise": "m/s^(3/2), process noise of the constant-velocity filter",
+    "phase_noise": "deg, 1-sigma of one measured phase sum",
+    "gate_sigma": "innovations beyond this many sigma are rejected as packet-sync jumps",
+    "pair_window": "s of host time in which the two directions of an exchange must arrive",
+    "moving_threshold": "m/s above which a link leaves STATIC",
+    "static_threshold": "m/s below which a link returns to STATIC (hysteresis)",
+    "min_dwell": "s a new state must hold before it is reported",
+    "max_gap": "s of silence that restarts a link's filter",
+    "motion_window": "s of amplitude history of the one-way motion detector",
+    "motion_factor": "one-way: amplitude spread beyond this many times the static baseline is MOVING",
+}
+FIELD = {"phase_noise": "phase_noise_deg", "pair_window": "pair_window_s", "min_dwell": "min_dwell_s",
+         "max_gap": "max_gap_s", "motion_window": "motion_window_s"}
+
+
+class VelocityNode(Node):
+    def __init__(self, **node_options) -> None:
+        """node_options: rclpy Node keyword arguments (namespace, parameter_overrides, ...)."""
+        super().__init__("velocity_node", **node_options)
+        defaults = VelocityConfig()
+        for name, text in CONFIG_PARAMS.items():
+            self.declare_parameter(name, float(getattr(defaults, FIELD.get(name, name))),
+                                   ParameterDescriptor(description=text, read_only=True, floating_point_range=[
+                                       FloatingPointRange(from_value=0.0, to_value=1e6)]))
+        self.declare_parameter("nodes", [""], ParameterDescriptor(
+            description="node name = its MAC, e.g. ['node1=02:00:00:00:00:01']: pairs the two directions of a link",
+            read_only=True))
+        self.config = VelocityConfig(**{FIELD.get(n, n): self.get_parameter(n).value for n in CONFIG_PARAMS})
+        self.config.validate()
+        self.node_of_mac: dict[str, str] = {}
+        for entry in self.get_parameter("nodes").value:
+            if entry.strip():
+                name, sep, mac = entry.partition("=")
+                try:
+                    raw = bytes.fromhex(mac.replace(":", ""))
+                except ValueError:
+                    raw = b""
+                if not sep or not name or len(raw) != 6:
+                    raise ValueError(f"nodes: expected 'name=aa:bb:cc:dd:ee:ff', got {entry!r}")
+                self.node_of_mac[mac_text(raw)] = name
+        self.counters: Counter = Counter()
+        self.bidirectional: dict[tuple[str, str], BidirectionalLink] = {}
+        self.one_way: dict[tuple[str, str], OneWayLink] = {}
+        self.last_pair: dict[tuple[str, str], float] = {}
+        self.updates: dict[tuple[str, str, str], deque] = {}
+        self.pub = self.create_publisher(RadialVelocity, "radial_velocity", 50)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(CsiArray, "csi", self._on_csi, QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
+        self.create_timer(1.0, self._diagnostics)
+        self._warned: dict[str, int] = {}
+
+    def _on_csi(self, msg: CsiArray) -> None:
+        self.counters["reports"] += 1
+        if msg.rows * msg.cols != 1:
+            self.counters["not_single_antenna"] += 1
+            return
+        try:
+            csi = msg_to_csi(msg).reshape(-1)
+        except ValueError:
+            self.counters["bad_csi_message"] += 1
+            return
+        if not np.all(np.isfinite(csi)):
+            self.counters["nan_csi"] += 1
+            return
+        k = np.asarray(msg.subcarrier_indices, float)
+        valid = np.ones(k.size, bool)
+        valid[[i for i in msg.interpolated_bins if i < k.size]] = False
+        s = sanitize(csi, k, valid)
+        host_t = stamp_seconds(msg.header.stamp)
+        sensor = msg.sensor_timestamps[0] if len(msg.sensor_timestamps) else float("nan")
+        t = sensor if np.isfinite(sensor) else host_t
+        rx, tx_mac = msg.source_id, mac_text(bytes(msg.transmitter_mac))
+        tx = self.node_of_mac.get(tx_mac)
+        header = Header(stamp=msg.header.stamp, frame_id=msg.header.frame_id)
+        if tx is not None:
+            a, b = sorted((tx, rx))
+            link = self.bidirectional.get((a, b))
+            if link is None:
+                link = self.bidirectional[(a, b)] = BidirectionalLink(self.config, SPEED_OF_LIGHT / msg.center_frequency_hz)
+            estimate = link.add(rx == a, host_t, t, s.common_phase_rad)
+            if estimate is not None:
+                self.last_pair[(a, b)] = host_t
+                self._publish(header, a, b, estimate, link.rejected)
+                return
+            if host_t - self.last_pair.get((a, b), -np.inf) < ONE_WAY_AFTER_S:
+                return
+        elif self.node_of_mac:
+            self.counters["unknown_transmitter"] += 1
+        key = (tx or tx_mac, rx)
+        detector = self.one_way.setdefault(key, OneWayLink(self.config))
+        gains = sum(g for g in (*msg.rx_gain_db, *msg.fft_gain_db) if np.isfinite(g))
+        self._publish(header, key[0], key[1], detector.add(t, 10 * np.log10(max(s.power, 1e-12)) - gains), 0)
+
+    def _publish(self, header: Header, a: str, b: str, e: Estimate, rejected: int) -> None:
+        times = self.updates.setdefault((a, b, e.method), deque())
+        times.append(e.t)
+        while times and e.t - times[0] > 1.0:
+            times.popleft()
+        self.counters["updates"] += 1
+        self.counters["rejected_jumps"] = sum(link.rejected for link in self.bidirectional.values())
+        self.pub.publish(RadialVelocity(
+            header=header, endpoint_a=a, endpoint_b=b, velocity=float(e.velocity), velocity_std=float(e.std),
+            state=STATES[e.state], method=RadialVelocity.METHOD_BIDIRECTIONAL if e.method == "bidirectional"
+            else RadialVelocity.METHOD_ONE_WAY, update_rate_hz=float(len(times)), sensor_time=float(e.t),
+            rejected_jumps=rejected))
+
+    def _diagnostics(self) -> None:
+        for key in ERROR_COUNTERS:
+            new = self.counters[key] - self._warned.get(key, 0)
+            if new > 0:
+                self.get_logger().warning(f"{key}: {new} new", throttle_duration_sec=5.0)
+                self._warned[key] = self.counters[key]
+        values = {"links_bidirectional": len(self.last_pair), "links_one_way": len(self.one_way),
+                  "restarts": sum(link.restarts for link in self.bidirectional.values()),
+                  **{k: self.counters[k] for k in ("reports", "updates", "rejected_jumps", *ERROR_COUNTERS)}}
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [diagnostic_status(f"espargos_velocity: {self.get_name()}", self.get_fully_qualified_name(),
+                                        DiagnosticStatus.OK if self.counters["updates"] else DiagnosticStatus.WARN,
+                                        f"{len(self.last_pair)} bidirectional, {len(self.one_way)} one-way links", values)]
+        self.diag_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(VelocityNode, "espargos velocity_node", args)

@@ -1,0 +1,189 @@
+"""Swarm simulator -> swarm_node (real UDP) -> velocity_node over real DDS, against the simulator's
+ground truth; and swarm_node fed bad datagrams, a serial port that vanishes, and a real log file.
+
+One 62 s simulation carries three links at 50 frames/s per direction with +-20 ppm crystals:
+1-2 bidirectional (approach 0.5 m/s for 4 s, hold 4 s, separate 4 s), 3-4 bidirectional and
+static for 60 s, 5->6 one-way with the motion of 1-2.
+"""
+from __future__ import annotations
+
+import os
+import pty
+import random
+import socket
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+import yaml
+from diagnostic_msgs.msg import DiagnosticArray
+from espargos_driver.sim.swarm import SwarmScenario
+from espargos_driver.swarm.binary import build_datagram
+from espargos_msgs.msg import CsiArray, RadialVelocity
+
+from conftest import ROOT, Processes, free_port, spin_until
+
+DATA = ROOT.parent / "shared" / "data" / "esp32"
+CHANGES = (3.0, 7.0, 11.0, 15.0)
+MOTION = [[0, 6, 0, 1], [3, 6, 0, 1], [7, 4, 0, 1], [11, 4, 0, 1], [15, 6, 0, 1], [70, 6, 0, 1]]
+MACS = {i: f"02:00:00:00:00:0{i}" for i in range(1, 7)}
+SCENARIO = {"swarm": {"rate_hz": 50, "crystal_ppm_limit": 20, "seed": 5, "nodes": [
+    {"id": 1, "mac": MACS[1], "waypoints": [[0, 0, 0, 1]]}, {"id": 2, "mac": MACS[2], "waypoints": MOTION},
+    {"id": 3, "mac": MACS[3], "waypoints": [[0, 10, 0, 1]]}, {"id": 4, "mac": MACS[4], "waypoints": [[0, 15, 3, 1.5]]},
+    {"id": 5, "mac": MACS[5], "waypoints": [[0, 0, 20, 1]]}, {"id": 6, "mac": MACS[6], "waypoints":
+        [[t, x, y + 20, z] for t, x, y, z in MOTION]}],
+    "links": [{"a": 1, "b": 2}, {"a": 3, "b": 4}, {"a": 5, "b": 6, "bidirectional": False}]}}
+
+
+def truth_state(rate: np.ndarray) -> np.ndarray:
+    return np.where(rate > 0.01, RadialVelocity.STATE_SEPARATING,
+                    np.where(rate < -0.01, RadialVelocity.STATE_CLOSING, RadialVelocity.STATE_STATIC))
+
+
+@pytest.fixture(scope="module")
+def swarm_run(ros_context, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("swarm")
+    procs = Processes(tmp)
+    node = rclpy.create_node(f"swarm_watch_{os.getpid()}_{random.randint(0, 1 << 30)}")
+    msgs: list[RadialVelocity] = []
+    node.create_subscription(RadialVelocity, "/swarm/radial_velocity", msgs.append, 1000)
+    scenario = tmp / "swarm.yaml"
+    scenario.write_text(yaml.safe_dump(SCENARIO))
+    port = free_port(socket.SOCK_DGRAM)
+    try:
+        procs.start_node({"transport": "udp", "udp_host": "127.0.0.1", "udp_port": port}, "/swarm", "swarm_node")
+        nodes = ",".join(f'"node{i}={mac}"' for i, mac in MACS.items())
+        procs.start_node({"nodes": f"[{nodes}]"}, "/swarm", "velocity_node")
+        assert spin_until(node, lambda: node.count_subscribers("/swarm/csi") >= 1
+                          and node.count_publishers("/swarm/csi") >= 1 and node.count_publishers("/swarm/radial_velocity") >= 1, 30)
+        spin_until(node, lambda: False, 1.0)
+        sim = procs.start("swarm_simulator", "--scenario", str(scenario), "--target", f"127.0.0.1:{port}",
+                          "--duration", "62")
+        assert spin_until(node, lambda: sim.poll() is not None, 75), "simulator did not finish"
+        spin_until(node, lambda: False, 0.5)
+        yield SwarmScenario.from_dict(SCENARIO["swarm"]), msgs
+    finally:
+        node.destroy_node()
+        procs.stop_all()
+
+
+def link(msgs, a: str, b: str, method: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    sel = [m for m in msgs if (m.endpoint_a, m.endpoint_b, m.method) == (a, b, method)]
+    return (np.array([m.sensor_time for m in sel]), np.array([m.velocity for m in sel]),
+            np.array([m.state for m in sel]), np.array([m.velocity_std for m in sel]))
+
+
+def test_bidirectional_link_tracks_closing_static_separating(swarm_run):
+    scenario, msgs = swarm_run
+    t, v, state, std = link(msgs, "node1", "node2", RadialVelocity.METHOD_BIDIRECTIONAL)
+    assert len(t) > 500, f"only {len(t)} bidirectional updates"
+    keep = (t > 1.5) & (t < 17.0)
+    t, v, state, std = t[keep], v[keep], state[keep], std[keep]
+    rate = np.array([scenario.range_rate_m_s(1, 2, x) for x in t])
+    far = np.min(np.abs(t[:, None] - np.array(CHANGES)[None, :]), axis=1) > 0.5
+    wrong = (state != truth_state(rate)) & far
+    assert not wrong.any(), f"state wrong at t = {t[wrong][:10]}"
+    moving = far & (np.abs(rate) > 0.01)
+    rmse = float(np.sqrt(np.mean((v[moving] - rate[moving]) ** 2)))
+    assert moving.sum() > 200 and rmse <= 0.05, f"velocity RMSE {rmse:.3f} m/s while moving"
+    assert np.all(std[far] < 0.1)
+
+
+def test_static_link_stays_static(swarm_run):
+    _, msgs = swarm_run
+    t, v, state, _ = link(msgs, "node3", "node4", RadialVelocity.METHOD_BIDIRECTIONAL)
+    state = state[t > 2.0]
+    assert len(state) > 2500, f"only {len(state)} updates in 60 s"
+    not_static = float(np.mean(state != RadialVelocity.STATE_STATIC))
+    assert not_static < 0.01, f"{100 * not_static:.2f} % of static updates not STATIC"
+
+
+def test_one_way_link_detects_motion_onset_and_claims_no_velocity(swarm_run):
+    _, msgs = swarm_run
+    t, v, state, std = link(msgs, "node5", "node6", RadialVelocity.METHOD_ONE_WAY)
+    assert len(t) > 500 and np.all(np.isnan(v)) and np.all(np.isnan(std))
+    before = state[(t > 2.0) & (t < CHANGES[0])]
+    assert len(before) and np.all(before == RadialVelocity.STATE_STATIC)
+    onset = t[(t > CHANGES[0]) & (state == RadialVelocity.STATE_MOVING)]
+    assert len(onset) and onset[0] - CHANGES[0] < 1.0, f"motion onset seen {onset[:1] - CHANGES[0]} s late"
+    assert not np.any(np.isin(state, [RadialVelocity.STATE_CLOSING, RadialVelocity.STATE_SEPARATING]))
+
+
+class Diag:
+    def __init__(self, node) -> None:
+        self.values: dict[str, str] = {}
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on, 10)
+
+    def _on(self, msg) -> None:
+        for status in msg.status:
+            if status.name.startswith("espargos_swarm"):
+                self.values = {kv.key: kv.value for kv in status.values}
+
+    def count(self, key: str) -> int:
+        return int(self.values.get(key, 0))
+
+
+def test_bad_datagrams_and_a_vanishing_node_are_counted(ros_node, processes):
+    port = free_port(socket.SOCK_DGRAM)
+    processes.start_node({"transport": "udp", "udp_host": "127.0.0.1", "udp_port": port, "node_timeout": 1.0},
+                         "/bad", "swarm_node")
+    frames, diag = [], Diag(ros_node)
+    ros_node.create_subscription(CsiArray, "/bad/csi", frames.append, 100)
+    assert spin_until(ros_node, lambda: ros_node.count_publishers("/bad/csi") >= 1 and diag.values, 20)
+    good = build_datagram(7, 1, 2437, -40, -90, np.tile(np.array([3, 20], np.int8), 128), sensor_time_us=123)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    bad = [struct.pack("<I", 0x12345678) + good[4:], good[:15], good[:-5], good + b"\x00",
+           struct.pack("<I", 0xC511A110) + bytes(28), b"CSI_DATA,1,aa:bb:cc:dd:ee:ff,-50,\xff\xfe\n",
+           b"CSI_DATA,56,70:3a:73:0c:6c:fb,-52,11,1,7,0,1,1,1,1,0,1,-91,1,1,0,56307647,0,100,0,384,1,[ 100 -64 5"]
+    for data in [good] + bad + [good]:
+        sock.sendto(data, ("127.0.0.1", port))
+        time.sleep(0.01)
+    keys = ("wrong_magic", "truncated", "odd_length", "other_sync", "not_utf8", "cut_line")
+    assert spin_until(ros_node, lambda: all(diag.count(k) >= 1 for k in keys) and len(frames) >= 2, 10), \
+        ({k: diag.count(k) for k in keys}, len(frames))
+    m = frames[0]
+    assert (m.rows, m.cols, m.source_id, m.format) == (1, 1, "node7", CsiArray.FORMAT_HT20)
+    assert m.sensor_timestamps[0] == pytest.approx(123e-6) and m.channel == 6
+    assert spin_until(ros_node, lambda: diag.count("node_lost") >= 1, 5), diag.values   # node7 went silent
+
+
+def test_serial_port_that_vanishes_is_reopened(ros_node, processes, tmp_path):
+    link_path = tmp_path / "ttyESP"
+    master, slave = pty.openpty()
+    link_path.symlink_to(os.ttyname(slave))
+    processes.start_node({"transport": "serial", "serial_port": str(link_path), "baud": 921600,
+                          "node_name": "esp_a"}, "/ser", "swarm_node")
+    frames, diag = [], Diag(ros_node)
+    ros_node.create_subscription(CsiArray, "/ser/csi", frames.append, 100)
+    lines = [line for line in (DATA / "esp-csi_ht20-stbc_with-head.csv").read_bytes().splitlines(keepends=True)]
+    assert spin_until(ros_node, lambda: diag.values.get("source") == "receiving", 20), diag.values
+    os.write(master, b"".join(lines[:20]))
+    assert spin_until(ros_node, lambda: len(frames) >= 19, 10), diag.values
+    os.close(master)                                  # the port vanishes
+    os.close(slave)
+    link_path.unlink()
+    assert spin_until(ros_node, lambda: diag.count("serial_errors") >= 1, 10), diag.values
+    master, slave = pty.openpty()                     # ... and comes back
+    link_path.symlink_to(os.ttyname(slave))
+    assert spin_until(ros_node, lambda: diag.count("serial_reopened") >= 1, 15), diag.values
+    os.write(master, b"".join(lines[20:40]))
+    assert spin_until(ros_node, lambda: len(frames) >= 39, 10), diag.values
+    assert frames[-1].source_id == "esp_a" and bytes(frames[-1].transmitter_mac).hex(":") == "70:3a:73:0c:6c:fb"
+    os.close(master)
+    os.close(slave)
+
+
+def test_file_transport_reads_a_real_log(ros_node, processes):
+    processes.start_node({"transport": "file", "file": str(DATA / "esp-csi_console-test_ht40-below.csv"),
+                          "file_rate": 400.0}, "/file", "swarm_node")
+    frames, diag = [], Diag(ros_node)
+    ros_node.create_subscription(CsiArray, "/file/csi", frames.append, 2000)
+    assert spin_until(ros_node, lambda: diag.values.get("source") == "finished" and diag.count("reports") == 1684, 30), \
+        diag.values                                   # every CSI line of the log, nothing counted as bad
+    assert diag.count("cut_line") == diag.count("bad_field") == 0 and len(frames) > 1500
+    m = frames[-1]
+    assert m.format == CsiArray.FORMAT_HT40 and m.channel == 13 and m.secondary_channel == -1
+    assert len(m.subcarrier_indices) == 117 and m.source_id == Path("esp-csi_console-test_ht40-below").name
