@@ -187,3 +187,37 @@ def test_file_transport_reads_a_real_log(ros_node, processes):
     m = frames[-1]
     assert m.format == CsiArray.FORMAT_HT40 and m.channel == 13 and m.secondary_channel == -1
     assert len(m.subcarrier_indices) == 117 and m.source_id == Path("esp-csi_console-test_ht40-below").name
+
+
+def test_invalid_parameters_are_rejected(processes):
+    for node, param, message in (("swarm_node", "chip:=esp8266", "chip must be one of"),
+                                 ("swarm_node", "transport:=pigeon", "transport must be one of"),
+                                 ("swarm_node", "node_chips:=[node3]", "node_chips: expected"),
+                                 ("velocity_node", "nodes:=[node1]", "nodes: expected"),
+                                 ("velocity_node", "static_threshold:=0.5", "hysteresis")):
+        proc = processes.start(node, "--ros-args", "-p", param)
+        assert proc.wait(timeout=20) == 2, processes.log_of(proc)
+        assert message in processes.log_of(proc) and "Traceback" not in processes.log_of(proc)
+
+
+def test_keepalive_pings_the_nodes_it_hears(ros_node, processes):
+    try:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    except PermissionError:
+        pytest.skip("a raw ICMP socket (to watch the pings) needs root")
+    listener.settimeout(0.2)
+    port = free_port(socket.SOCK_DGRAM)
+    processes.start_node({"transport": "udp", "udp_host": "127.0.0.1", "udp_port": port, "keepalive_rate": 20.0},
+                         "/ka", "swarm_node")
+    assert spin_until(ros_node, lambda: ros_node.count_publishers("/ka/csi") >= 1, 20)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.sendto(build_datagram(4, 1, 2437, -40, -90, np.ones(256, np.int8)), ("127.0.0.1", port))
+    requests, deadline = 0, time.monotonic() + 5
+    while requests < 10 and time.monotonic() < deadline:
+        try:
+            packet = listener.recv(2048)
+        except TimeoutError:
+            continue
+        icmp = packet[(packet[0] & 0x0F) * 4:]
+        requests += icmp[0] == 8 and icmp[8:].startswith(b"espargos-keepalive")
+    assert requests >= 10, "no keep-alive echo requests to the node's address"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from espargos_driver.swarm.binary import CSI_MAGIC, HEADER, KNOWN_OTHER_MAGICS, build_datagram, parse_datagram
+from espargos_driver.swarm.binary import HEADER, KNOWN_OTHER_MAGICS, build_datagram, parse_datagram
 from espargos_driver.swarm.ingest import NodeConfig, SwarmIngest
 from espargos_driver.swarm.layout import classic_segments, decode_report, pairs_to_complex
 from espargos_driver.swarm.report import NodeReport, ReportError

@@ -20,7 +20,7 @@ TRANSPORTS = ("udp", "serial", "file")
 ERROR_COUNTERS = ("wrong_magic", "truncated", "odd_length", "bad_length", "bad_antennas", "not_utf8", "cut_line",
                   "bad_value", "bad_field", "unknown_columns", "unknown_layout", "unknown_chip", "short_csi", "no_csi",
                   "bad_channel", "no_channel", "not_allowed", "node_lost", "socket_error", "serial_errors",
-                  "serial_reopened", "file_errors")
+                  "serial_reopened", "file_errors", "keepalive_unavailable", "keepalive_errors")
 
 
 def _desc(text: str, **ranges) -> ParameterDescriptor:
@@ -49,6 +49,9 @@ class SwarmNode(Node):
         p("transport", "udp", _desc("udp, serial or file"))
         p("udp_host", "0.0.0.0", _desc("address to receive node datagrams on"))
         p("udp_port", 5005, _desc("UDP port of the nodes' datagrams", integer_range=[IntegerRange(from_value=0, to_value=65535)]))
+        p("keepalive_rate", 0.0, _desc("ICMP echo requests per second to every node address seen over UDP, to hold "
+                                       "the nodes' CSI rate up (0: off)",
+                                       floating_point_range=[FloatingPointRange(from_value=0.0, to_value=200.0)]))
         p("serial_port", "/dev/ttyUSB0", _desc("serial device of one node (text lines)"))
         p("baud", 921600, _desc("serial baud rate", integer_range=[IntegerRange(from_value=300, to_value=10_000_000)]))
         p("file", "", _desc("log file of text lines (offline replay)"))
@@ -90,7 +93,8 @@ class SwarmNode(Node):
         log = self.get_logger().info
         if transport == "udp":
             try:
-                self.source = UdpSource(g("udp_host"), g("udp_port"), self._feed_datagram, self.counters, log)
+                self.source = UdpSource(g("udp_host"), g("udp_port"), self._feed_datagram, self.counters, log,
+                                        g("keepalive_rate"))
             except OSError as err:
                 raise ValueError(f"cannot receive on UDP {g('udp_host')}:{g('udp_port')}: {err}") from err
         elif transport == "serial":
@@ -136,7 +140,8 @@ class SwarmNode(Node):
         other = {k: v for k, v in counts.items() if k.startswith("other_")}
         values = {"source": self.source.state, "source_detail": self.source.state_detail,
                   "reports_per_s": f"{rate:.1f}", "reports": counts["reports"],
-                  "nodes": ",".join(sorted(self.ingest.last_seen)), **errors, **other}
+                  "nodes": ",".join(sorted(self.ingest.last_seen)), "keepalive_sent": counts["keepalive_sent"],
+                  **errors, **other}
         level = DiagnosticStatus.OK if self.source.state in ("receiving", "reading", "finished") else DiagnosticStatus.WARN
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()

@@ -6,6 +6,7 @@ and never raises out of it; a serial port that vanishes is reopened with back-of
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -38,20 +39,64 @@ class Source:
         raise NotImplementedError
 
 
-class UdpSource(Source):
-    """Datagrams on ``host:port`` (binary frames, or text lines); the sender's address names text sources."""
+def icmp_echo(identifier: int, sequence: int) -> bytes:
+    """An ICMP echo request (type 8) with its checksum."""
+    body = struct.pack("!BBHHH", 8, 0, 0, identifier & 0xFFFF, sequence & 0xFFFF) + b"espargos-keepalive"
+    total = sum(struct.unpack(f"!{len(body) // 2}H", body))
+    total = (total >> 16) + (total & 0xFFFF)
+    checksum = ~(total + (total >> 16)) & 0xFFFF
+    return body[:2] + struct.pack("!H", checksum) + body[4:]
 
-    def __init__(self, host: str, port: int, feed: Feed, counters: Counter, log: Callable[[str], None]) -> None:
+
+class KeepAlive:
+    """ICMP echo requests to every node address seen, ``rate_hz`` per node (RuView ADR-106): a node
+    that receives unicast frames reports CSI for them, which holds its CSI rate up. Uses an
+    unprivileged ping socket where the system allows one, else a raw socket (root)."""
+
+    def __init__(self, rate_hz: float, counters: Counter, log: Callable[[str], None]) -> None:
+        self.rate_hz, self.counters, self.log = rate_hz, counters, log
+        self.addresses: set[str] = set()
+        self.sequence = 0
+        self.sock: socket.socket | None = None
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_RAW):
+            try:
+                self.sock = socket.socket(socket.AF_INET, kind, socket.IPPROTO_ICMP)
+                break
+            except OSError:
+                continue
+        if self.sock is None:
+            counters["keepalive_unavailable"] += 1
+            log("keep-alive disabled: this system allows neither ping sockets nor raw sockets for this user")
+
+    def run(self, stop: threading.Event) -> None:
+        while self.sock is not None and not stop.wait(1.0 / self.rate_hz):
+            self.sequence += 1
+            for address in sorted(self.addresses):
+                try:
+                    self.sock.sendto(icmp_echo(0xE5A7, self.sequence), (address, 0))
+                    self.counters["keepalive_sent"] += 1
+                except OSError:
+                    self.counters["keepalive_errors"] += 1
+
+
+class UdpSource(Source):
+    """Datagrams on ``host:port`` (binary frames, or text lines); the sender's address names text
+    sources. With ``keepalive_hz`` > 0, every sender gets ICMP echo requests at that rate."""
+
+    def __init__(self, host: str, port: int, feed: Feed, counters: Counter, log: Callable[[str], None],
+                 keepalive_hz: float = 0.0) -> None:
         super().__init__(feed, counters, log)
+        self.keepalive = KeepAlive(keepalive_hz, counters, log) if keepalive_hz > 0 else None
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         self.sock.bind((host, port))
         self.sock.settimeout(0.2)
         self.address = self.sock.getsockname()
-        self.senders: dict[str, tuple[str, int]] = {}
 
     def _run(self) -> None:
         self.state, self.state_detail = "receiving", f"UDP {self.address[0]}:{self.address[1]}"
+        if self.keepalive is not None:
+            threading.Thread(target=self.keepalive.run, args=(self._stop,), name="keepalive", daemon=True).start()
         while not self._stop.is_set():
             try:
                 data, addr = self.sock.recvfrom(65536)
@@ -62,6 +107,8 @@ class UdpSource(Source):
                 self.state_detail = str(err)
                 time.sleep(0.1)
                 continue
+            if self.keepalive is not None:
+                self.keepalive.addresses.add(addr[0])
             self.feed(data, f"udp:{addr[0]}:{addr[1]}", time.time())
         self.sock.close()
 
