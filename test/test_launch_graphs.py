@@ -11,7 +11,7 @@ import pytest
 import yaml
 from ament_index_python.packages import get_package_share_directory
 from espargos_driver.graph import GraphError, array_graph, node_parameters, read_yaml, robot_graph
-from espargos_msgs.msg import BearingArray
+from espargos_msgs.msg import BearingArray, RadialVelocity
 
 from conftest import ROOT, executable, spin_until
 
@@ -81,9 +81,13 @@ def test_robot_graph():
     assert [d.namespace for d in drivers] == ["/robot/front", "/robot/left"]
     assert [d.parameters["board_id"] for d in drivers] == ["front", "left"]
     assert [d.parameters["http_port"] for d in drivers] == [8420, 8421]
-    assert sum(not n.ros for n in graph.nodes) == 2
+    assert sum(not n.ros for n in graph.nodes) == 3                     # two board simulators, one swarm simulator
     assert [(t.parent, t.child) for t in graph.transforms] == [("base_link", "espargos_front"), ("base_link", "espargos_left")]
     assert graph.transforms[1].rpy == (0.0, 0.0, 1.5708)
+    swarm = {n.executable: n for n in graph.nodes if n.namespace == "/robot/swarm"}
+    assert set(swarm) == {"swarm_simulator", "swarm_node", "velocity_node"}
+    assert swarm["swarm_node"].parameters["udp_port"] == 5015 and swarm["swarm_simulator"].arguments[-1] == "127.0.0.1:5015"
+    assert swarm["velocity_node"].parameters["nodes"][0] == "node1=02:00:00:00:00:01"
 
 
 @pytest.mark.parametrize("change, message", [
@@ -109,10 +113,12 @@ def test_node_parameters_merge_wildcards_and_names():
 
 
 def test_runner_starts_the_robot_graph(ros_node, processes):
-    counts = {"front": 0, "left": 0}
-    for name in counts:
+    counts = {"front": 0, "left": 0, "swarm": 0}
+    for name in ("front", "left"):
         ros_node.create_subscription(BearingArray, f"/robot/{name}/bearings",
                                      lambda m, n=name: counts.__setitem__(n, counts[n] + 1), 10)
+    ros_node.create_subscription(RadialVelocity, "/robot/swarm/radial_velocity",
+                                 lambda m: counts.__setitem__("swarm", counts["swarm"] + 1), 10)
     runner = processes.start("espargos_run", "robot", "--duration", "40")
     assert spin_until(ros_node, lambda: min(counts.values()) >= 5, 40), (counts, processes.log_of(runner)[-2000:])
     log = processes.log_of(runner)

@@ -113,13 +113,16 @@ def test_one_way_link_detects_motion_onset_and_claims_no_velocity(swarm_run):
 
 
 class Diag:
-    def __init__(self, node) -> None:
+    """The latest diagnostics values of the swarm_node in namespace ``ns``."""
+
+    def __init__(self, node, ns: str) -> None:
+        self.name = f"espargos_swarm: {ns}/swarm_node"
         self.values: dict[str, str] = {}
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on, 10)
 
     def _on(self, msg) -> None:
         for status in msg.status:
-            if status.name.startswith("espargos_swarm"):
+            if status.name == self.name:
                 self.values = {kv.key: kv.value for kv in status.values}
 
     def count(self, key: str) -> int:
@@ -130,9 +133,10 @@ def test_bad_datagrams_and_a_vanishing_node_are_counted(ros_node, processes):
     port = free_port(socket.SOCK_DGRAM)
     processes.start_node({"transport": "udp", "udp_host": "127.0.0.1", "udp_port": port, "node_timeout": 1.0},
                          "/bad", "swarm_node")
-    frames, diag = [], Diag(ros_node)
+    frames, diag = [], Diag(ros_node, "/bad")
     ros_node.create_subscription(CsiArray, "/bad/csi", frames.append, 100)
     assert spin_until(ros_node, lambda: ros_node.count_publishers("/bad/csi") >= 1 and diag.values, 20)
+    spin_until(ros_node, lambda: False, 0.5)          # let the publisher match our subscription
     good = build_datagram(7, 1, 2437, -40, -90, np.tile(np.array([3, 20], np.int8), 128), sensor_time_us=123)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     bad = [struct.pack("<I", 0x12345678) + good[4:], good[:15], good[:-5], good + b"\x00",
@@ -156,10 +160,12 @@ def test_serial_port_that_vanishes_is_reopened(ros_node, processes, tmp_path):
     link_path.symlink_to(os.ttyname(slave))
     processes.start_node({"transport": "serial", "serial_port": str(link_path), "baud": 921600,
                           "node_name": "esp_a"}, "/ser", "swarm_node")
-    frames, diag = [], Diag(ros_node)
+    frames, diag = [], Diag(ros_node, "/ser")
     ros_node.create_subscription(CsiArray, "/ser/csi", frames.append, 100)
     lines = [line for line in (DATA / "esp-csi_ht20-stbc_with-head.csv").read_bytes().splitlines(keepends=True)]
-    assert spin_until(ros_node, lambda: diag.values.get("source") == "receiving", 20), diag.values
+    assert spin_until(ros_node, lambda: diag.values.get("source") == "receiving"
+                      and ros_node.count_publishers("/ser/csi") >= 1, 20), diag.values
+    spin_until(ros_node, lambda: False, 0.5)          # let the publisher match our subscription
     os.write(master, b"".join(lines[:20]))
     assert spin_until(ros_node, lambda: len(frames) >= 19, 10), diag.values
     os.close(master)                                  # the port vanishes
@@ -179,7 +185,7 @@ def test_serial_port_that_vanishes_is_reopened(ros_node, processes, tmp_path):
 def test_file_transport_reads_a_real_log(ros_node, processes):
     processes.start_node({"transport": "file", "file": str(DATA / "esp-csi_console-test_ht40-below.csv"),
                           "file_rate": 400.0}, "/file", "swarm_node")
-    frames, diag = [], Diag(ros_node)
+    frames, diag = [], Diag(ros_node, "/file")
     ros_node.create_subscription(CsiArray, "/file/csi", frames.append, 2000)
     assert spin_until(ros_node, lambda: diag.values.get("source") == "finished" and diag.count("reports") == 1684, 30), \
         diag.values                                   # every CSI line of the log, nothing counted as bad

@@ -168,7 +168,8 @@ def array_graph(*, namespace: str, params: dict, frame_id: str, parent_frame: st
 
 
 def robot_graph(robot: dict, share_dir: Path) -> Graph:
-    """A rig of arrays under one namespace with their static transforms, from ``config/robot.yaml``."""
+    """A rig of arrays (and optionally its swarm nodes) under one namespace with their static
+    transforms, from ``config/robot.yaml``."""
     spec = robot.get("robot", robot) if isinstance(robot, dict) else None
     if not isinstance(spec, dict) or not isinstance(spec.get("arrays"), list) or not spec["arrays"]:
         raise GraphError("robot YAML: needs robot: {namespace: ..., base_frame: ..., arrays: [...]}")
@@ -199,6 +200,30 @@ def robot_graph(robot: dict, share_dir: Path) -> Graph:
                                  scenario=str(_in_config(arr["scenario"], share_dir)) if arr.get("scenario") else "",
                                  sim_ports=sim_ports, remappings=arr.get("remappings"),
                                  board_id=str(arr.get("board_id", name))))
+    if spec.get("swarm"):
+        graph.extend(swarm_graph(spec["swarm"], namespace, share_dir))
+    return graph
+
+
+def swarm_graph(swarm: dict, namespace: str, share_dir: Path) -> Graph:
+    """swarm_node + velocity_node (+ the swarm simulator with ``simulate: true``) under
+    ``<namespace>/swarm``; ``swarm`` holds swarm_node parameters, ``nodes`` (name=MAC) for
+    velocity_node, and ``simulate`` / ``scenario``."""
+    if not isinstance(swarm, dict):
+        raise GraphError("robot YAML: swarm must be a mapping of swarm_node parameters")
+    swarm = dict(swarm)
+    ns = "/" + "/".join(p for p in (namespace.strip("/"), "swarm") if p)
+    simulate = bool(swarm.pop("simulate", False))
+    scenario = swarm.pop("scenario", "swarm_scenario.yaml")
+    nodes = [str(n) for n in swarm.pop("nodes", [])]
+    params = {"transport": "udp", "udp_port": 5005, **swarm}
+    graph = Graph()
+    if simulate:
+        params["udp_host"] = "127.0.0.1"
+        graph.nodes.append(NodeSpec("espargos_driver", "swarm_simulator", "swarm_simulator", ns, ros=False, arguments=[
+            "--scenario", str(_in_config(scenario, share_dir)), "--target", f"127.0.0.1:{params['udp_port']}"]))
+    graph.nodes += [NodeSpec("espargos_driver", "swarm_node", "swarm_node", ns, params),
+                    NodeSpec("espargos_aoa", "velocity_node", "velocity_node", ns, {"nodes": nodes} if nodes else {})]
     return graph
 
 

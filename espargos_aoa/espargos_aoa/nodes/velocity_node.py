@@ -143,7 +143,7 @@ class VelocityNode(Node):
                   **{k: self.counters[k] for k in ("reports", "updates", "rejected_jumps", *ERROR_COUNTERS)}}
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.status = [diagnostic_status(f"espargos_velocity: {self.get_name()}", self.get_fully_qualified_name(),
+        msg.status = [diagnostic_status(f"espargos_velocity: {self.get_fully_qualified_name()}", self.get_fully_qualified_name(),
                                         DiagnosticStatus.OK if self.counters["updates"] else DiagnosticStatus.WARN,
                                         f"{len(self.last_pair)} bidirectional, {len(self.one_way)} one-way links", values)]
         self.diag_pub.publish(msg)

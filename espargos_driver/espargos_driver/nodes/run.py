@@ -23,14 +23,17 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
 from ..graph import Graph, GraphError, NodeSpec, array_graph, read_yaml, robot_graph
-from . import board_simulator
+from . import board_simulator, swarm_simulator
 
 NODE_CLASSES = {
     ("espargos_driver", "board_node"): "espargos_driver.nodes.board_node:BoardNode",
     ("espargos_driver", "csi_monitor"): "espargos_driver.nodes.csi_monitor:CsiMonitor",
+    ("espargos_driver", "swarm_node"): "espargos_driver.nodes.swarm_node:SwarmNode",
     ("espargos_aoa", "aoa_node"): "espargos_aoa.nodes.aoa_node:AoaNode",
+    ("espargos_aoa", "velocity_node"): "espargos_aoa.nodes.velocity_node:VelocityNode",
 }
-PROGRAMS = {("espargos_driver", "board_simulator"): board_simulator.main}
+PROGRAMS = {("espargos_driver", "board_simulator"): board_simulator.main,
+            ("espargos_driver", "swarm_simulator"): swarm_simulator.main}
 log = logging.getLogger("espargos_run")
 
 

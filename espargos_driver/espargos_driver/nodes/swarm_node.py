@@ -145,7 +145,7 @@ class SwarmNode(Node):
         level = DiagnosticStatus.OK if self.source.state in ("receiving", "reading", "finished") else DiagnosticStatus.WARN
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.status = [diagnostic_status(f"espargos_swarm: {self.get_name()}", self.source.state_detail, level,
+        msg.status = [diagnostic_status(f"espargos_swarm: {self.get_fully_qualified_name()}", self.source.state_detail, level,
                                         f"{self.source.state}; {len(self.ingest.last_seen)} nodes", values)]
         self.diag_pub.publish(msg)
 
