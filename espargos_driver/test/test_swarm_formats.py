@@ -17,6 +17,8 @@ from espargos_driver.swarm.text import LineParser
 from espargos_driver.wifi import GRIDS, CsiFormat
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "esp32"
+"""The real public captures, read in place beside the project (../shared/data/esp32)."""
+needs_captures = pytest.mark.skipif(not DATA.is_dir(), reason=f"real ESP32 captures not found at {DATA}")
 
 
 def values_for(k_of_entry: list, h) -> np.ndarray:
@@ -206,6 +208,7 @@ def test_log_lines_are_not_csi():
 
 # --- real captures -----------------------------------------------------------------------------
 
+@needs_captures
 @pytest.mark.parametrize("name, chip, secondary, csi_lines, fmt", [
     ("esp-csi_ht20-stbc_with-head.csv", "esp32", 0, 116, CsiFormat.HT20),
     ("esp-csi_console-test_ht40-below.csv", "esp32", -1, 1684, CsiFormat.HT40),
@@ -221,6 +224,7 @@ def test_real_text_captures(name, chip, secondary, csi_lines, fmt):
     assert len(frames) == csi_lines and {f.csi.format for f in frames} == {fmt}
 
 
+@needs_captures
 def test_real_ruview_binary_payloads():
     counters = Counter()
     ingest = SwarmIngest(counters, NodeConfig("esp32", 0, 6))
@@ -233,6 +237,7 @@ def test_real_ruview_binary_payloads():
     assert set(ingest.last_seen) == {"node1", "node2"}
 
 
+@needs_captures
 def test_sanitised_phase_of_the_static_link_is_stable():
     """On the static esp-csi link, STO and common phase removed, adjacent-subcarrier phase
     differences stay within a few degrees from packet to packet."""
