@@ -177,8 +177,8 @@ class BidirectionalLink:
             return None
         t = t if received_by_a else other[1]
         z = float(wrap(other[2] + phase))
-        if self.kf.t is not None and t - self.kf.t > self.config.max_gap_s:
-            self.kf.reset()
+        if self.kf.t is not None and not 0 <= t - self.kf.t <= self.config.max_gap_s:
+            self.kf.reset()                             # a long silence, or the node's clock wrapped
             self.restarts += 1
         if not self.kf.update(t, z, self.config.gate_sigma):
             self.rejected += 1
@@ -204,6 +204,8 @@ class OneWayLink:
 
     def add(self, t: float, level_db: float) -> Estimate:
         c = self.config
+        if self.levels and t < self.levels[-1][0]:
+            self.levels.clear()                         # the node's clock wrapped (u32 microseconds)
         self.levels.append((t, level_db))
         while self.levels and t - self.levels[0][0] > c.motion_window_s:
             self.levels.popleft()

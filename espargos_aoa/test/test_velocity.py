@@ -84,3 +84,17 @@ def test_config_refuses_settings_that_cannot_work():
         VelocityConfig(static_threshold=0.2, moving_threshold=0.1).validate()
     with pytest.raises(ValueError, match="accel_noise"):
         VelocityConfig(accel_noise=0.0).validate()
+
+
+def test_a_wrapping_sensor_clock_restarts_the_filters():
+    link = BidirectionalLink(VelocityConfig(), 0.123)
+    for i in range(10):
+        link.add(False, i * 0.02, 4294.9 + i * 0.02, 0.1)
+        link.add(True, i * 0.02 + 0.0003, 4294.9 + i * 0.02, 0.2)
+    assert link.add(False, 0.3, 0.01, 0.1) is None and link.add(True, 0.3003, 0.01, 0.2) is not None
+    assert link.restarts == 1
+    one_way = OneWayLink(VelocityConfig())
+    for i in range(50):
+        one_way.add(4294.0 + i * 0.02, 30.0)
+    one_way.add(0.5, 30.0)
+    assert len(one_way.levels) == 1

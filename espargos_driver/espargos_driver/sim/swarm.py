@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..swarm.binary import build_datagram
-from ..wifi import SPEED_OF_LIGHT
+from ..wifi import SPEED_OF_LIGHT, SUBCARRIER_SPACING_HZ, channel_center_hz
 
-SUBCARRIER_SPACING_HZ = 312_500.0
 K_NATURAL = np.where(np.arange(64) < 32, np.arange(64), np.arange(64) - 64)
 """Classic ESP32 buffer order of one 20 MHz LTF (spec section 1): 0..31, -32..-1."""
 HT20_VALID = (np.abs(K_NATURAL) >= 1) & (np.abs(K_NATURAL) <= 28)
@@ -101,7 +100,7 @@ class SwarmSimulation:
     def __init__(self, scenario: SwarmScenario) -> None:
         self.sc = scenario
         self.rng = np.random.default_rng(scenario.seed)
-        self.f_c = (2412.0 + 5 * (scenario.channel - 1)) * 1e6
+        self.f_c = channel_center_hz(scenario.channel)
         self.crystal_ppm = {n.id: (n.crystal_ppm if n.crystal_ppm is not None
                                    else self.rng.uniform(-1, 1) * scenario.crystal_ppm_limit) for n in scenario.nodes}
         self.lo_phase0 = {n.id: self.rng.uniform(-np.pi, np.pi) for n in scenario.nodes}

@@ -9,11 +9,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .binary import parse_datagram
-from .layout import CHIPS, NodeCsi, channel_center_mhz, channel_of_mhz, decode_report
+from ..wifi import channel_center_hz, grid_center_hz
+from .layout import CHIPS, NodeCsi, channel_of_mhz, decode_report
 from .report import NodeReport, ReportError
 from .text import LineParser
 
-SUBCARRIER_SPACING_HZ = {False: 312_500.0, True: 78_125.0}
 
 
 @dataclass
@@ -30,7 +30,7 @@ class NodeConfig:
         if self.secondary not in (-1, 0, 1):
             raise ValueError(f"secondary must be -1, 0 or 1, got {self.secondary}")
         if self.channel:
-            channel_center_mhz(self.channel)
+            channel_center_hz(self.channel)
 
 
 @dataclass
@@ -109,8 +109,9 @@ class SwarmIngest:
                 raise ReportError("no_channel", f"{node}: report carries no channel and none is configured")
             csi = decode_report(report, config.chip, config.secondary)
             secondary = report.secondary if report.secondary is not None else config.secondary
-            centre = channel_center_mhz(channel) * 1e6 + (10e6 * secondary if csi.format.name == "HT40" else 0.0)
-        except ReportError as err:
+            centre = grid_center_hz(csi.format, channel, secondary)
+        except ValueError as err:
+            err = err if isinstance(err, ReportError) else ReportError("bad_channel", str(err))
             self._fail(err)
             return None
         self.counters["reports"] += 1

@@ -133,19 +133,8 @@ def decode_report(report: NodeReport, chip: str, secondary: int = 0) -> NodeCsi:
     return NodeCsi(seg.format, csi, tuple(int(i) for i in np.flatnonzero(missing)))
 
 
-def channel_center_mhz(channel: int) -> float:
-    """Centre frequency of a primary channel, MHz (2.4 GHz 1..14, 5 GHz 36..177)."""
-    if 1 <= channel <= 13:
-        return 2412.0 + 5 * (channel - 1)
-    if channel == 14:
-        return 2484.0
-    if 36 <= channel <= 177:
-        return 5000.0 + 5 * channel
-    raise ReportError("bad_channel", f"channel {channel} is not a WiFi channel")
-
-
 def channel_of_mhz(freq_mhz: int) -> int:
-    """Primary channel number of a centre frequency in MHz (inverse of channel_center_mhz)."""
+    """Primary channel number of a centre frequency in MHz (inverse of wifi.channel_center_hz)."""
     if freq_mhz == 2484:
         return 14
     if 2412 <= freq_mhz <= 2472:
