@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from ament_index_python.packages import get_package_share_directory
-from espargos_driver.graph import GraphError, array_graph, node_parameters, read_yaml, robot_graph
+from espargos_driver.graph import GraphError, array_graph, node_parameters, read_yaml, robot_graph, swarm_graph
 from espargos_msgs.msg import BearingArray, RadialVelocity
 
 from conftest import ROOT, executable, spin_until
@@ -104,6 +104,29 @@ def test_robot_graph_refusals(change, message):
         robot_graph(robot, SHARE)
 
 
+def test_swarm_graph():
+    params = read_yaml(ROOT / "config" / "swarm.yaml", "parameters file")
+    graph = swarm_graph(namespace="swarm", swarm_params=node_parameters(params, "swarm_node"),
+                        velocity_params=node_parameters(params, "velocity_node"), share_dir=SHARE, simulate=True)
+    nodes = by_executable(graph)
+    assert set(nodes) == {"swarm_simulator", "swarm_node", "velocity_node"}
+    assert nodes["swarm_node"].parameters["udp_host"] == "127.0.0.1" and nodes["swarm_node"].namespace == "/swarm"
+    assert nodes["swarm_simulator"].arguments[-1] == "127.0.0.1:5005"
+    assert nodes["velocity_node"].parameters["nodes"] == ["node1=02:00:00:00:00:01", "node2=02:00:00:00:00:02"]
+    with pytest.raises(GraphError, match="sends UDP"):
+        swarm_graph(namespace="s", swarm_params={"transport": "serial"}, velocity_params={}, share_dir=SHARE,
+                    simulate=True)
+
+
+def test_runner_starts_the_swarm_graph(ros_node, processes):
+    got = []
+    ros_node.create_subscription(RadialVelocity, "/swarm/radial_velocity", got.append, 100)
+    runner = processes.start("espargos_run", "swarm", "--simulate", "--duration", "30")
+    assert spin_until(ros_node, lambda: sum(m.method == RadialVelocity.METHOD_BIDIRECTIONAL for m in got) >= 20, 30), \
+        processes.log_of(runner)[-2000:]
+    assert {(m.endpoint_a, m.endpoint_b) for m in got} == {("node1", "node2")}
+
+
 def test_node_parameters_merge_wildcards_and_names():
     params = {"/**": {"ros__parameters": {"a": 1}}, "/x/espargos_aoa": {"ros__parameters": {"b": {"c": 2}}},
               "other": {"ros__parameters": {"d": 3}}}
@@ -150,7 +173,8 @@ sys.exit(service.run())
 
 @pytest.mark.parametrize("launch_file, topic", [("board.launch.py", "/espargos/bearings"),
                                                 ("combined_array.launch.py", "/espargos/bearings"),
-                                                ("robot.launch.py", "/robot/front/bearings")])
+                                                ("robot.launch.py", "/robot/front/bearings"),
+                                                ("swarm.launch.py", "/swarm/radial_velocity")])
 def test_launch_file_with_launch_service(ros_node, processes, tmp_path, launch_file, topic):
     """What `ros2 launch espargos_driver <file>` does: a LaunchService (in its own process, as it
     must own the main thread) runs the installed launch file; bearings appear on the topic."""
@@ -164,9 +188,9 @@ def test_launch_file_with_launch_service(ros_node, processes, tmp_path, launch_f
         except PackageNotFoundError:
             pytest.skip("robot.launch.py starts tf2_ros static_transform_publisher, which is not installed")
     args = {"board.launch.py": ["parent_frame:="], "combined_array.launch.py": ["simulate:=true", "parent_frame:="],
-            "robot.launch.py": []}[launch_file]
+            "robot.launch.py": [], "swarm.launch.py": ["simulate:=true"]}[launch_file]
     got = []
-    ros_node.create_subscription(BearingArray, topic, got.append, 10)
+    ros_node.create_subscription(RadialVelocity if "swarm" in launch_file else BearingArray, topic, got.append, 10)
     log = tmp_path / "launch.log"
     proc = subprocess.Popen([sys.executable, "-c", LAUNCH_RUNNER, str(SHARE / "launch" / launch_file), *args],
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)

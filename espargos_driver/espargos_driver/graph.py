@@ -200,30 +200,34 @@ def robot_graph(robot: dict, share_dir: Path) -> Graph:
                                  scenario=str(_in_config(arr["scenario"], share_dir)) if arr.get("scenario") else "",
                                  sim_ports=sim_ports, remappings=arr.get("remappings"),
                                  board_id=str(arr.get("board_id", name))))
-    if spec.get("swarm"):
-        graph.extend(swarm_graph(spec["swarm"], namespace, share_dir))
+    swarm = spec.get("swarm")
+    if swarm:
+        if not isinstance(swarm, dict):
+            raise GraphError("robot YAML: swarm must be a mapping of swarm_node parameters")
+        swarm = dict(swarm)
+        velocity = {"nodes": [str(n) for n in swarm.pop("nodes")]} if swarm.get("nodes") else {}
+        graph.extend(swarm_graph(namespace=f"{namespace}/swarm", velocity_params=velocity, share_dir=share_dir,
+                                 simulate=bool(swarm.pop("simulate", False)), scenario=str(swarm.pop("scenario", "")),
+                                 swarm_params=swarm))
     return graph
 
 
-def swarm_graph(swarm: dict, namespace: str, share_dir: Path) -> Graph:
-    """swarm_node + velocity_node (+ the swarm simulator with ``simulate: true``) under
-    ``<namespace>/swarm``; ``swarm`` holds swarm_node parameters, ``nodes`` (name=MAC) for
-    velocity_node, and ``simulate`` / ``scenario``."""
-    if not isinstance(swarm, dict):
-        raise GraphError("robot YAML: swarm must be a mapping of swarm_node parameters")
-    swarm = dict(swarm)
-    ns = "/" + "/".join(p for p in (namespace.strip("/"), "swarm") if p)
-    simulate = bool(swarm.pop("simulate", False))
-    scenario = swarm.pop("scenario", "swarm_scenario.yaml")
-    nodes = [str(n) for n in swarm.pop("nodes", [])]
-    params = {"transport": "udp", "udp_port": 5005, **swarm}
+def swarm_graph(*, namespace: str, swarm_params: dict, velocity_params: dict, share_dir: Path,
+                simulate: bool = False, scenario: str = "") -> Graph:
+    """swarm_node + velocity_node under ``namespace`` (+ the swarm simulator sending to the
+    swarm_node's UDP port on loopback when ``simulate``)."""
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    params = {"transport": "udp", "udp_port": 5005, **swarm_params}
     graph = Graph()
     if simulate:
+        if params["transport"] != "udp":
+            raise GraphError(f"the swarm simulator sends UDP; transport is {params['transport']!r}")
         params["udp_host"] = "127.0.0.1"
         graph.nodes.append(NodeSpec("espargos_driver", "swarm_simulator", "swarm_simulator", ns, ros=False, arguments=[
-            "--scenario", str(_in_config(scenario, share_dir)), "--target", f"127.0.0.1:{params['udp_port']}"]))
+            "--scenario", str(_in_config(scenario or "swarm_scenario.yaml", share_dir)),
+            "--target", f"127.0.0.1:{params['udp_port']}"]))
     graph.nodes += [NodeSpec("espargos_driver", "swarm_node", "swarm_node", ns, params),
-                    NodeSpec("espargos_aoa", "velocity_node", "velocity_node", ns, {"nodes": nodes} if nodes else {})]
+                    NodeSpec("espargos_aoa", "velocity_node", "velocity_node", ns, velocity_params)]
     return graph
 
 

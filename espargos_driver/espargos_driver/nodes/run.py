@@ -3,6 +3,7 @@
     espargos_run board [--host H] [--namespace espargos] [--config board.yaml] [--monitor]
     espargos_run combined [--array-config combined_array.yaml] [--simulate]
     espargos_run robot [--robot-config robot.yaml]
+    espargos_run swarm [--config swarm.yaml] [--simulate]
 
 For small companion computers (one Python process instead of one per node) and wherever
 ``ros2 launch`` is not installed. Built-in simulators run in threads of the same process, and
@@ -22,7 +23,7 @@ from ament_index_python.packages import get_package_share_directory
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
-from ..graph import Graph, GraphError, NodeSpec, array_graph, read_yaml, robot_graph
+from ..graph import Graph, GraphError, NodeSpec, array_graph, node_parameters, read_yaml, robot_graph, swarm_graph
 from . import board_simulator, swarm_simulator
 
 NODE_CLASSES = {
@@ -48,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     common.add_argument("--pose", nargs=6, type=float, default=[0.0] * 6, metavar=("X", "Y", "Z", "ROLL", "PITCH", "YAW"),
                         help="array pose in the parent frame, m and rad")
     common.add_argument("--scenario", default="", help="simulator scenario YAML (default config/sim_scenario.yaml)")
-    for name in ("board", "combined", "robot"):
+    for name in ("board", "combined", "robot", "swarm"):
         sp = sub.add_parser(name, parents=[common])
         sp.add_argument("--monitor", action="store_true", help="print one status line per second per array")
         sp.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
@@ -57,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         elif name == "combined":
             sp.add_argument("--array-config", default="combined_array.yaml", help="combined-array YAML")
             sp.add_argument("--simulate", action="store_true", help="simulate the combined array's boards")
+        elif name == "swarm":
+            sp.add_argument("--simulate", action="store_true", help="start the swarm simulator (config/swarm_scenario.yaml)")
         else:
             sp.add_argument("--robot-config", default="robot.yaml", help="robot YAML: arrays and their poses")
     return p.parse_args(argv)
@@ -70,6 +73,12 @@ def in_config(path: str, share: Path) -> Path:
 def build_graph(args: argparse.Namespace, share: Path) -> Graph:
     if args.graph == "robot":
         graph = robot_graph(read_yaml(in_config(args.robot_config, share), "robot YAML"), share)
+    elif args.graph == "swarm":
+        params = read_yaml(in_config("swarm.yaml" if args.config == "board.yaml" else args.config, share), "parameters file")
+        graph = swarm_graph(namespace=args.namespace if args.namespace != "espargos" else "swarm",
+                            swarm_params=node_parameters(params, "swarm_node"),
+                            velocity_params=node_parameters(params, "velocity_node"), share_dir=share,
+                            simulate=args.simulate, scenario=args.scenario)
     else:
         graph = array_graph(
             namespace=args.namespace, params=read_yaml(in_config(args.config, share), "parameters file"),
