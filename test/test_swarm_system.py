@@ -197,7 +197,8 @@ def test_file_transport_reads_a_real_log(ros_node, processes):
     ros_node.create_subscription(CsiArray, "/file/csi", frames.append, 2000)
     assert spin_until(ros_node, lambda: diag.values.get("source") == "finished" and diag.count("reports") == 1684, 30), \
         diag.values                                   # every CSI line of the log, nothing counted as bad
-    assert diag.count("cut_line") == diag.count("bad_field") == 0 and len(frames) > 1500
+    assert diag.count("cut_line") == diag.count("bad_field") == 0
+    assert len(frames) > 100                          # those published after this subscription matched
     m = frames[-1]
     assert m.format == CsiArray.FORMAT_HT40 and m.channel == 13 and m.secondary_channel == -1
     assert len(m.subcarrier_indices) == 117 and m.source_id == Path("esp-csi_console-test_ht40-below").name
