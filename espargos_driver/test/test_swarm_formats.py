@@ -135,6 +135,16 @@ def test_first_word_invalid_masks_the_first_two_entries():
     assert 27 in out.interpolated
 
 
+def test_allowlist_by_node_mac_or_address():
+    counters = Counter()
+    data = build_datagram(3, 1, 2437, -40, -90, np.ones(256, np.int8), transmitter_mac=bytes.fromhex("0a0b0c0d0e0f"))
+    for allow, accepted in (({"node3"}, True), ({"0a:0b:0c:0d:0e:0f"}, True), ({"10.0.0.7"}, True),
+                            ({"node4", "10.0.0.8"}, False), (set(), True)):
+        ingest = SwarmIngest(counters, NodeConfig("esp32", 0, 0), allow=allow)
+        assert bool(ingest.datagram(data, "udp:10.0.0.7:4000", 0.0)) == accepted, allow
+    assert counters["not_allowed"] == 1
+
+
 def test_pairs_are_imaginary_first():
     assert pairs_to_complex(np.array([3, 4])) == 4 + 3j
 

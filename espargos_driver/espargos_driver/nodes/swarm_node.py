@@ -63,7 +63,7 @@ class SwarmNode(Node):
         p("channel", 0, _desc("channel of the nodes where reports do not say (0: unknown)"))
         p("node_chips", [""], _desc("per-node chip family, e.g. ['node3:c6']"))
         p("node_secondary", [""], _desc("per-node secondary channel, e.g. ['node3:-1']"))
-        p("allow", [""], _desc("only these node names or transmitter MACs (empty: all)"))
+        p("allow", [""], _desc("only these node names, transmitter MACs or sender IP addresses (empty: all)"))
         p("node_timeout", 5.0, _desc("s of silence after which a node counts as lost",
                                      floating_point_range=[FloatingPointRange(from_value=0.1, to_value=3600.0)]))
         p("frame_id", "swarm_node", _desc("TF frame put in CsiArray headers"))

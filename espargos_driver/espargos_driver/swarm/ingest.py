@@ -53,7 +53,7 @@ class SwarmIngest:
     default: NodeConfig = field(default_factory=NodeConfig)
     nodes: dict[str, NodeConfig] = field(default_factory=dict)
     allow: set[str] = field(default_factory=set)
-    """Node names or transmitter MACs (aa:bb:cc:dd:ee:ff); empty: everything."""
+    """Node names, transmitter MACs (aa:bb:cc:dd:ee:ff) or sender IP addresses; empty: everything."""
     last_seen: dict[str, float] = field(default_factory=dict)
     last_error: ReportError | None = None
     _parsers: dict[str, LineParser] = field(default_factory=dict)
@@ -68,7 +68,7 @@ class SwarmIngest:
             except ReportError as err:
                 self._fail(err)
                 return []
-            frame = self._frame(f"node{report.node_id}", report, now)
+            frame = self._frame(f"node{report.node_id}", report, now, _address(source))
             return [frame] if frame else []
         return [f for line in data.splitlines() if (f := self.line(line, source, now)) is not None]
 
@@ -83,7 +83,7 @@ class SwarmIngest:
         if report is None:
             self.counters["other_lines"] += 1
             return None
-        return self._frame(source, report, now)
+        return self._frame(source, report, now, _address(source))
 
     def lost(self, now: float, timeout_s: float) -> list[str]:
         """Nodes silent for longer than ``timeout_s`` (each counted once as node_lost, then forgotten)."""
@@ -97,9 +97,9 @@ class SwarmIngest:
         self.counters[err.reason] += 1
         self.last_error = err
 
-    def _frame(self, node: str, report: NodeReport, now: float) -> NodeFrame | None:
+    def _frame(self, node: str, report: NodeReport, now: float, address: str = "") -> NodeFrame | None:
         mac = ":".join(f"{b:02x}" for b in report.transmitter_mac) if report.transmitter_mac else ""
-        if self.allow and node not in self.allow and mac not in self.allow:
+        if self.allow and not self.allow & {node, mac, address}:
             self.counters["not_allowed"] += 1
             return None
         config = self.nodes.get(node, self.default)
@@ -121,3 +121,8 @@ class SwarmIngest:
 
 def _looks_like_text(head: bytes) -> bool:
     return bool(head) and all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+
+
+def _address(source: str) -> str:
+    """The sender IP of a ``udp:<ip>:<port>`` source name, else ""."""
+    return source.split(":")[1] if source.startswith("udp:") else ""
