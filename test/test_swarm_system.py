@@ -236,3 +236,21 @@ def test_keepalive_pings_the_nodes_it_hears(ros_node, processes):
         icmp = packet[(packet[0] & 0x0F) * 4:]
         requests += icmp[0] == 8 and icmp[8:].startswith(b"espargos-keepalive")
     assert requests >= 10, "no keep-alive echo requests to the node's address"
+
+
+def test_simulated_node_on_a_pseudo_terminal(ros_node, processes, tmp_path):
+    """The swarm simulator's node 2 prints esp-csi lines on a pty; swarm_node reads them as a serial port."""
+    scenario = tmp_path / "swarm.yaml"
+    scenario.write_text(yaml.safe_dump({"swarm": {"nodes": [{"id": 1, "mac": MACS[1]}, {"id": 2, "mac": MACS[2]}],
+                                                  "links": [{"a": 1, "b": 2, "bidirectional": False}]}}))
+    link_path = tmp_path / "ttyESP2"
+    processes.start("swarm_simulator", "--scenario", str(scenario), "--target", f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}",
+                    "--pty-node", "2", "--pty-link", str(link_path), "--duration", "30")
+    frames = []
+    ros_node.create_subscription(CsiArray, "/pty/csi", frames.append, 100)
+    assert spin_until(ros_node, lambda: link_path.is_symlink(), 10)
+    processes.start_node({"transport": "serial", "serial_port": str(link_path), "node_name": "node2", "channel": 6},
+                         "/pty", "swarm_node")
+    assert spin_until(ros_node, lambda: len(frames) >= 20, 20), "no CSI from the pseudo-terminal"
+    m = frames[-1]
+    assert m.source_id == "node2" and bytes(m.transmitter_mac).hex(":") == MACS[1] and m.format == CsiArray.FORMAT_HT20

@@ -29,8 +29,9 @@ def run(sc: SwarmScenario, duration_s: float):
     out, t = [], 0.0
     while t < duration_s:
         t += 0.01
-        for when, data in sim.due(t):
-            for frame in ingest.datagram(data, "sim", when):
+        for report in sim.due(t):
+            when = report.t_s
+            for frame in ingest.datagram(sim.datagram(report), "sim", when):
                 grid = GRIDS[frame.csi.format]
                 valid = np.isin(np.arange(grid.size), frame.csi.interpolated, invert=True)
                 s = sanitize(frame.csi.csi, grid.indices, valid)

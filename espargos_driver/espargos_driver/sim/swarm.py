@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..swarm.binary import build_datagram
+from ..swarm.text import classic_line
 from ..wifi import SPEED_OF_LIGHT, SUBCARRIER_SPACING_HZ, channel_center_hz
 
 K_NATURAL = np.where(np.arange(64) < 32, np.arange(64), np.arange(64) - 64)
@@ -55,6 +56,19 @@ class SwarmLink:
     a: int
     b: int
     bidirectional: bool = True
+
+
+@dataclass
+class SimReport:
+    """One frame as measured by its receiver: scenario time, transmitter and receiver ids, the
+    receiver's sequence counter, raw int8 CSI (ESP-IDF order) and its µs clock."""
+
+    t_s: float
+    tx: int
+    rx: int
+    sequence: int
+    values: np.ndarray
+    sensor_time_us: int
 
 
 @dataclass
@@ -136,8 +150,8 @@ class SwarmSimulation:
         h = h + sigma * (self.rng.standard_normal(64) + 1j * self.rng.standard_normal(64))
         return np.where(HT20_VALID, h, 0)
 
-    def datagram(self, tx: int, rx: int, t_s: float) -> bytes | None:
-        """What node ``rx`` sends the collector for a frame from ``tx`` at time ``t_s`` (None: lost)."""
+    def report(self, tx: int, rx: int, t_s: float) -> SimReport | None:
+        """What node ``rx`` measures of a frame from ``tx`` at time ``t_s`` (None: lost)."""
         if self.rng.random() < self.sc.packet_loss:
             return None
         ht = self.csi(tx, rx, t_s) * AMPLITUDE_COUNTS
@@ -146,12 +160,21 @@ class SwarmSimulation:
         values = np.empty(2 * entries.size)
         values[0::2], values[1::2] = entries.imag, entries.real            # ESP-IDF: imaginary byte first
         self.seq[rx] += 1
-        return build_datagram(rx, self.seq[rx], int(self.f_c / 1e6), -50, -92,
-                              np.clip(np.round(values), -128, 127).astype(np.int8),
-                              sensor_time_us=self.sensor_time_us(rx, t_s), transmitter_mac=self.sc.node(tx).mac_bytes)
+        return SimReport(t_s, tx, rx, self.seq[rx], np.clip(np.round(values), -128, 127).astype(np.int8),
+                         self.sensor_time_us(rx, t_s))
 
-    def due(self, t_s: float) -> list[tuple[float, bytes]]:
-        """(scenario time, datagram) of every frame scheduled up to ``t_s``, in time order."""
+    def datagram(self, report: SimReport) -> bytes:
+        """The node's ADR-018 v2 datagram (with the transmitter MAC and its µs timestamp)."""
+        return build_datagram(report.rx, report.sequence, int(self.f_c / 1e6), -50, -92, report.values,
+                              sensor_time_us=report.sensor_time_us, transmitter_mac=self.sc.node(report.tx).mac_bytes)
+
+    def text_line(self, report: SimReport) -> bytes:
+        """The node's esp-csi (classic) serial line for the same report."""
+        return classic_line(report.sequence, self.sc.node(report.tx).mac, -50, -92, self.sc.channel, 0,
+                            report.sensor_time_us, report.values)
+
+    def due(self, t_s: float) -> list[SimReport]:
+        """Every report of the frames scheduled up to ``t_s``, in time order."""
         out = []
         for i, link in enumerate(self.sc.links):
             while self.next_send[i] <= t_s:
@@ -159,8 +182,8 @@ class SwarmSimulation:
                 for tx, rx, when in ([(link.a, link.b, t)] + ([(link.b, link.a, t + self.sc.reply_delay_s
                                                                + self.rng.normal(0, self.sc.reply_jitter_s))]
                                                              if link.bidirectional else [])):
-                    data = self.datagram(tx, rx, when)
-                    if data is not None:
-                        out.append((when, data))
+                    report = self.report(tx, rx, when)
+                    if report is not None:
+                        out.append(report)
                 self.next_send[i] += 1.0 / self.sc.rate_hz
-        return sorted(out, key=lambda item: item[0])
+        return sorted(out, key=lambda r: r.t_s)

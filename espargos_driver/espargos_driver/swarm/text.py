@@ -121,3 +121,11 @@ def _report(row: dict, values: np.ndarray) -> NodeReport:
 
 def _float(value: int | None) -> float | None:
     return None if value is None else float(value)
+
+
+def classic_line(sequence: int, mac: str, rssi_dbm: int, noise_floor_dbm: int, channel: int, secondary_code: int,
+                 local_timestamp_us: int, values: np.ndarray, ht: bool = True) -> bytes:
+    """An esp-csi classic ``CSI_DATA`` line (25 columns, quoted comma list), as csi_recv prints it."""
+    data = ",".join(str(int(v)) for v in values)
+    return (f"CSI_DATA,{sequence},{mac},{rssi_dbm},11,{int(ht)},7,0,1,1,1,0,0,1,{noise_floor_dbm},0,{channel},"
+            f"{secondary_code},{local_timestamp_us},0,100,0,{len(values)},0,\"[{data}]\"\n").encode()
