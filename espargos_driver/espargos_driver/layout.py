@@ -15,6 +15,7 @@ the first board). Each board must appear whole, as a rigidly rotated 2x4 block (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +57,16 @@ class ArrayLayout:
         return self.cells.shape
 
     def gather(self, values: np.ndarray) -> np.ndarray:
-        """``(boards, 2, 4, ...)`` -> ``(rows, cols, ...)`` in layout order."""
+        """``(boards, 2, 4, ...)`` -> ``(rows, cols, ...)`` in layout order (a view when the layout
+        keeps the boards' own order, as a single board does)."""
         flat = values.reshape((len(self.boards) * ANTENNAS,) + values.shape[3:])
+        if self.in_board_order:
+            return flat.reshape(self.cells.shape + values.shape[3:])
         return flat[self.cells]
+
+    @cached_property
+    def in_board_order(self) -> bool:
+        return bool(np.array_equal(self.cells.reshape(-1), np.arange(self.cells.size)))
 
     def labels(self) -> list[str]:
         """Row-major ``"<board>.<row>.<col>"`` of every layout cell."""
