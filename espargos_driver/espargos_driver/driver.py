@@ -43,7 +43,8 @@ class DriverConfig:
     stream_port: int = 53330
     transport: str = "auto"
     board_id: str = "espargos"
-    antennas_required: int = 8
+    antennas_required: int = 0
+    """Publish an incomplete frame if at least this many antennas reported; 0: all of the array."""
     frame_timeout_s: float = 0.05
     channel: int = 0
     """0 keeps the board's channel."""
@@ -67,8 +68,8 @@ class DriverConfig:
         if self.transport not in TRANSPORTS:
             raise ValueError(f"transport must be udp, websocket or auto, got {self.transport!r}")
         antennas = len(self.boards().boards) * ANTENNAS
-        if not 1 <= self.antennas_required <= antennas:
-            raise ValueError(f"antennas_required must be 1..{antennas}, got {self.antennas_required}")
+        if not 0 <= self.antennas_required <= antennas:
+            raise ValueError(f"antennas_required must be 1..{antennas} (0: all), got {self.antennas_required}")
         if not 0.001 <= self.frame_timeout_s <= 5.0:
             raise ValueError(f"frame_timeout must be 0.001..5 s, got {self.frame_timeout_s}")
         if self.channel and not (1 <= self.channel <= 13):
@@ -94,7 +95,7 @@ class BoardDriver:
         self.log, self.warn = log, warn
         self.counters: Counter = Counter()
         boards = len(self.layout.boards)
-        self.clusterer = FrameClusterer(self.counters, boards=boards, antennas_required=config.antennas_required,
+        self.clusterer = FrameClusterer(self.counters, boards=boards, antennas_required=config.antennas_required or None,
                                         frame_timeout_s=config.frame_timeout_s)
         self.receivers = [BoardReceiver(self.clusterer, board=b) for b in range(boards)]
         self.links = [BoardLink(spec.host, spec.http_port, spec.stream_port, config.transport,
@@ -145,8 +146,8 @@ class BoardDriver:
             link.stop()
 
     def set_frame_policy(self, antennas_required: int, frame_timeout_s: float) -> None:
-        """Change the incomplete-frame policy at run time (values validated by the caller)."""
-        self.clusterer.antennas_required = antennas_required
+        """Change the incomplete-frame policy at run time (values validated by the caller; 0: all antennas)."""
+        self.clusterer.antennas_required = antennas_required or self.clusterer.antennas
         self.clusterer.frame_timeout_s = frame_timeout_s
 
     # --- link thread -------------------------------------------------------------

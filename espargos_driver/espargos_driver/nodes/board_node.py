@@ -17,7 +17,6 @@ from ..calibration import CalibrationError
 from ..driver import BoardDriver, DriverConfig
 from ..frame import CsiFrame
 from ..layout import load_layout_file
-from ..protocol.constants import ANTENNAS
 from ..messages import diagnostic_status, frame_to_msg, geometry_msg
 from ..transport.http_control import BoardError
 from .runtime import run_node
@@ -64,11 +63,10 @@ class BoardNode(Node):
         self.frame_id = g("frame_id").value
         self.board_id = g("board_id").value
         layout = load_layout_file(g("array_config").value) if g("array_config").value else None
-        antennas = ANTENNAS * (len(layout.boards) if layout else 1)
         config = DriverConfig(
             host=g("host").value, http_port=g("http_port").value, stream_port=g("stream_port").value,
             transport=g("transport").value, board_id=self.board_id,
-            antennas_required=g("antennas_required").value or antennas, frame_timeout_s=g("frame_timeout").value,
+            antennas_required=g("antennas_required").value, frame_timeout_s=g("frame_timeout").value,
             channel=g("channel").value, secondary_channel=g("secondary_channel").value,
             calibration_policy=g("calibration.policy").value,
             calibration_duration_s=g("calibration.duration").value, calibration_file=g("calibration.file").value,
