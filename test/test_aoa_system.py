@@ -293,6 +293,9 @@ def test_invalid_parameters_are_rejected(ros_node, processes):
     bad = processes.start("aoa_node", "--ros-args", "-p", "mode:=broadband")
     assert bad.wait(timeout=20) == 2
     assert "mode must be one of" in processes.log_of(bad)
+    too_many = processes.start("aoa_node", "--ros-args", "-p", "min_frames:=50")
+    assert too_many.wait(timeout=20) == 2
+    assert "min_frames (50) exceeds window_frames (20)" in processes.log_of(too_many)
     bad_mac = processes.start("aoa_node", "--ros-args", "-p", "mac_allowlist:=[not-a-mac]")
     assert bad_mac.wait(timeout=20) == 2
     assert "mac_allowlist: not a MAC address" in processes.log_of(bad_mac)

@@ -63,6 +63,9 @@ class TransmitterWindows:
     ``max_age_s`` before the newest; an update is due every ``update_period_s`` of stamp time."""
 
     def __init__(self, window_frames: int, max_age_s: float, update_period_s: float, min_frames: int) -> None:
+        """ValueError when ``min_frames`` exceeds ``window_frames`` (no update could ever be due)."""
+        if min_frames > window_frames:
+            raise ValueError(f"min_frames ({min_frames}) exceeds window_frames ({window_frames})")
         self.window_frames = window_frames
         self.max_age_s = max_age_s
         self.update_period_s = update_period_s

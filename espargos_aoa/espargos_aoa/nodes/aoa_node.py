@@ -20,7 +20,7 @@ from visualization_msgs.msg import MarkerArray
 from ..covariance import CovarianceError
 from ..estimator import AoaConfig, AoaEstimator
 from ..messages import (bearing_array_msg, bearing_markers, csi_arrays, geometry_positions, laser_scan_msg,
-                        mac_text, spectrum_msg, stamp_seconds)
+                        mac_text, parse_mac, spectrum_msg, stamp_seconds)
 from ..window import FrameCheck, TransmitterWindows, frame_problem
 
 ERROR_COUNTERS = ("no_geometry", "bad_geometry", "geometry_mismatch", "single_antenna", "bad_csi_message",
@@ -123,11 +123,8 @@ class AoaNode(Node):
         macs = set()
         for text in values:
             if text.strip():
-                try:
-                    raw = bytes.fromhex(text.strip().replace(":", "").replace("-", ""))
-                except ValueError:
-                    raw = b""
-                if len(raw) != 6:
+                raw = parse_mac(text)
+                if raw is None:
                     raise ValueError(f"mac_allowlist: not a MAC address (aa:bb:cc:dd:ee:ff): {text!r}")
                 macs.add(raw)
         return macs
@@ -136,13 +133,13 @@ class AoaNode(Node):
         overrides = {p.name: p.value for p in params}
         try:
             config = self._config_from(overrides)
-            estimator = AoaEstimator(config, self.positions) if self.positions is not None else None
             config.validate()
+            estimator = self.estimator
+            if self.positions is not None and any(name in overrides for name in ESTIMATOR_PARAMS):
+                estimator = AoaEstimator(config, self.positions)   # new grid or method: new steering cache
             allowlist = self._allowlist(overrides.get("mac_allowlist", self.get_parameter("mac_allowlist").value))
             windows = self._new_windows(overrides)
             min_antennas = overrides.get("min_antennas", self.get_parameter("min_antennas").value)
-            if windows.min_frames > windows.window_frames:
-                raise ValueError(f"min_frames ({windows.min_frames}) exceeds window_frames ({windows.window_frames})")
         except (ValueError, TypeError) as err:
             return SetParametersResult(successful=False, reason=str(err))
         self.config, self.estimator, self.allowlist = config, estimator, allowlist
