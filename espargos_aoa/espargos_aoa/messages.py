@@ -43,6 +43,15 @@ def mac_text(mac: bytes) -> str:
     return ":".join(f"{b:02x}" for b in mac)
 
 
+def parse_mac(text: str) -> bytes | None:
+    """``aa:bb:cc:dd:ee:ff`` (or with ``-``, or bare hex) -> 6 bytes; None if it is not a MAC."""
+    try:
+        raw = bytes.fromhex(text.strip().replace(":", "").replace("-", ""))
+    except ValueError:
+        return None
+    return raw if len(raw) == 6 else None
+
+
 def bearing_array_msg(result: AoaResult, header: Header, source_id: str, mac: bytes, method: str) -> BearingArray:
     msg = BearingArray(header=header, source_id=source_id, transmitter_mac=list(mac), method=method,
                        sources_detected=result.sources, window_frames=result.covariance.frames,

@@ -5,7 +5,7 @@ from collections import Counter, deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from espargos_driver.messages import diagnostic_status, msg_to_csi
+from espargos_driver.messages import diagnostic_status
 from espargos_driver.nodes.runtime import run_node
 from espargos_msgs.msg import CsiArray, RadialVelocity
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
@@ -13,7 +13,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
 
-from ..messages import mac_text, stamp_seconds
+from ..messages import csi_arrays, mac_text, parse_mac, stamp_seconds
 from ..sanitize import sanitize
 from ..steering import SPEED_OF_LIGHT
 from ..velocity import (CLOSING, MOVING, SEPARATING, STATIC, BidirectionalLink, Estimate, OneWayLink,
@@ -59,11 +59,8 @@ class VelocityNode(Node):
         for entry in self.get_parameter("nodes").value:
             if entry.strip():
                 name, sep, mac = entry.partition("=")
-                try:
-                    raw = bytes.fromhex(mac.replace(":", ""))
-                except ValueError:
-                    raw = b""
-                if not sep or not name or len(raw) != 6:
+                raw = parse_mac(mac)
+                if not sep or not name or raw is None:
                     raise ValueError(f"nodes: expected 'name=aa:bb:cc:dd:ee:ff', got {entry!r}")
                 self.node_of_mac[mac_text(raw)] = name
         self.counters: Counter = Counter()
@@ -83,17 +80,14 @@ class VelocityNode(Node):
             self.counters["not_single_antenna"] += 1
             return
         try:
-            csi = msg_to_csi(msg).reshape(-1)
+            csi, _, _, valid = csi_arrays(msg)
         except ValueError:
             self.counters["bad_csi_message"] += 1
             return
         if not np.all(np.isfinite(csi)):
             self.counters["nan_csi"] += 1
             return
-        k = np.asarray(msg.subcarrier_indices, float)
-        valid = np.ones(k.size, bool)
-        valid[[i for i in msg.interpolated_bins if i < k.size]] = False
-        s = sanitize(csi, k, valid)
+        s = sanitize(csi[0], np.asarray(msg.subcarrier_indices, float), valid)
         host_t = stamp_seconds(msg.header.stamp)
         sensor = msg.sensor_timestamps[0] if len(msg.sensor_timestamps) else float("nan")
         t = sensor if np.isfinite(sensor) else host_t
