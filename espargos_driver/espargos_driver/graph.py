@@ -186,10 +186,10 @@ def robot_graph(robot: dict, share_dir: Path) -> Graph:
             if value in seen:
                 raise GraphError(f"robot YAML: {what} {value!r} is used twice")
             seen.add(value)
-        params = read_yaml(_in_config(arr.get("config", "board.yaml"), share_dir), "parameters file")
+        params = read_yaml(in_config(arr.get("config", "board.yaml"), share_dir), "parameters file")
         sim_ports = (int(arr.get("sim_http_port", SIM_HTTP_PORT + i)), int(arr.get("sim_stream_port", SIM_STREAM_PORT + i)))
         host = str(arr.get("host", ""))
-        array_config = str(_in_config(arr["array_config"], share_dir)) if arr.get("array_config") else ""
+        array_config = str(in_config(arr["array_config"], share_dir)) if arr.get("array_config") else ""
         if not host and not array_config:
             if set(sim_ports) & ports:
                 raise GraphError(f"robot YAML: array {name!r}: simulator ports {sim_ports} already in use by another array")
@@ -197,7 +197,7 @@ def robot_graph(robot: dict, share_dir: Path) -> Graph:
         graph.extend(array_graph(namespace=f"{namespace}/{name}" if namespace else name, params=params,
                                  frame_id=frame_id, parent_frame=base, pose=arr.get("pose"), host=host,
                                  array_config=array_config, share_dir=share_dir,
-                                 scenario=str(_in_config(arr["scenario"], share_dir)) if arr.get("scenario") else "",
+                                 scenario=str(in_config(arr["scenario"], share_dir)) if arr.get("scenario") else "",
                                  sim_ports=sim_ports, remappings=arr.get("remappings"),
                                  board_id=str(arr.get("board_id", name))))
     swarm = spec.get("swarm")
@@ -224,14 +224,14 @@ def swarm_graph(*, namespace: str, swarm_params: dict, velocity_params: dict, sh
             raise GraphError(f"the swarm simulator sends UDP; transport is {params['transport']!r}")
         params["udp_host"] = "127.0.0.1"
         graph.nodes.append(NodeSpec("espargos_driver", "swarm_simulator", "swarm_simulator", ns, ros=False, arguments=[
-            "--scenario", str(_in_config(scenario or "swarm_scenario.yaml", share_dir)),
+            "--scenario", str(in_config(scenario or "swarm_scenario.yaml", share_dir)),
             "--target", f"127.0.0.1:{params['udp_port']}"]))
     graph.nodes += [NodeSpec("espargos_driver", "swarm_node", "swarm_node", ns, params),
                     NodeSpec("espargos_aoa", "velocity_node", "velocity_node", ns, velocity_params)]
     return graph
 
 
-def _in_config(path: str, share_dir: Path) -> Path:
+def in_config(path: str, share_dir: Path) -> Path:
     """A path as given, or relative to the installed config/ directory."""
     p = Path(str(path)).expanduser()
     return p if p.is_absolute() or p.exists() else share_dir / "config" / p

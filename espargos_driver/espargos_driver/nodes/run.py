@@ -23,7 +23,8 @@ from ament_index_python.packages import get_package_share_directory
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
-from ..graph import Graph, GraphError, NodeSpec, array_graph, node_parameters, read_yaml, robot_graph, swarm_graph
+from ..graph import (Graph, GraphError, NodeSpec, array_graph, in_config, node_parameters, read_yaml, robot_graph,
+                     swarm_graph)
 from . import board_simulator, swarm_simulator
 
 NODE_CLASSES = {
@@ -63,11 +64,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         else:
             sp.add_argument("--robot-config", default="robot.yaml", help="robot YAML: arrays and their poses")
     return p.parse_args(argv)
-
-
-def in_config(path: str, share: Path) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() or p.exists() else share / "config" / p
 
 
 def build_graph(args: argparse.Namespace, share: Path) -> Graph:
