@@ -36,16 +36,17 @@ class SimulatedRig:
     """Boards sharing a clock, a reference generator and one channel model; schedules frames."""
 
     def __init__(self, scenario: Scenario, layout: ArrayLayout, hostname: str = "espargos-sim",
-                 api_major: int = 3, fragment_size: int = 0) -> None:
+                 api_major: int = 3, fragment_size: int = 0, boards: list[SimulatedBoard] | None = None) -> None:
+        """``boards``: existing boards to adopt (one per layout board); None: build them."""
         self.scenario = scenario
         self.layout = layout
         self.rng = np.random.default_rng(scenario.seed)
         delays = reference_delays_s(len(layout.boards), cable_lengths_m=[b.cable_length_m for b in layout.boards],
                                     velocity_factors=[b.velocity_factor for b in layout.boards])
         self.channel = ArrayChannel(scenario.impairments, delays, self.rng, layout.board_positions())
-        self.boards = [SimulatedBoard(scenario, f"{hostname}-{spec.name}" if len(layout.boards) > 1 else hostname,
-                                      api_major, fragment_size, rig=self, index=b)
-                       for b, spec in enumerate(layout.boards)]
+        self.boards = boards if boards is not None else [
+            SimulatedBoard(scenario, f"{hostname}-{spec.name}" if len(layout.boards) > 1 else hostname,
+                           api_major, fragment_size, rig=self) for spec in layout.boards]
         self._seq: dict[bytes, int] = {}
         self._next_ota = [0.0] * len(scenario.transmitters)
         self._next_ref = 0.0
@@ -141,7 +142,7 @@ class SimulatedBoard:
     """Controller state (wificonf, RF switch, MAC filter, acquisition) of one board, and its sensors' packets."""
 
     def __init__(self, scenario: Scenario, hostname: str = "espargos-sim", api_major: int = 3,
-                 fragment_size: int = 0, rig: SimulatedRig | None = None, index: int = 0) -> None:
+                 fragment_size: int = 0, rig: SimulatedRig | None = None) -> None:
         self.scenario = scenario
         self.hostname = hostname
         self.api_major = api_major
@@ -160,9 +161,7 @@ class SimulatedBoard:
         self.replay_index = 0
         self._uid = [0] * ANTENNAS
         self.rig = rig if rig is not None else SimulatedRig(scenario, single_board_layout("board", "sim"), hostname,
-                                                            api_major, fragment_size)
-        if rig is None:
-            self.rig.boards = [self]
+                                                            api_major, fragment_size, boards=[self])
         self.rng = self.rig.rng
 
     @property
