@@ -5,7 +5,8 @@ Reference (calibration) packets and over-the-air packets are clustered in separa
 caches. A frame is emitted as soon as every antenna reported; otherwise, once it is
 older than ``frame_timeout_s``, it is emitted with its mask if at least
 ``antennas_required`` reported, and dropped (counted) if not. Memory is bounded:
-beyond ``max_pending`` open frames per cache the oldest is evicted (and counted).
+beyond ``max_pending`` open frames per cache, or ``MAX_PENDING_BYTES`` of reports in
+all, the oldest frame is evicted (and counted).
 """
 from __future__ import annotations
 
@@ -21,14 +22,21 @@ from .protocol.errors import ProtocolError
 from .protocol.report import SensorReport
 from .wifi import GRIDS, secondary_from_code
 
+MAX_PENDING_BYTES = 16 * 1024 * 1024
+"""Byte budget of the reports held in open frames (both caches). A full frame of 4 boards is
+32 reports of ~1 kB; at the default 50 ms frame timeout and 5,000 frames/s about 250 frames
+are open, ~8 MB for 4 boards: 16 MiB is twice that. Beyond it the oldest open frame is
+evicted (``evicted_frame``)."""
+
 
 class _Pending:
-    __slots__ = ("reports", "created", "host_time")
+    __slots__ = ("reports", "created", "host_time", "size")
 
     def __init__(self, created: float) -> None:
         self.reports: dict[int, SensorReport] = {}
         self.created = created
         self.host_time = time.time()
+        self.size = 0
 
 
 class FrameClusterer:
@@ -41,7 +49,7 @@ class FrameClusterer:
     """
 
     def __init__(self, counters: Counter, boards: int = 1, antennas_required: int | None = None,
-                 frame_timeout_s: float = 0.05, max_pending: int = 1024) -> None:
+                 frame_timeout_s: float = 0.05, max_pending: int = 1024, max_bytes: int = MAX_PENDING_BYTES) -> None:
         self.boards = boards
         self.antennas = boards * ANTENNAS
         self.antennas_required = self.antennas if antennas_required is None else antennas_required
@@ -49,6 +57,9 @@ class FrameClusterer:
             raise ValueError(f"antennas_required must be 1..{self.antennas}, got {self.antennas_required}")
         self.frame_timeout_s = frame_timeout_s
         self.max_pending = max_pending
+        self.max_bytes = max_bytes
+        self.pending_bytes = 0
+        """Bytes of the reports held in open frames now."""
         self.counters = counters
         self._caches: dict[bool, dict[FrameKey, _Pending]] = {False: {}, True: {}}
         self.last_error: ProtocolError | None = None
@@ -61,8 +72,7 @@ class FrameClusterer:
         pending = cache.get(key)
         if pending is None:
             if len(cache) >= self.max_pending:
-                cache.pop(next(iter(cache)))
-                self.counters["evicted_frame"] += 1
+                self._evict(cache)
             pending = cache[key] = _Pending(now)
         index = report.board * ANTENNAS + report.row * COLS + report.col
         existing = pending.reports.get(index)
@@ -70,10 +80,21 @@ class FrameClusterer:
             self.counters["duplicate_report" if existing.raw == report.raw else "collision"] += 1
             return None
         pending.reports[index] = report
+        size = len(report.raw)
+        pending.size += size
+        self.pending_bytes += size
         if len(pending.reports) == self.antennas:
             del cache[key]
+            self.pending_bytes -= pending.size
             return self._build(key, pending, now)
+        while self.pending_bytes > self.max_bytes:
+            self._evict(max(self._caches.values(), key=len))
         return None
+
+    def _evict(self, cache: dict[FrameKey, _Pending]) -> None:
+        """Drop the oldest open frame of ``cache`` (counted as ``evicted_frame``)."""
+        self.pending_bytes -= cache.pop(next(iter(cache))).size
+        self.counters["evicted_frame"] += 1
 
     def expire(self, now: float) -> list[CsiFrame]:
         """Close frames older than the timeout: emit those with enough antennas, drop the rest."""
@@ -84,6 +105,7 @@ class FrameClusterer:
                 if now - pending.created < self.frame_timeout_s:
                     break
                 del cache[key]
+                self.pending_bytes -= pending.size
                 if len(pending.reports) >= self.antennas_required:
                     frame = self._build(key, pending, now)
                     if frame is not None:
@@ -95,6 +117,7 @@ class FrameClusterer:
 
     def clear_reference(self) -> None:
         """Forget open reference frames (at the start of a calibration)."""
+        self.pending_bytes -= sum(p.size for p in self._caches[True].values())
         self._caches[True].clear()
 
     def _build(self, key: FrameKey, pending: _Pending, now: float) -> CsiFrame | None:

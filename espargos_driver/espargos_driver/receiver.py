@@ -1,7 +1,9 @@
 """Sensor packets of one board -> CsiFrames: framing, reassembly, message parsing, clustering.
 
 Pure (no I/O, no ROS). Every input that cannot be used is counted under a reason in
-``counters`` and dropped; nothing raises out of ``feed``.
+``counters`` and dropped; nothing raises out of ``feed`` or ``expire``: an exception that no
+decoding step declared is counted as ``unexpected_error`` with the input's first bytes (a bug
+to report, never a reason for the reader thread to die).
 """
 from __future__ import annotations
 
@@ -53,9 +55,19 @@ class BoardReceiver:
         except ProtocolError as err:
             self.counters[err.reason] += 1
             self.last_error = err
-            return []
+        except Exception as err:  # noqa: BLE001 - last-resort guard of the reader thread
+            self._unexpected(err, f"first bytes {bytes(packet[:32]).hex()}")
+        return []
 
     def expire(self, now: float) -> list[CsiFrame]:
         """Close timed-out frames and partial messages; call periodically."""
-        self._reassembler.expire(now)
-        return self.clusterer.expire(now)
+        try:
+            self._reassembler.expire(now)
+            return self.clusterer.expire(now)
+        except Exception as err:  # noqa: BLE001 - last-resort guard of the reader thread
+            self._unexpected(err, "while expiring frames")
+            return []
+
+    def _unexpected(self, err: Exception, context: str) -> None:
+        self.counters["unexpected_error"] += 1
+        self.last_error = ProtocolError("unexpected_error", f"{type(err).__name__}: {err} ({context})")

@@ -57,6 +57,11 @@ GRIDS: dict[CsiFormat, SubcarrierGrid] = {
 }
 
 
+def is_channel(channel: int) -> bool:
+    """True for the channel numbers :func:`channel_center_hz` knows (1..14, 32..177)."""
+    return 1 <= channel <= 14 or 32 <= channel <= 177
+
+
 def channel_center_hz(channel: int) -> float:
     """Centre frequency in Hz of a 20 MHz WiFi channel (1..13, 14, and 5 GHz channels 32..177)."""
     if 1 <= channel <= 13:
@@ -98,6 +103,11 @@ def baseband_offsets_hz(fmt: CsiFormat, secondary: int) -> np.ndarray:
 
 _SECONDARY_BY_CODE = {0: 0, 1: 1, 2: -1}
 _CODE_BY_SECONDARY = {v: k for k, v in _SECONDARY_BY_CODE.items()}
+
+
+def is_secondary_code(code: int) -> bool:
+    """True for the rx_ctrl / wificonf secondary codes 0 (none), 1 (above), 2 (below)."""
+    return code in _SECONDARY_BY_CODE
 
 
 def secondary_from_code(code: int) -> int:

@@ -95,3 +95,14 @@ def test_undecodable_frame_is_counted_without_losing_the_others():
     [frame] = cl.expire(0.1)                     # the broken frame is dropped, the other one survives
     assert frame.key[2] == second[0].key[2]
     assert counters["short_csi"] == 1 and counters["partial_frame"] == 1
+
+
+def test_open_frames_are_bounded_in_bytes():
+    counters = Counter()
+    cl = FrameClusterer(counters, max_bytes=50_000)
+    first = [r for r in reports_of_frames(200) if r.antenna_id == 0]
+    for r in first:
+        r.raw = b"x" * 1000
+        cl.add(r, 0.0)
+        assert cl.pending_bytes <= 50_000
+    assert counters["evicted_frame"] == len(first) - 50

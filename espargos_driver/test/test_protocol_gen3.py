@@ -259,3 +259,35 @@ def test_11b_frame_has_no_csi():
 
 def test_formats_map_to_grids():
     assert Decoding.HT40.format == CsiFormat.HT40 and Decoding.HE20.nbytes == 490
+
+
+# --- hostile input: range checks and bounded reassembly ------------------------------------
+
+@pytest.mark.parametrize("channel,second", [(0, 0), (15, 0), (255, 0), (6, 3), (6, 255)])
+def test_channel_outside_wifi_is_a_protocol_error(channel, second):
+    """A frame naming no WiFi channel is refused at decoding (it used to raise ValueError from the
+    frequency grid on the reader thread, which then died)."""
+    msg = csi_message(pairs([(2, 3)] * 117), rx_ctrl_v3(channel=channel, second=second))
+    with pytest.raises(ProtocolError) as err:
+        parse_csi_message(msg, 0)
+    assert err.value.reason == "bad_channel"
+
+
+def test_reassembly_is_bounded_in_bytes():
+    """3,000 fragments of 60 kB (what a stranger sent in the field test) hold no memory: each
+    overflows the per-message limit at once; many small stalled messages stay within the budget."""
+    counters: dict[str, int] = {}
+    reasm = Reassembler(counters)
+    for uid in range(3000):
+        [frag] = split_sensor_packet(packet(uid + 1, b"z" * 60_000, 0, 255))
+        assert reasm.add(frag, 0.0) is None
+        assert reasm.pending_bytes == 0
+    assert counters["oversize_message"] == 3000
+    small = Reassembler(counters, max_bytes=100_000)
+    for uid in range(5000):
+        [frag] = split_sensor_packet(packet(uid + 1, b"z" * 1000, 0, 2))
+        small.add(frag, 0.0)
+        assert small.pending_bytes <= 100_000
+    assert counters["reassembly_overflow"] == 5000 - 100
+    [frag] = split_sensor_packet(packet(5000, b"y" * 1000, 1, 2))
+    assert small.add(frag, 0.0) == b"z" * 1000 + b"y" * 1000        # the newest still completes

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from espargos_driver.swarm.binary import HEADER, KNOWN_OTHER_MAGICS, build_datagram, parse_datagram
-from espargos_driver.swarm.ingest import NodeConfig, SwarmIngest
+from espargos_driver.swarm.ingest import MAX_SENDERS, NodeConfig, SwarmIngest
 from espargos_driver.swarm.layout import classic_segments, decode_report, pairs_to_complex
 from espargos_driver.swarm.report import NodeReport, ReportError
 from espargos_driver.swarm.text import LineParser
@@ -139,10 +139,31 @@ def test_allowlist_by_node_mac_or_address():
     counters = Counter()
     data = build_datagram(3, 1, 2437, -40, -90, np.ones(256, np.int8), transmitter_mac=bytes.fromhex("0a0b0c0d0e0f"))
     for allow, accepted in (({"node3"}, True), ({"0a:0b:0c:0d:0e:0f"}, True), ({"10.0.0.7"}, True),
-                            ({"node4", "10.0.0.8"}, False), (set(), True)):
+                            ({"node3", "10.0.0.7"}, True), ({"node4", "10.0.0.7"}, False),
+                            ({"node3", "10.0.0.8"}, False), (set(), True)):
         ingest = SwarmIngest(counters, NodeConfig("esp32", 0, 0), allow=allow)
         assert bool(ingest.datagram(data, "udp:10.0.0.7:4000", 0.0)) == accepted, allow
-    assert counters["not_allowed"] == 1
+    assert counters["not_allowed"] == 1 and counters["foreign_source"] == 1
+
+
+def test_stranger_is_dropped_before_parsing():
+    """Where the allowlist names addresses, a stranger's datagram never reaches a parser: even
+    one that would crash it or fill per-sender state."""
+    counters = Counter()
+    ingest = SwarmIngest(counters, NodeConfig("esp32", 0, 6), allow={"10.0.0.7"})
+    for port in range(3000):
+        assert ingest.datagram(b"type,id,mac\n", f"udp:10.0.0.66:{port}", 0.0) == []
+    assert counters["foreign_source"] == 3000 and counters["lines"] == 0 and not ingest._parsers
+
+
+def test_per_sender_state_is_bounded():
+    counters = Counter()
+    ingest = SwarmIngest(counters, NodeConfig("esp32", 0, 6))
+    line = classic_line(f"[{HT20} ]").encode()
+    for i in range(MAX_SENDERS + 500):
+        assert ingest.datagram(line, f"udp:10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}:4000", float(i))
+    assert len(ingest._parsers) == MAX_SENDERS and len(ingest.last_seen) == MAX_SENDERS
+    assert counters["sender_evicted"] == 2 * 500
 
 
 def test_pairs_are_imaginary_first():
@@ -270,3 +291,25 @@ def test_sanitised_phase_of_the_static_link_is_stable():
     assert np.median(circ_std) < 3.0 and np.percentile(circ_std, 90) < 6.0
     raw_std = np.degrees(np.sqrt(-2 * np.log(np.abs(np.mean(np.exp(1j * np.array(raw_phase)))))))
     assert raw_std > 60.0                              # the raw phase is random from packet to packet
+
+
+@pytest.mark.parametrize("line,reason", [
+    (classic_line("[40000 1 2 3]", length=4), "bad_value"),              # CSI value outside int8
+    (classic_line("[" + "9" * 309 + " 1]", length=2), "bad_value"),      # 309 digits
+    (classic_line("[1 2]", length=2).replace(",1000,", ",1" + "0" * 30 + ","), "bad_field"),   # timestamp
+    (classic_line("[1 2]", length=2).replace(",-50,", ",-99999,"), "bad_field"),              # rssi
+    (classic_line("[1 2]", length=2).replace(",100,0,2,0,", ",100,0,99999999,0,"), "bad_field"),  # len
+])
+def test_out_of_range_text_fields_are_refused(line, reason):
+    with pytest.raises(ReportError) as err:
+        LineParser().parse(line)
+    assert err.value.reason == reason
+
+
+def test_fft_gain_of_a_huge_number_is_refused():
+    p = LineParser()
+    header = "type,seq,mac,rssi,rate,noise_floor,fft_gain,agc_gain,channel,local_timestamp,esp_epoch_us,sig_len,rx_format,len,first_word,data"
+    p.parse(header)
+    with pytest.raises(ReportError) as err:
+        p.parse(f"CSI_DATA,9,aa:bb:cc:dd:ee:ff,-40,11,159,{'7' * 300},30,11,555,999999,100,2,128,0,[{' '.join(['1'] * 128)}]")
+    assert err.value.reason == "bad_field"

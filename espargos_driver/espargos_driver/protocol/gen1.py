@@ -5,7 +5,7 @@ import struct
 
 from .constants import G1_RECORD_SIZE, G1_TYPE_HEADER, g1_esp_num_row_col
 from .errors import ProtocolError
-from .report import SensorReport, dec_fraction_ns, parse_rx_ctrl_g1
+from .report import SensorReport, check_rx_ctrl, dec_fraction_ns, parse_rx_ctrl_g1
 
 _HEAD = struct.Struct("<II")
 _BODY = struct.Struct("<6s6sHIBB")
@@ -28,7 +28,7 @@ def parse_g1_message(message: bytes) -> list[SensorReport]:
         if esp_num > 7:
             raise ProtocolError("bad_sensor", f"G1 esp_num {esp_num}")
         buf = start + 4
-        rx = parse_rx_ctrl_g1(message[buf + 4:buf + 40])
+        rx = check_rx_ctrl(parse_rx_ctrl_g1(message[buf + 4:buf + 40]))
         src, dst, seq_ctrl, ts32, is_calib, fwi = _BODY.unpack_from(message, buf + 40)
         global_us = _Q.unpack_from(message, buf + 444)[0]
         us = global_us if global_us else ts32

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .constants import (CSI_TYPE_HEADER, IGNORE_BYTES_AFTER_CRC, RADAR_TYPE_HEADER,
                         REASSEMBLY_TIMEOUT_S, SENSOR_PACKET_MAGIC, g3_antenna_row_col)
 from .errors import ProtocolError
-from .report import SensorReport, parse_rx_ctrl_compact, parse_rx_ctrl_v3, sensor_time_ns
+from .report import SensorReport, check_rx_ctrl, parse_rx_ctrl_compact, parse_rx_ctrl_v3, sensor_time_ns
 
 _U32 = struct.Struct("<I")
 _FRAG = struct.Struct("<IHBB")
@@ -31,6 +31,16 @@ TLV_CSI_COMPRESSED = 7
 TLV_RX_CTRL_COMPRESSED = 8
 TLV_GAIN_TABLE_ENTRY = 9
 TLV_CRC32 = 255
+
+MAX_MESSAGE_BYTES = 16 * 1024
+"""Largest reassembled message accepted. The largest real CSI message (HE20 with both rx_ctrl
+forms and a gain-table entry) is under 1.2 kB; 16 KiB leaves room for TLVs yet unknown. A
+message that grows past it is dropped (``oversize_message``)."""
+MAX_PENDING_BYTES = 4 * 1024 * 1024
+"""Byte budget of all partial messages of one board. At 5,000 frames/s x 8 sensors x ~1 kB a
+second of traffic is ~40 MB, but fragments of one message arrive within microseconds, so the
+partial ones at any moment are a few kB; 4 MiB holds thousands of stalled messages. Beyond
+it the oldest partial message is dropped (``reassembly_overflow``)."""
 
 FLAG_IS_CALIB = 0x1
 FLAG_IS_RADAR = 0x2
@@ -77,54 +87,84 @@ def split_sensor_packet(packet: bytes | memoryview) -> list[Fragment]:
     return fragments
 
 
+class _Partial:
+    """Fragments received so far of one message."""
+
+    __slots__ = ("stamp", "total", "parts", "size")
+
+    def __init__(self, stamp: float, total: int) -> None:
+        self.stamp, self.total = stamp, total
+        self.parts: dict[int, bytes] = {}
+        self.size = 0
+
+
 class Reassembler:
     """Joins message fragments by UID. Partial messages expire after ``timeout_s`` of inactivity.
 
-    ``counters`` receives ``duplicate_fragment``, ``fragment_restart``, ``incomplete_message``.
+    Bounded: at most ``max_pending`` partial messages and ``max_bytes`` bytes of fragments
+    (oldest dropped first, ``reassembly_overflow``), messages of at most ``MAX_MESSAGE_BYTES``
+    (``oversize_message``). ``counters`` also receives ``duplicate_fragment``,
+    ``fragment_restart`` and ``incomplete_message``.
     """
 
     def __init__(self, counters: dict[str, int], timeout_s: float = REASSEMBLY_TIMEOUT_S,
-                 max_pending: int = 4096) -> None:
-        self._pending: dict[int, tuple[float, int, dict[int, bytes]]] = {}
+                 max_pending: int = 4096, max_bytes: int = MAX_PENDING_BYTES) -> None:
+        self._pending: dict[int, _Partial] = {}
         self._counters = counters
         self._timeout_s = timeout_s
         self._max_pending = max_pending
+        self._max_bytes = max_bytes
+        self.pending_bytes = 0
+        """Bytes held in partial messages now."""
 
     def add(self, fragment: Fragment, now: float) -> bytes | None:
         """Add a fragment received at ``now`` (s); return the whole message once complete."""
         if fragment.total == 1:
             return fragment.payload
-        entry = self._pending.get(fragment.uid)
-        if entry is None or entry[1] != fragment.total:
-            if entry is not None:
-                self._count("fragment_restart")
-            if len(self._pending) >= self._max_pending:
-                self._pending.pop(next(iter(self._pending)))
-                self._count("incomplete_message")
-            parts: dict[int, bytes] = {}
-        else:
-            parts = entry[2]
-            old = parts.get(fragment.index)
-            if old is not None:
-                self._count("duplicate_fragment")
-                if old == fragment.payload:
-                    return None
-        parts[fragment.index] = fragment.payload
-        if len(parts) == fragment.total:
-            self._pending.pop(fragment.uid, None)
-            return b"".join(parts[i] for i in range(fragment.total))
-        self._pending.pop(fragment.uid, None)
-        self._pending[fragment.uid] = (now, fragment.total, parts)
+        entry = self._pending.pop(fragment.uid, None)
+        if entry is not None and entry.total != fragment.total:
+            self._count("fragment_restart")
+            self._drop(entry)
+            entry = None
+        if entry is None:
+            entry = _Partial(now, fragment.total)
+        entry.stamp = now
+        old = entry.parts.get(fragment.index)
+        if old is not None:
+            self._count("duplicate_fragment")
+            if old == fragment.payload:
+                self._pending[fragment.uid] = entry
+                return None
+            entry.size -= len(old)
+            self.pending_bytes -= len(old)
+        entry.parts[fragment.index] = fragment.payload
+        entry.size += len(fragment.payload)
+        self.pending_bytes += len(fragment.payload)
+        if entry.size > MAX_MESSAGE_BYTES:
+            self._count("oversize_message")
+            self._drop(entry)
+            return None
+        if len(entry.parts) == entry.total:
+            self._drop(entry)
+            return b"".join(entry.parts[i] for i in range(entry.total))
+        self._pending[fragment.uid] = entry
+        while len(self._pending) > self._max_pending or self.pending_bytes > self._max_bytes:
+            self._drop(self._pending.pop(next(iter(self._pending))))
+            self._count("reassembly_overflow")
         return None
 
     def expire(self, now: float) -> None:
         """Drop partial messages idle for longer than the timeout (counted as incomplete)."""
         while self._pending:
-            uid, (stamp, _, _) = next(iter(self._pending.items()))
-            if now - stamp <= self._timeout_s:
+            uid, entry = next(iter(self._pending.items()))
+            if now - entry.stamp <= self._timeout_s:
                 break
             del self._pending[uid]
+            self._drop(entry)
             self._count("incomplete_message")
+
+    def _drop(self, entry: _Partial) -> None:
+        self.pending_bytes -= entry.size
 
     def _count(self, reason: str) -> None:
         self._counters[reason] = self._counters.get(reason, 0) + 1
@@ -183,6 +223,7 @@ def parse_csi_message(message: bytes, antenna_id: int) -> SensorReport | None:
         rx = parse_rx_ctrl_compact(raw)
     else:
         raise ProtocolError("missing_rx_ctrl", "CSI message without rx_ctrl TLV")
+    check_rx_ctrl(rx)
     meta = tlvs.get(TLV_FRAME_META)
     if meta is None or len(meta) < 16:
         raise ProtocolError("missing_frame_meta", "CSI message without frame metadata")

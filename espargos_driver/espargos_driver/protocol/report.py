@@ -4,7 +4,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from ..wifi import is_channel, is_secondary_code
 from .constants import HARDWARE_TIMESTAMP_LAG_NS, RXSTART_CYCLE_NS, RXSTART_DEC_HZ
+from .errors import ProtocolError
 
 
 def _s(value: int, bits: int) -> int:
@@ -48,6 +50,15 @@ class RxControl:
         if ri < 8:
             return _s(self.cfo_low_rate, 15) / -48 * 976.5625
         return _s(self.cfo_high_rate, 15) * -5 / 128 * 976.5625
+
+
+def check_rx_ctrl(rx: RxControl) -> RxControl:
+    """Range-check what later stages compute with; ProtocolError ``bad_channel`` otherwise."""
+    if not is_channel(rx.channel):
+        raise ProtocolError("bad_channel", f"rx_ctrl channel {rx.channel} is no WiFi channel")
+    if not is_secondary_code(rx.secondary_code):
+        raise ProtocolError("bad_channel", f"rx_ctrl secondary-channel code {rx.secondary_code} (0, 1 or 2 expected)")
+    return rx
 
 
 _V3 = struct.Struct("<16I")

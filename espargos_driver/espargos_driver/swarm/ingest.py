@@ -1,11 +1,13 @@
 """Datagrams and lines from swarm nodes -> decoded single-antenna CSI frames, with counters.
 
 Pure (no I/O, no ROS), like BoardReceiver: every input that cannot be used is counted under a
-reason in ``counters`` and dropped; nothing raises out of ``datagram`` / ``line``.
+reason in ``counters`` and dropped; nothing raises out of ``datagram`` / ``line`` (an exception
+no parser declared is counted as ``unexpected_error`` with the input's first bytes).
 """
 from __future__ import annotations
 
-from collections import Counter
+import ipaddress
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from .binary import parse_datagram
@@ -14,6 +16,10 @@ from .layout import CHIPS, NodeCsi, channel_of_mhz, decode_report
 from .report import NodeReport, ReportError
 from .text import LineParser
 
+MAX_SENDERS = 1024
+"""Per-sender state kept at most (text parsers with their header line, last-seen times). A swarm
+is tens of nodes; beyond this the least recently heard sender is forgotten (``sender_evicted``),
+so a flood of spoofed senders costs bounded memory."""
 
 
 @dataclass
@@ -49,41 +55,76 @@ class NodeFrame:
 
 @dataclass
 class SwarmIngest:
+    """``allow``: node names, transmitter MACs (aa:bb:cc:dd:ee:ff) and sender IP addresses; empty:
+    everything. Where it names addresses, only datagrams from those addresses are parsed at all
+    (others: ``foreign_source``); where it names nodes or MACs, only reports of those are used
+    (others: ``not_allowed``)."""
+
     counters: Counter
     default: NodeConfig = field(default_factory=NodeConfig)
     nodes: dict[str, NodeConfig] = field(default_factory=dict)
     allow: set[str] = field(default_factory=set)
-    """Node names, transmitter MACs (aa:bb:cc:dd:ee:ff) or sender IP addresses; empty: everything."""
-    last_seen: dict[str, float] = field(default_factory=dict)
+    last_seen: OrderedDict[str, float] = field(default_factory=OrderedDict)
     last_error: ReportError | None = None
-    _parsers: dict[str, LineParser] = field(default_factory=dict)
+    _parsers: OrderedDict[str, LineParser] = field(default_factory=OrderedDict)
+
+    def __post_init__(self) -> None:
+        self.allowed_addresses = {a for a in self.allow if _is_address(a)}
+        """Sender IP addresses heard (empty: any)."""
+        self.allowed_ids = self.allow - self.allowed_addresses
+        """Node names and transmitter MACs used (empty: any)."""
+
+    def hears(self, address: str) -> bool:
+        """Whether a datagram from IP ``address`` is parsed at all; counts ``foreign_source`` if not."""
+        if not self.allowed_addresses or address in self.allowed_addresses:
+            return True
+        self.counters["foreign_source"] += 1
+        self.last_error = ReportError("foreign_source", f"datagram from {address}, not in the allowlist")
+        return False
 
     def datagram(self, data: bytes, source: str, now: float) -> list[NodeFrame]:
-        """One UDP datagram: text lines if it starts as printable text (CSI_DATA, type, ...), else
-        a binary frame (whose magic says what it is)."""
+        """One UDP datagram from ``source`` (``udp:<ip>:<port>``): text lines if it starts as
+        printable text (CSI_DATA, type, ...), else a binary frame (whose magic says what it is)."""
         self.counters["datagrams"] += 1
-        if not _looks_like_text(data[:16]):
-            try:
-                report = parse_datagram(data)
-            except ReportError as err:
-                self._fail(err)
-                return []
-            frame = self._frame(f"node{report.node_id}", report, now, _address(source))
+        if not self.hears(_address(source)):
+            return []
+        try:
+            if _looks_like_text(data[:16]):
+                return [f for line in data.splitlines() if (f := self.line(line, source, now)) is not None]
+            report = parse_datagram(data)
+            frame = self._frame(f"node{report.node_id}", report, now)
             return [frame] if frame else []
-        return [f for line in data.splitlines() if (f := self.line(line, source, now)) is not None]
+        except ReportError as err:
+            self._fail(err)
+        except Exception as err:  # noqa: BLE001 - last-resort guard of the reader thread
+            self._unexpected(err, data)
+        return []
 
     def line(self, raw: bytes, source: str, now: float) -> NodeFrame | None:
         """One text line from ``source`` (serial port, file or UDP sender), which names the node."""
         self.counters["lines"] += 1
         try:
-            report = self._parsers.setdefault(source, LineParser()).parse(raw)
+            report = self._parser(source).parse(raw)
+            if report is None:
+                self.counters["other_lines"] += 1
+                return None
+            return self._frame(source, report, now)
         except ReportError as err:
             self._fail(err)
-            return None
-        if report is None:
-            self.counters["other_lines"] += 1
-            return None
-        return self._frame(source, report, now, _address(source))
+        except Exception as err:  # noqa: BLE001 - last-resort guard of the reader thread
+            self._unexpected(err, raw)
+        return None
+
+    def _parser(self, source: str) -> LineParser:
+        parser = self._parsers.pop(source, None) or LineParser()
+        self._parsers[source] = parser
+        if len(self._parsers) > MAX_SENDERS:
+            self._parsers.popitem(last=False)
+            self.counters["sender_evicted"] += 1
+        return parser
+
+    def _unexpected(self, err: Exception, data: bytes) -> None:
+        self._fail(ReportError("unexpected_error", f"{type(err).__name__}: {err} (first bytes {bytes(data[:32]).hex()})"))
 
     def lost(self, now: float, timeout_s: float) -> list[str]:
         """Nodes silent for longer than ``timeout_s`` (each counted once as node_lost, then forgotten)."""
@@ -97,9 +138,9 @@ class SwarmIngest:
         self.counters[err.reason] += 1
         self.last_error = err
 
-    def _frame(self, node: str, report: NodeReport, now: float, address: str = "") -> NodeFrame | None:
+    def _frame(self, node: str, report: NodeReport, now: float) -> NodeFrame | None:
         mac = ":".join(f"{b:02x}" for b in report.transmitter_mac) if report.transmitter_mac else ""
-        if self.allow and not self.allow & {node, mac, address}:
+        if self.allowed_ids and not self.allowed_ids & {node, mac}:
             self.counters["not_allowed"] += 1
             return None
         config = self.nodes.get(node, self.default)
@@ -115,12 +156,24 @@ class SwarmIngest:
             self._fail(err)
             return None
         self.counters["reports"] += 1
+        self.last_seen.pop(node, None)
         self.last_seen[node] = now
+        if len(self.last_seen) > MAX_SENDERS:
+            self.last_seen.popitem(last=False)
+            self.counters["sender_evicted"] += 1
         return NodeFrame(node, report, csi, channel, secondary, centre, now)
 
 
 def _looks_like_text(head: bytes) -> bool:
     return bool(head) and all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _address(source: str) -> str:

@@ -25,6 +25,17 @@ CSI_TOOL = ("type,role,mac,rssi,rate,sig_mode,mcs,bandwidth,smoothing,not_soundi
 BY_COLUMN_COUNT = {25: CLASSIC, 15: C5_C6, 30: CONSOLE_TEST, 26: CSI_TOOL, 27: CSI_TOOL + ",host_time"}
 SECONDARY = {0: 0, 1: 1, 2: -1}
 """ESP-IDF secondary_channel code -> +1 above / -1 below / 0 none."""
+FIELD_RANGES = {
+    "rssi": (-128, 127), "noise_floor": (-128, 255), "channel": (0, 255), "secondary_channel": (0, 2),
+    "sig_mode": (0, 3), "bandwidth": (0, 1), "stbc": (0, 1), "rx_format": (0, 15), "first_word": (0, 1),
+    "len": (0, 4096), "seq": (0, 2**32 - 1), "sequence": (0, 2**32 - 1), "local_timestamp": (0, 2**64 - 1),
+    "agc_gain": (-128, 255), "fft_gain": (-128, 255),
+}
+"""Inclusive range of every numeric field the parser uses: the widths of the firmware's C types
+(int8/uint8 gains and RSSI, 2-bit sig_mode, 12-bit len, u32 sequence, u64 timestamp). A value
+outside is ``bad_field``; a CSI value outside int8 is ``bad_value``."""
+MAX_FIELD_DIGITS = 24
+"""Longer numeric text is refused before conversion (the widest field, u64, has 20 digits)."""
 
 
 class LineParser:
@@ -73,29 +84,41 @@ def _split(line: str) -> tuple[list[str], np.ndarray, list[str]]:
         raise ReportError("cut_line", "CSI array is not closed: line cut")
     meta = line[:start].rstrip('"').rstrip(",").split(",")
     body = line[start + 1:end].replace(",", " ").split()
+    if any(len(v) > MAX_FIELD_DIGITS for v in body):
+        raise ReportError("bad_value", f"CSI value of more than {MAX_FIELD_DIGITS} characters")
     try:
-        values = np.array([int(v) for v in body], np.int16)
+        ints = [int(v) for v in body]
     except ValueError as err:
         raise ReportError("bad_value", f"CSI array holds a non-integer: {err}") from err
+    if ints and (min(ints) < -128 or max(ints) > 127):
+        raise ReportError("bad_value", f"CSI value {min(ints) if min(ints) < -128 else max(ints)} outside int8")
+    values = np.array(ints, np.int16)
     tail = [t for t in line[end + 1:].lstrip('"').split(",")[1:]]
     return meta, values, tail
 
 
 def _int(row: dict, name: str) -> int | None:
+    """The integer field ``name`` (None if absent or empty), within FIELD_RANGES; bad_field otherwise."""
     value = row.get(name)
     if value is None or value.strip() == "":
         return None
     try:
-        return int(value)
+        if len(value) > MAX_FIELD_DIGITS:
+            raise ValueError(f"{len(value)} characters")
+        number = int(value)
     except ValueError as err:
-        raise ReportError("bad_field", f"{name} = {value!r} is not an integer") from err
+        raise ReportError("bad_field", f"{name} = {value[:40]!r} is not an integer") from err
+    low, high = FIELD_RANGES.get(name, (-2**63, 2**63 - 1))
+    if not low <= number <= high:
+        raise ReportError("bad_field", f"{name} = {number} outside {low}..{high}")
+    return number
 
 
 def _report(row: dict, values: np.ndarray) -> NodeReport:
     if values.size % 2:
         raise ReportError("odd_length", f"{values.size} CSI values: not (imaginary, real) pairs")
     declared = _int(row, "len")
-    if declared is None or declared < 0:
+    if declared is None:
         raise ReportError("bad_field", f"len = {row.get('len')!r}")
     mac_text = row.get("mac", "")
     try:
