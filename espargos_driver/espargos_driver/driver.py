@@ -26,12 +26,17 @@ from .protocol.constants import ANTENNAS
 from .receiver import BoardReceiver
 from .transport.http_control import BoardError, BoardInfo
 from .transport.link import TRANSPORTS, BoardLink
+from .transport.streams import RECEIVE_BUFFER_BYTES
 from .wifi import secondary_from_code, secondary_to_code
 
 CALIBRATION_POLICIES = ("auto", "startup", "file", "none")
 RF_REFERENCE = 1
 EXPIRE_EVERY_S = 0.005
 STREAM_WAIT_S = 10.0
+SEQUENCE_SPACE = 4096
+"""802.11 sequence numbers are 12 bits."""
+MAX_TRACKED_TRANSMITTERS = 256
+"""Transmitters whose last sequence number is kept for ``frames_missed`` (least recent forgotten)."""
 G1_UNCALIBRATED = ("calibration of generation-1 (prototype) boards is not implemented "
                    "(they use /set_calib and a per-subcarrier model); publishing uncalibrated CSI")
 
@@ -54,6 +59,8 @@ class DriverConfig:
     calibration_file: str = ""
     layout: ArrayLayout | None = None
     """Boards of a combined array; None: the one board at host/http_port/stream_port."""
+    receive_buffer_bytes: int = RECEIVE_BUFFER_BYTES
+    """SO_RCVBUF of each board's UDP stream socket."""
 
     def boards(self) -> ArrayLayout:
         return self.layout or single_board_layout(self.board_id, self.host, self.http_port, self.stream_port)
@@ -80,6 +87,8 @@ class DriverConfig:
             raise ValueError(f"calibration.policy must be one of {CALIBRATION_POLICIES}, got {self.calibration_policy!r}")
         if not 0.1 <= self.calibration_duration_s <= 60:
             raise ValueError(f"calibration.duration must be 0.1..60 s, got {self.calibration_duration_s}")
+        if not 65536 <= self.receive_buffer_bytes <= 1 << 30:
+            raise ValueError(f"receive_buffer must be 65536..1073741824 bytes, got {self.receive_buffer_bytes}")
 
 
 class BoardDriver:
@@ -100,7 +109,8 @@ class BoardDriver:
         self.receivers = [BoardReceiver(self.clusterer, board=b) for b in range(boards)]
         self.links = [BoardLink(spec.host, spec.http_port, spec.stream_port, config.transport,
                                 partial(self._on_packet, b), self._on_tick, partial(self._on_connected, b),
-                                self.counters, log) for b, spec in enumerate(self.layout.boards)]
+                                self.counters, log, receive_buffer=config.receive_buffer_bytes)
+                      for b, spec in enumerate(self.layout.boards)]
         self.reference_delay_s = reference_delays_s(
             boards, cable_lengths_m=[spec.cable_length_m for spec in self.layout.boards],
             velocity_factors=[spec.velocity_factor for spec in self.layout.boards])
@@ -115,6 +125,7 @@ class BoardDriver:
         self._collecting: list[CsiFrame] | None = None
         self._calibration_lock = threading.Lock()
         self._last_expire = 0.0
+        self._last_sequence: dict[bytes, int] = {}
 
     @property
     def calibration_path(self) -> Path:
@@ -124,8 +135,15 @@ class BoardDriver:
 
     @property
     def state(self) -> str:
-        """"streaming" when every board streams, else the state of the first board that does not."""
+        """"streaming" when every board streams, "reader_dead" when a receive thread died, else the
+        state of the first board that does not stream."""
+        if any(link.started and not link.alive for link in self.links):
+            return "reader_dead"
         return next((link.state for link in self.links if link.state != "streaming"), "streaming")
+
+    def restart_dead_readers(self) -> int:
+        """Restart every board's receive thread that died; returns how many."""
+        return sum(link.restart_if_dead() for link in self.links)
 
     @property
     def state_detail(self) -> str:
@@ -194,6 +212,7 @@ class BoardDriver:
             else:
                 self.counters["reference_frames_ignored"] += 1
             return
+        self._count_missed(frame.key[0], frame.key[2])
         cal = self.calibration
         if cal is not None and (cal.channel, cal.secondary) == (frame.channel, frame.secondary):
             cal.apply(frame)
@@ -201,6 +220,24 @@ class BoardDriver:
         self.counters["frames"] += 1
         if complete:
             self.latencies_s.append(time.perf_counter() - frame.completed_at)
+
+    def _count_missed(self, transmitter: bytes, sequence: int) -> None:
+        """Count gaps in a transmitter's sequence numbers (``frames_missed``: frames it sent that
+        were not published, lost over the air, in the kernel or as incomplete) and frames that
+        arrive after a later one (``frames_out_of_order``, e.g. a partial frame closed late)."""
+        last = self._last_sequence.pop(transmitter, None)
+        if last is None:
+            if len(self._last_sequence) >= MAX_TRACKED_TRANSMITTERS:
+                self._last_sequence.pop(next(iter(self._last_sequence)))
+            self._last_sequence[transmitter] = sequence
+            return
+        step = (sequence - last) % SEQUENCE_SPACE
+        if step >= SEQUENCE_SPACE // 2:
+            self.counters["frames_out_of_order"] += 1
+            sequence = last
+        elif step > 1:
+            self.counters["frames_missed"] += step - 1
+        self._last_sequence[transmitter] = sequence
 
     def in_layout(self, frame: CsiFrame) -> CsiFrame:
         """The frame with every per-antenna array as ``(rows, cols, ...)`` of the layout."""

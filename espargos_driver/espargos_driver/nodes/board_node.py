@@ -14,20 +14,14 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from ..calibration import CalibrationError
+from ..diagnostic_counters import BOARD_COUNTERS, CounterWarnings
 from ..driver import BoardDriver, DriverConfig
 from ..frame import CsiFrame
 from ..layout import load_layout_file
 from ..messages import diagnostic_status, frame_to_msg, geometry_msg
 from ..transport.http_control import BoardError
+from ..transport.streams import RECEIVE_BUFFER_BYTES
 from .runtime import run_node
-
-ERROR_COUNTERS = ("bad_magic", "truncated", "bad_crc", "missing_crc", "bad_fragment", "mixed_antennas",
-                  "duplicate_fragment", "fragment_restart", "incomplete_message", "unknown_message",
-                  "missing_rx_ctrl", "missing_frame_meta", "missing_timing", "compressed_csi", "short_csi",
-                  "duplicate_report", "collision", "incomplete_frame", "partial_frame", "evicted_frame",
-                  "format_mismatch", "no_csi", "silence", "reconnects", "unreachable", "http_status",
-                  "api_version", "handshake", "stream_closed", "bad_response", "socket_error",
-                  "calibration_failures")
 
 
 def _desc(text: str, read_only: bool = True, **ranges) -> ParameterDescriptor:
@@ -47,6 +41,9 @@ class BoardNode(Node):
         p("http_port", 80, _desc("HTTP/WebSocket port of the controller", integer_range=[IntegerRange(from_value=1, to_value=65535)]))
         p("stream_port", 53330, _desc("Controller's UDP stream port", integer_range=[IntegerRange(from_value=1, to_value=65535)]))
         p("transport", "auto", _desc("Sensor stream transport: udp, websocket, or auto (UDP, then WebSocket)"))
+        p("receive_buffer", RECEIVE_BUFFER_BYTES, _desc("SO_RCVBUF of the UDP stream socket, bytes (the kernel may grant "
+                                                        "less: see receive_buffer_granted in /diagnostics)",
+                                                        integer_range=[IntegerRange(from_value=65536, to_value=1 << 30)]))
         p("board_id", "espargos", _desc("Array id put in CsiArray.source_id; names the calibration file"))
         p("frame_id", "espargos_array", _desc("TF frame of the array (x boresight, y left, z up)"))
         p("antennas_required", 0, _desc("Publish an incomplete frame after frame_timeout if at least this many antennas "
@@ -70,7 +67,7 @@ class BoardNode(Node):
             channel=g("channel").value, secondary_channel=g("secondary_channel").value,
             calibration_policy=g("calibration.policy").value,
             calibration_duration_s=g("calibration.duration").value, calibration_file=g("calibration.file").value,
-            layout=layout)
+            layout=layout, receive_buffer_bytes=g("receive_buffer").value)
         self.driver = BoardDriver(config, self._publish, self.get_logger().info, self.get_logger().warning)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -86,7 +83,7 @@ class BoardNode(Node):
                                                self.frame_id, self.board_id))
         self._last_counts: dict[str, int] = {}
         self._last_diag = time.monotonic()
-        self._warned: dict[str, int] = {}
+        self._warnings = CounterWarnings(BOARD_COUNTERS)
         self.driver.start()
 
     def _publish(self, frame: CsiFrame) -> None:
@@ -134,35 +131,43 @@ class BoardNode(Node):
         self._last_counts, self._last_diag = counts, now
         driver = self.driver
         p50, p99 = self.driver.latency_percentiles_ms()
-        errors = {k: counts.get(k, 0) for k in ERROR_COUNTERS}
-        for key, value in errors.items():
-            if value > self._warned.get(key, 0):
-                self.get_logger().warning(f"{key}: {value - self._warned.get(key, 0)} new "
-                                          f"({self._detail(key)})", throttle_duration_sec=5.0)
-                self._warned[key] = value
-        if driver.state == "streaming":
+        errors = {k: counts.get(k, 0) for k in BOARD_COUNTERS}
+        for key, new in self._warnings.due(errors, now):
+            self.get_logger().warning(f"{key}: {new} new ({BOARD_COUNTERS[key]}; {self._detail(key)})")
+        state = driver.state
+        if state == "reader_dead":
+            self.get_logger().error(f"a receive thread died ({driver.state_detail}); restarting it")
+            driver.restart_dead_readers()
+        if state == "streaming":
             level = DiagnosticStatus.OK if self.driver.calibration is not None else DiagnosticStatus.WARN
         else:
             level = DiagnosticStatus.ERROR
-        values = {"connection": driver.state, "connection_detail": driver.state_detail, "boards": len(driver.links),
+        values = {"connection": state, "connection_detail": driver.state_detail, "boards": len(driver.links),
                   "sensor_packets_per_s": f"{rate['packets']:.1f}", "reports_per_s": f"{rate['reports']:.1f}",
                   "frames_per_s": f"{rate['frames']:.1f}", "frames_total": counts.get("frames", 0),
                   "calibration": self.driver.calibration_state,
                   "calibration_residual_deg": (f"{self.driver.calibration.residual_deg:.2f}"
                                                if self.driver.calibration else "nan"),
                   "channel": self.driver.channel, "secondary_channel": self.driver.secondary,
-                  "latency_p50_ms": f"{p50:.3f}", "latency_p99_ms": f"{p99:.3f}", **errors}
+                  "latency_p50_ms": f"{p50:.3f}", "latency_p99_ms": f"{p99:.3f}",
+                  "stream_local_port": ",".join(str(link.local_port) for link in driver.links),
+                  "receive_buffer_granted": ",".join(str(link.receive_buffer_granted) for link in driver.links),
+                  "strangers": "; ".join(f"{who} x{n}" for link in driver.links for who, n in link.strangers.most_common(5)),
+                  **errors}
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [diagnostic_status(f"espargos_driver: {self.board_id}", driver.hostname or driver.host,
-                                        level, f"{driver.state}; {driver.calibration_state}", values)]
+                                        level, f"{state}; {driver.calibration_state}", values)]
         self.diag_pub.publish(msg)
 
     def _detail(self, key: str) -> str:
         for err in [r.last_error for r in self.driver.receivers] + [self.driver.clusterer.last_error]:
             if err is not None and err.reason == key:
                 return err.detail
-        return self.driver.state_detail if key in ("silence", "unreachable", "api_version", "reconnects") else "see /diagnostics"
+        if key == "foreign_source":
+            return "from " + ", ".join(f"{who} x{n}" for link in self.driver.links for who, n in link.strangers.most_common(3))
+        return self.driver.state_detail if key in ("silence", "unreachable", "api_version", "reconnects", "reader_error") \
+            else "see /diagnostics"
 
     def destroy_node(self) -> None:
         self.driver.stop()

@@ -11,16 +11,13 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
+from ..diagnostic_counters import OTHER_PREFIX, SWARM_COUNTERS, CounterWarnings
 from ..messages import diagnostic_status, node_frame_to_msg
 from ..swarm.ingest import NodeConfig, SwarmIngest
 from ..swarm.sources import FileSource, SerialSource, UdpSource
 from .runtime import run_node
 
 TRANSPORTS = ("udp", "serial", "file")
-ERROR_COUNTERS = ("wrong_magic", "truncated", "odd_length", "bad_length", "bad_antennas", "not_utf8", "cut_line",
-                  "bad_value", "bad_field", "unknown_columns", "unknown_layout", "unknown_chip", "short_csi", "no_csi",
-                  "bad_channel", "no_channel", "not_allowed", "node_lost", "socket_error", "serial_errors",
-                  "serial_reopened", "file_errors", "keepalive_unavailable", "keepalive_errors")
 
 
 def _desc(text: str, **ranges) -> ParameterDescriptor:
@@ -63,7 +60,8 @@ class SwarmNode(Node):
         p("channel", 0, _desc("channel of the nodes where reports do not say (0: unknown)"))
         p("node_chips", [""], _desc("per-node chip family, e.g. ['node3:c6']"))
         p("node_secondary", [""], _desc("per-node secondary channel, e.g. ['node3:-1']"))
-        p("allow", [""], _desc("only these node names, transmitter MACs or sender IP addresses (empty: all)"))
+        p("allow", [""], _desc("allowlist (empty: all). IP addresses: only datagrams from these are parsed; node "
+                               "names or transmitter MACs: only reports of these are used"))
         p("node_timeout", 5.0, _desc("s of silence after which a node counts as lost",
                                      floating_point_range=[FloatingPointRange(from_value=0.1, to_value=3600.0)]))
         p("frame_id", "swarm_node", _desc("TF frame put in CsiArray headers"))
@@ -107,13 +105,17 @@ class SwarmNode(Node):
                                      self._feed_line, self.counters, log)
         self._last_counts: Counter = Counter()
         self._last_diag = time.monotonic()
-        self._warned: dict[str, int] = {}
+        self._warnings = CounterWarnings(SWARM_COUNTERS)
         self.create_timer(1.0, self._tick)
         self.source.start()
 
     def _feed_datagram(self, data: bytes, source: str, now: float) -> None:
-        for frame in self.ingest.datagram(data, source, now):
+        frames = self.ingest.datagram(data, source, now)
+        for frame in frames:
             self._publish(frame)
+        keepalive = getattr(self.source, "keepalive", None)
+        if frames and keepalive is not None:
+            keepalive.heard(source.split(":")[1])
 
     def _feed_line(self, line: bytes, source: str, now: float) -> None:
         frame = self.ingest.line(line, source, now)
@@ -130,23 +132,30 @@ class SwarmNode(Node):
         counts = Counter(self.counters)
         rate = (counts["reports"] - self._last_counts["reports"]) / max(now - self._last_diag, 1e-3)
         self._last_counts, self._last_diag = counts, now
-        errors = {k: counts.get(k, 0) for k in ERROR_COUNTERS}
-        for key, value in errors.items():
-            if value > self._warned.get(key, 0):
-                detail = self.ingest.last_error if self.ingest.last_error and self.ingest.last_error.reason == key else None
-                self.get_logger().warning(f"{key}: {value - self._warned.get(key, 0)} new"
-                                          + (f" ({detail})" if detail else ""), throttle_duration_sec=5.0)
-                self._warned[key] = value
-        other = {k: v for k, v in counts.items() if k.startswith("other_")}
+        errors = {k: counts.get(k, 0) for k in SWARM_COUNTERS}
+        for key, new in self._warnings.due(errors, now):
+            detail = self.ingest.last_error if self.ingest.last_error and self.ingest.last_error.reason == key else None
+            self.get_logger().warning(f"{key}: {new} new ({SWARM_COUNTERS[key]}" + (f"; {detail})" if detail else ")"))
+        dead = self.source.dead
+        if dead:
+            self.get_logger().error(f"the reader thread died ({self.source.state_detail}); restarting it")
+            self.source.restart_if_dead()
+        other = {k: v for k, v in counts.items() if k.startswith(OTHER_PREFIX)}
+        nodes = self.ingest.nodes_heard()
         values = {"source": self.source.state, "source_detail": self.source.state_detail,
                   "reports_per_s": f"{rate:.1f}", "reports": counts["reports"],
-                  "nodes": ",".join(sorted(self.ingest.last_seen)), "keepalive_sent": counts["keepalive_sent"],
+                  "nodes": ",".join(nodes), "keepalive_sent": counts["keepalive_sent"],
                   **errors, **other}
-        level = DiagnosticStatus.OK if self.source.state in ("receiving", "reading", "finished") else DiagnosticStatus.WARN
+        if dead:
+            level = DiagnosticStatus.ERROR
+        elif self.source.state in ("receiving", "reading", "finished"):
+            level = DiagnosticStatus.OK
+        else:
+            level = DiagnosticStatus.WARN
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [diagnostic_status(f"espargos_swarm: {self.get_fully_qualified_name()}", self.source.state_detail, level,
-                                        f"{self.source.state}; {len(self.ingest.last_seen)} nodes", values)]
+                                        f"{self.source.state}; {len(nodes)} nodes", values)]
         self.diag_pub.publish(msg)
 
     def destroy_node(self) -> None:

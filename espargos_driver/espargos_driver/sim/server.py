@@ -55,7 +55,20 @@ class BoardServer:
         r.add_post("/stream_udp", self._stream_udp)
         r.add_post("/csi_udp", self._stream_udp)
         r.add_get("/stream", self._stream_ws)
+        r.add_post("/sim/inject", self._inject)
         return app
+
+    async def _inject(self, request: web.Request) -> web.Response:
+        """Simulator control (not a controller endpoint): send the request body as is, as one
+        datagram / WebSocket message of the active stream, for fault-injection tests."""
+        data = await request.read()
+        if self.udp_target is not None:
+            self.udp.sendto(data, self.udp_target)
+        elif self.websocket is not None and not self.websocket.closed:
+            await self.websocket.send_bytes(data)
+        else:
+            return web.Response(status=409, text="no stream is active")
+        return web.Response(text="ok")
 
     async def _api_info(self, _: web.Request) -> web.Response:
         return web.json_response({"api-major": self.board.api_major, "api-minor": 0,

@@ -7,6 +7,7 @@ no parser declared is counted as ``unexpected_error`` with the input's first byt
 from __future__ import annotations
 
 import ipaddress
+import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
@@ -73,6 +74,13 @@ class SwarmIngest:
         """Sender IP addresses heard (empty: any)."""
         self.allowed_ids = self.allow - self.allowed_addresses
         """Node names and transmitter MACs used (empty: any)."""
+        self._seen_lock = threading.Lock()
+        """``last_seen`` is written by the reader thread and read by the node's timer."""
+
+    def nodes_heard(self) -> list[str]:
+        """Nodes heard within the node timeout, sorted."""
+        with self._seen_lock:
+            return sorted(self.last_seen)
 
     def hears(self, address: str) -> bool:
         """Whether a datagram from IP ``address`` is parsed at all; counts ``foreign_source`` if not."""
@@ -128,10 +136,11 @@ class SwarmIngest:
 
     def lost(self, now: float, timeout_s: float) -> list[str]:
         """Nodes silent for longer than ``timeout_s`` (each counted once as node_lost, then forgotten)."""
-        gone = [n for n, t in self.last_seen.items() if now - t > timeout_s]
-        for node in gone:
-            del self.last_seen[node]
-            self.counters["node_lost"] += 1
+        with self._seen_lock:
+            gone = [n for n, t in self.last_seen.items() if now - t > timeout_s]
+            for node in gone:
+                del self.last_seen[node]
+        self.counters["node_lost"] += len(gone)
         return gone
 
     def _fail(self, err: ReportError) -> None:
@@ -156,11 +165,13 @@ class SwarmIngest:
             self._fail(err)
             return None
         self.counters["reports"] += 1
-        self.last_seen.pop(node, None)
-        self.last_seen[node] = now
-        if len(self.last_seen) > MAX_SENDERS:
-            self.last_seen.popitem(last=False)
-            self.counters["sender_evicted"] += 1
+        with self._seen_lock:
+            self.last_seen.pop(node, None)
+            self.last_seen[node] = now
+            evicted = len(self.last_seen) > MAX_SENDERS
+            if evicted:
+                self.last_seen.popitem(last=False)
+        self.counters["sender_evicted"] += evicted
         return NodeFrame(node, report, csi, channel, secondary, centre, now)
 
 

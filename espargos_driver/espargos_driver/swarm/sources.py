@@ -1,7 +1,8 @@
 """Where swarm-node reports come from (no ROS): a UDP socket, a serial port, or a log file.
 
 Each source runs ``feed(data, source_name, now)`` for every datagram / line on its own thread
-and never raises out of it; a serial port that vanishes is reopened with back-off.
+and never raises out of it; a serial port that vanishes is reopened with back-off. Text is
+split into lines in linear time with a bounded buffer (LineSplitter).
 """
 from __future__ import annotations
 
@@ -9,24 +10,77 @@ import socket
 import struct
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable
+import traceback
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import serial
 
+from .ingest import MAX_SENDERS
+
 Feed = Callable[[bytes, str, float], None]
 REOPEN_BACKOFF_S = (0.2, 0.5, 1.0, 2.0)
+MAX_LINE_BYTES = 64 * 1024
+"""Longest text line kept. The longest real line (esp-csi HE20 STBC: 1,024 values) is ~5 kB;
+text beyond this without a newline is discarded up to the next newline (``line_too_long``)."""
+READ_CHUNK_BYTES = 4096
+
+
+class LineSplitter:
+    """Bytes in arbitrary chunks -> complete lines, in time linear in the input and memory
+    bounded by ``max_line`` (a longer line is dropped whole and counted as ``line_too_long``)."""
+
+    def __init__(self, counters: Counter, max_line: int = MAX_LINE_BYTES) -> None:
+        self.counters, self.max_line = counters, max_line
+        self._pending = bytearray()
+        self._discarding = False
+
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        """The lines (without newline) completed by ``chunk``."""
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            if end < 0:
+                break
+            if self._discarding or len(self._pending) + end - start > self.max_line:
+                self._discarding = False
+                self._pending.clear()
+                self.counters["line_too_long"] += 1
+            else:
+                self._pending += chunk[start:end]
+                yield bytes(self._pending).rstrip(b"\r")
+                self._pending.clear()
+            start = end + 1
+        if not self._discarding:
+            self._pending += chunk[start:]
+            if len(self._pending) > self.max_line:
+                self._pending.clear()
+                self._discarding = True
+
+    def flush(self) -> Iterator[bytes]:
+        """The last line of a stream that did not end in a newline."""
+        if self._pending and not self._discarding:
+            yield bytes(self._pending).rstrip(b"\r")
+        elif self._discarding:
+            self.counters["line_too_long"] += 1
+        self._pending.clear()
+        self._discarding = False
 
 
 class Source:
-    """A reader thread; ``state`` / ``state_detail`` for diagnostics."""
+    """A reader thread; ``state`` / ``state_detail`` for diagnostics. ``guarded_feed`` is the
+    last-resort guard: whatever ``feed`` raises is counted (``reader_error``) and logged, and
+    reading goes on; should the thread die anyway, ``restart_if_dead`` starts a new one."""
 
     def __init__(self, feed: Feed, counters: Counter, log: Callable[[str], None]) -> None:
         self.feed, self.counters, self.log = feed, counters, log
         self.state, self.state_detail = "starting", ""
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+        self._thread = self._new_thread()
+
+    def _new_thread(self) -> threading.Thread:
+        return threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -34,6 +88,30 @@ class Source:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2.0)
+
+    @property
+    def dead(self) -> bool:
+        """The reader thread was started, not stopped, did not finish its input, and is gone."""
+        return (self._thread.ident is not None and not self._thread.is_alive() and not self._stop.is_set()
+                and self.state != "finished")
+
+    def restart_if_dead(self) -> bool:
+        if not self.dead:
+            return False
+        self.counters["reader_restarts"] += 1
+        self.log(f"{type(self).__name__}: reader thread had died ({self.state_detail}); restarting it")
+        self._thread = self._new_thread()
+        self._thread.start()
+        return True
+
+    def guarded_feed(self, data: bytes, name: str, now: float) -> None:
+        try:
+            self.feed(data, name, now)
+        except Exception as err:  # noqa: BLE001 - last-resort guard: the reader must not die
+            self.counters["reader_error"] += 1
+            where = traceback.extract_tb(err.__traceback__)[-1]
+            self.log(f"unexpected {type(err).__name__} at {where.filename}:{where.lineno} for input from {name} "
+                     f"(first bytes {bytes(data[:32]).hex()}): {err}")
 
     def _run(self) -> None:
         raise NotImplementedError
@@ -55,7 +133,8 @@ class KeepAlive:
 
     def __init__(self, rate_hz: float, counters: Counter, log: Callable[[str], None]) -> None:
         self.rate_hz, self.counters, self.log = rate_hz, counters, log
-        self.addresses: set[str] = set()
+        self.addresses: OrderedDict[str, None] = OrderedDict()
+        """Node addresses to ping, least recently heard first (at most MAX_SENDERS)."""
         self.sequence = 0
         self.sock: socket.socket | None = None
         for kind in (socket.SOCK_DGRAM, socket.SOCK_RAW):
@@ -71,7 +150,7 @@ class KeepAlive:
     def run(self, stop: threading.Event) -> None:
         while self.sock is not None and not stop.wait(1.0 / self.rate_hz):
             self.sequence += 1
-            for address in sorted(self.addresses):
+            for address in list(self.addresses):
                 try:
                     self.sock.sendto(icmp_echo(0xE5A7, self.sequence), (address, 0))
                     self.counters["keepalive_sent"] += 1
@@ -79,9 +158,18 @@ class KeepAlive:
                     self.counters["keepalive_errors"] += 1
 
 
+    def heard(self, address: str) -> None:
+        """A node at ``address`` sent a usable report."""
+        self.addresses.pop(address, None)
+        self.addresses[address] = None
+        if len(self.addresses) > MAX_SENDERS:
+            self.addresses.popitem(last=False)
+
+
 class UdpSource(Source):
     """Datagrams on ``host:port`` (binary frames, or text lines); the sender's address names text
-    sources. With ``keepalive_hz`` > 0, every sender gets ICMP echo requests at that rate."""
+    sources. With ``keepalive_hz`` > 0, ``keepalive`` sends ICMP echo requests at that rate to the
+    addresses the node reports as heard."""
 
     def __init__(self, host: str, port: int, feed: Feed, counters: Counter, log: Callable[[str], None],
                  keepalive_hz: float = 0.0) -> None:
@@ -107,9 +195,7 @@ class UdpSource(Source):
                 self.state_detail = str(err)
                 time.sleep(0.1)
                 continue
-            if self.keepalive is not None:
-                self.keepalive.addresses.add(addr[0])
-            self.feed(data, f"udp:{addr[0]}:{addr[1]}", time.time())
+            self.guarded_feed(data, f"udp:{addr[0]}:{addr[1]}", time.time())
         self.sock.close()
 
 
@@ -138,16 +224,14 @@ class SerialSource(Source):
                 attempt += 1
 
     def _read(self, port: serial.Serial) -> None:
-        pending = b""
+        lines = LineSplitter(self.counters)
         while not self._stop.is_set():
-            chunk = port.read(4096)
+            chunk = port.read(READ_CHUNK_BYTES)
             if not chunk:
                 continue
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
             now = time.time()
-            for line in lines:
-                self.feed(line, self.name, now)
+            for line in lines.feed(chunk):
+                self.guarded_feed(line, self.name, now)
 
 
 class FileSource(Source):
@@ -162,12 +246,16 @@ class FileSource(Source):
         try:
             with self.path.open("rb") as f:
                 self.state, self.state_detail = "reading", str(self.path)
-                for line in f:
-                    if self._stop.is_set():
-                        return
-                    self.feed(line.rstrip(b"\r\n"), self.name, time.time())
-                    if self.rate_hz > 0:
-                        time.sleep(1.0 / self.rate_hz)
+                lines = LineSplitter(self.counters)
+                for chunk in iter(lambda: f.read(READ_CHUNK_BYTES), b""):
+                    for line in lines.feed(chunk):
+                        if self._stop.is_set():
+                            return
+                        self.guarded_feed(line, self.name, time.time())
+                        if self.rate_hz > 0:
+                            time.sleep(1.0 / self.rate_hz)
+                for line in lines.flush():
+                    self.guarded_feed(line, self.name, time.time())
             self.state, self.state_detail = "finished", f"{self.path} read to the end"
         except OSError as err:
             self.counters["file_errors"] += 1

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 
 from ..protocol.constants import STREAM_TIMEOUT_S
 from .http_control import BoardError, BoardHttp, BoardInfo
-from .streams import UdpStream, WebSocketStream
+from .streams import RECEIVE_BUFFER_BYTES, UdpStream, WebSocketStream
 
 TRANSPORTS = ("udp", "websocket", "auto")
 MAX_BACKOFF_S = 8.0
 POLL_S = 0.005
+HOUSEKEEPING_S = 1.0
+"""How often the receive loop reads the kernel's drop counter and reports strangers."""
 
 
 class BoardLink:
@@ -22,13 +25,18 @@ class BoardLink:
     receive time; ``on_tick(now)`` runs at least every few ms (expiry work);
     ``on_connected(info)`` runs once per successful connection, before streaming.
     Failures are counted in ``counters`` (``reconnects``, ``silence`` and the BoardError
-    reasons) and reported through ``state`` / ``state_detail``.
+    reasons) and reported through ``state`` / ``state_detail``. Liveness comes from the board
+    alone: datagrams from strangers are dropped (``foreign_source``) and never reset the
+    silence timer. Kernel receive-buffer drops are added to ``kernel_drops``. Any other
+    exception in the loop is counted (``reader_error``), logged, and answered by a
+    reconnect; should the thread die anyway, ``restart_if_dead`` starts a new one.
     """
 
     def __init__(self, host: str, http_port: int, stream_port: int, transport: str,
                  on_packet: Callable[[bytes, float], None], on_tick: Callable[[float], None],
                  on_connected: Callable[[BoardInfo], None], counters: Counter,
-                 log: Callable[[str], None], silence_timeout_s: float = STREAM_TIMEOUT_S) -> None:
+                 log: Callable[[str], None], silence_timeout_s: float = STREAM_TIMEOUT_S,
+                 receive_buffer: int = RECEIVE_BUFFER_BYTES) -> None:
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
         self.host, self.http_port, self.stream_port, self.transport = host, http_port, stream_port, transport
@@ -37,11 +45,21 @@ class BoardLink:
         self.counters = counters
         self.log = log
         self.silence_timeout_s = silence_timeout_s
+        self.receive_buffer = receive_buffer
+        self.receive_buffer_granted = 0
+        """SO_RCVBUF the kernel granted the current UDP stream, bytes (0: none open)."""
+        self.local_port = 0
+        """Local UDP port of the current stream (0: none open)."""
         self.state = "connecting"
         self.state_detail = ""
         self.info: BoardInfo | None = None
+        self.strangers: Counter = Counter()
+        """Datagrams dropped per stranger "ip:port"."""
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"board-{host}", daemon=True)
+        self._thread = self._new_thread()
+
+    def _new_thread(self) -> threading.Thread:
+        return threading.Thread(target=self._run, name=f"board-{self.host}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -50,13 +68,34 @@ class BoardLink:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def started(self) -> bool:
+        """The receive thread was started and not asked to stop."""
+        return self._thread.ident is not None and not self._stop.is_set()
+
+    def restart_if_dead(self) -> bool:
+        """Start a new receive thread if the running one died; True if it did."""
+        if not self.started or self._thread.is_alive():
+            return False
+        self.counters["reader_restarts"] += 1
+        self.log(f"board {self.host}: receive thread had died ({self.state_detail}); restarting it")
+        self._thread = self._new_thread()
+        self._thread.start()
+        return True
+
     def _open_stream(self, info: BoardInfo) -> UdpStream | WebSocketStream:
         if info.generation == 1:
             stream = WebSocketStream(self.host, self.http_port, ("/csi",))
             stream.open()
             return stream
         if self.transport in ("udp", "auto"):
-            stream = UdpStream(self.http, self.host, self.stream_port)
+            stream = UdpStream(self.http, self.host, self.stream_port, receive_buffer=self.receive_buffer)
+            self.receive_buffer_granted = stream.receive_buffer_granted
+            self.local_port = stream.sock.getsockname()[1]
             try:
                 stream.open()
                 return stream
@@ -73,6 +112,7 @@ class BoardLink:
         backoff = 1.0
         while not self._stop.is_set():
             stream = None
+            drops_seen = 0
             try:
                 self.state, self.state_detail = "connecting", f"{self.host}:{self.http_port}"
                 info = self.http.identify()
@@ -82,7 +122,7 @@ class BoardLink:
                 self.state, self.state_detail = "streaming", f"{type(stream).__name__} API {info.api_version}"
                 self.log(f"streaming from {info.hostname or self.host} ({self.state_detail})")
                 backoff = 1.0
-                last_data = time.perf_counter()
+                last_data = last_housekeeping = time.perf_counter()
                 while not self._stop.is_set():
                     data = stream.recv(POLL_S)
                     now = time.perf_counter()
@@ -90,10 +130,12 @@ class BoardLink:
                         last_data = now
                         self.on_packet(data, now)
                     elif now - last_data > self.silence_timeout_s:
-                        self.counters["silence"] += 1
-                        raise BoardError("silence", f"no data for {self.silence_timeout_s:.0f} s")
+                        raise BoardError("silence", f"no data from the board for {self.silence_timeout_s:.0f} s")
                     self.on_tick(now)
                     stream.keepalive()
+                    if now - last_housekeeping >= HOUSEKEEPING_S:
+                        last_housekeeping = now
+                        drops_seen = self._housekeeping(stream, drops_seen)
             except BoardError as err:
                 self.counters[err.reason] += 1
                 self.state, self.state_detail = ("incompatible" if err.reason == "api_version" else "disconnected"), str(err)
@@ -102,10 +144,37 @@ class BoardLink:
                 self.counters["socket_error"] += 1
                 self.state, self.state_detail = "disconnected", str(err)
                 self.log(f"board {self.host}: {err}; reconnecting in {backoff:.0f} s")
+            except Exception as err:  # noqa: BLE001 - last-resort guard: the reader must not die
+                self.counters["reader_error"] += 1
+                self.state, self.state_detail = "disconnected", f"{type(err).__name__}: {err}"
+                where = traceback.extract_tb(err.__traceback__)[-1]
+                self.log(f"board {self.host}: unexpected {type(err).__name__} in the receive loop at "
+                         f"{where.filename}:{where.lineno}: {err}; reconnecting in {backoff:.0f} s")
             finally:
                 if stream is not None:
+                    self._housekeeping(stream, drops_seen)
                     stream.close()
+                    self.receive_buffer_granted = self.local_port = 0
             if self._stop.wait(backoff):
                 break
             self.counters["reconnects"] += 1
             backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _housekeeping(self, stream: UdpStream | WebSocketStream, drops_seen: int) -> int:
+        """Add new kernel drops and strangers' datagrams to the counters; log strangers (at most
+        once per HOUSEKEEPING_S). Returns the kernel drop count now."""
+        if not isinstance(stream, UdpStream):
+            return drops_seen
+        drops = stream.kernel_drops()
+        if drops is not None and drops > drops_seen:
+            self.counters["kernel_drops"] += drops - drops_seen
+            drops_seen = drops
+        new = Counter(stream.strangers)
+        stream.strangers.clear()
+        if new:
+            self.strangers.update(new)
+            self.counters["foreign_source"] += sum(new.values())
+            who = ", ".join(f"{sender} x{n}" for sender, n in new.most_common(3))
+            self.log(f"board {self.host}: dropped {sum(new.values())} datagrams not from the board "
+                     f"{stream.peer[0]}:{stream.peer[1]} ({who})")
+        return drops_seen
