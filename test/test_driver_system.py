@@ -10,6 +10,7 @@ import signal
 import time
 
 import numpy as np
+import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from espargos_msgs.msg import ArrayGeometry, CsiArray
 from espargos_msgs.srv import Calibrate
@@ -183,3 +184,23 @@ def test_parameters_are_validated(ros_node, board, processes):
     broken = processes.start("board_node", "--ros-args", "-p", "transport:=carrier_pigeon")
     assert broken.wait(timeout=20) == 2
     assert "transport must be udp, websocket or auto" in processes.log_of(broken)
+
+
+@pytest.mark.parametrize("param", ["frame_timeout:=-1.0", "http_port:=99999", "frame_timeout:=fast",
+                                   "receive_buffer:=10"])
+def test_startup_parameters_of_wrong_type_or_range_exit_2_without_traceback(processes, param):
+    proc = processes.start("board_node", "--ros-args", "-p", param)
+    assert proc.wait(timeout=20) == 2
+    log = processes.log_of(proc)
+    assert "invalid parameter" in log and param.split(":=")[0] in log and "Traceback" not in log
+
+
+def test_calibrate_service_refuses_nonsense_durations(ros_node, board):
+    b = board(("--seed", "12"), {"calibration.policy": "none"})
+    client = ros_node.create_client(Calibrate, f"{b.ns}/calibrate")
+    assert client.wait_for_service(timeout_sec=20)
+    for duration in (-1.0, float("nan"), float("inf"), 1e9):
+        future = client.call_async(Calibrate.Request(duration_s=duration))
+        assert spin_until(ros_node, future.done, 10)
+        assert not future.result().success and "duration_s" in future.result().message
+    assert b.node.poll() is None

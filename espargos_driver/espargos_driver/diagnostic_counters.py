@@ -69,6 +69,7 @@ SWARM_ACTIVITY = {
     "datagrams": "UDP datagrams received",
     "lines": "text lines received",
     "reports": "reports published",
+    "other_lines": "text lines that are not CSI (logs, headers)",
     "keepalive_sent": "ICMP echo requests sent",
 }
 SWARM_COUNTERS = {
@@ -129,3 +130,31 @@ class CounterWarnings:
                 self._reported[name] = value
                 self._when[name] = now
         return out
+
+
+README_TABLES = {"board-counters": BOARD_COUNTERS, "swarm-counters": SWARM_COUNTERS}
+"""README sections (between ``<!-- name -->`` and ``<!-- /name -->``) generated from the lists."""
+
+
+def markdown_table(counters: Mapping[str, str]) -> str:
+    """A two-column Markdown table of counter names and meanings."""
+    return "\n".join(["| counter | counts |", "|---|---|"] + [f"| `{k}` | {v} |" for k, v in counters.items()])
+
+
+def update_readme(text: str) -> str:
+    """``text`` with every README_TABLES section replaced by its generated table."""
+    for name, counters in README_TABLES.items():
+        start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+        head, found, rest = text.partition(start)
+        if not found:
+            raise ValueError(f"README has no {start} section")
+        text = head + start + "\n" + markdown_table(counters) + "\n" + end + rest.partition(end)[2]
+    return text
+
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    readme = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    readme.write_text(update_readme(readme.read_text()))

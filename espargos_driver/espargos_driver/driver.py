@@ -30,6 +30,8 @@ from .transport.streams import RECEIVE_BUFFER_BYTES
 from .wifi import secondary_from_code, secondary_to_code
 
 CALIBRATION_POLICIES = ("auto", "startup", "file", "none")
+MIN_CALIBRATION_S, MAX_CALIBRATION_S = 0.1, 60.0
+"""Range of a calibration's duration, s (parameter and service request)."""
 RF_REFERENCE = 1
 EXPIRE_EVERY_S = 0.005
 STREAM_WAIT_S = 10.0
@@ -85,8 +87,9 @@ class DriverConfig:
             raise ValueError(f"secondary_channel must be -1, 0 or +1, got {self.secondary_channel}")
         if self.calibration_policy not in CALIBRATION_POLICIES:
             raise ValueError(f"calibration.policy must be one of {CALIBRATION_POLICIES}, got {self.calibration_policy!r}")
-        if not 0.1 <= self.calibration_duration_s <= 60:
-            raise ValueError(f"calibration.duration must be 0.1..60 s, got {self.calibration_duration_s}")
+        if not MIN_CALIBRATION_S <= self.calibration_duration_s <= MAX_CALIBRATION_S:
+            raise ValueError(f"calibration.duration must be {MIN_CALIBRATION_S}..{MAX_CALIBRATION_S:.0f} s, "
+                             f"got {self.calibration_duration_s}")
         if not 65536 <= self.receive_buffer_bytes <= 1 << 30:
             raise ValueError(f"receive_buffer must be 65536..1073741824 bytes, got {self.receive_buffer_bytes}")
 

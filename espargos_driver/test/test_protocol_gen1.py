@@ -70,3 +70,13 @@ def test_truncated_g1_message():
     with pytest.raises(ProtocolError) as err:
         parse_g1_message(record(0, {}, cwb=False, secondary=0)[:-1])
     assert err.value.reason == "truncated"
+
+
+@pytest.mark.parametrize("channel", [0, 15])
+def test_channel_nibble_outside_wifi_is_a_protocol_error(channel):
+    rec = bytearray(record(0, {6: (10, -3)}, cwb=False, secondary=0))
+    word2 = struct.unpack_from("<I", rec, 4 + 4 + 8)[0]
+    struct.pack_into("<I", rec, 4 + 4 + 8, (word2 & ~(0xF << 16)) | (channel << 16))
+    with pytest.raises(ProtocolError) as err:
+        parse_g1_message(bytes(rec))
+    assert err.value.reason == "bad_channel"

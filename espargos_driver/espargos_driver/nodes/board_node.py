@@ -1,6 +1,7 @@
 """ROS 2 node for one ESPARGOS board: parameters, CsiArray/ArrayGeometry publishers, Calibrate service, diagnostics."""
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -15,7 +16,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from ..calibration import CalibrationError
 from ..diagnostic_counters import BOARD_COUNTERS, CounterWarnings
-from ..driver import BoardDriver, DriverConfig
+from ..driver import MAX_CALIBRATION_S, MIN_CALIBRATION_S, BoardDriver, DriverConfig
 from ..frame import CsiFrame
 from ..layout import load_layout_file
 from ..messages import diagnostic_status, frame_to_msg, geometry_msg
@@ -87,7 +88,12 @@ class BoardNode(Node):
         self.driver.start()
 
     def _publish(self, frame: CsiFrame) -> None:
-        self.csi_pub.publish(frame_to_msg(frame, self.get_clock().now().to_msg(), self.frame_id, self.board_id))
+        """Called on a receive thread; after Ctrl-C the context goes away under it: frames are then dropped."""
+        try:
+            self.csi_pub.publish(frame_to_msg(frame, self.get_clock().now().to_msg(), self.frame_id, self.board_id))
+        except Exception:
+            if self.context.ok():
+                raise
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         required = self.driver.clusterer.antennas_required
@@ -108,6 +114,12 @@ class BoardNode(Node):
 
     def _on_calibrate(self, request: Calibrate.Request, response: Calibrate.Response) -> Calibrate.Response:
         duration = request.duration_s or self.driver.config.calibration_duration_s
+        if not (math.isfinite(duration) and MIN_CALIBRATION_S <= duration <= MAX_CALIBRATION_S):
+            response.success = False
+            response.message = (f"duration_s must be {MIN_CALIBRATION_S}..{MAX_CALIBRATION_S:.0f} s "
+                                f"(0: calibration.duration), got {request.duration_s}")
+            self.get_logger().warning(f"calibrate request refused: {response.message}")
+            return response
         try:
             cal = self.driver.calibrate(duration)
         except (CalibrationError, BoardError) as err:

@@ -5,6 +5,7 @@ import sys
 from collections.abc import Callable
 
 import rclpy
+from rclpy.exceptions import ParameterException
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
@@ -26,12 +27,13 @@ def spin_node(node: Node, executor: Executor | None = None) -> int:
 def run_node(factory: Callable[[], Node], program: str, args: list[str] | None = None,
              executor_factory: Callable[[], Executor] | None = None) -> int:
     """Console entry point body: init rclpy, build the node (and executor, after init) and spin.
-    A ValueError from the factory (an invalid parameter) is printed as
-    ``<program>: invalid parameter: ...`` and gives exit status 2."""
+    A ValueError from the factory (an invalid parameter) or rclpy's ParameterException (a value
+    of the wrong type or outside its declared range) is printed as
+    ``<program>: invalid parameter: ...`` and gives exit status 2, without a traceback."""
     rclpy.init(args=args)
     try:
         node = factory()
-    except ValueError as err:
+    except (ValueError, ParameterException) as err:
         print(f"{program}: invalid parameter: {err}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2

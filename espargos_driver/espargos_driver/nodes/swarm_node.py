@@ -123,7 +123,12 @@ class SwarmNode(Node):
             self._publish(frame)
 
     def _publish(self, frame) -> None:
-        self.csi_pub.publish(node_frame_to_msg(frame, self.get_clock().now().to_msg(), self.frame_id))
+        """Called on the reader thread; after Ctrl-C the context goes away under it: frames are then dropped."""
+        try:
+            self.csi_pub.publish(node_frame_to_msg(frame, self.get_clock().now().to_msg(), self.frame_id))
+        except Exception:
+            if self.context.ok():
+                raise
 
     def _tick(self) -> None:
         for node in self.ingest.lost(time.time(), self.node_timeout):
