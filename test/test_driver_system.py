@@ -103,12 +103,14 @@ def test_calibrate_service_and_reload_on_restart(ros_node, board, processes, tmp
     n = len(w.frames)
     assert spin_until(ros_node, lambda: len(w.frames) > n + 10 and w.frames[-1].calibrated, 10)
     assert (tmp_path / "calibration.json").exists()
-    # Restart the node: the stored calibration (same channel and board) is loaded, not re-measured.
+    # Restart the node: the stored calibration (same channel and board) is loaded and verified with a
+    # short reference burst, not re-measured.
     os.killpg(b.node.pid, signal.SIGINT)
     assert b.node.wait(timeout=10) == 0                    # clean shutdown on Ctrl-C
     processes.start_node({**b.params, "calibration.policy": "auto"}, f"{b.ns}x")
     w2 = Watch(ros_node, f"{b.ns}x")
-    assert spin_until(ros_node, lambda: "loaded from" in w2.diag.get("calibration", ""), 20), w2.diag
+    assert spin_until(ros_node, lambda: "verified with" in w2.diag.get("calibration", ""), 20), w2.diag
+    assert w2.diag["calibration_status"] == "verified" and w2.count("calibration_rejected") == 0
     assert spin_until(ros_node, lambda: len(w2.frames) > 5 and w2.frames[-1].calibrated, 10)
 
 

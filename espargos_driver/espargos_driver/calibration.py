@@ -58,6 +58,8 @@ class Calibration:
     residual_deg: float
     """RMS phase error of the calibrated reference packets against the reference-path model."""
     frames_used: int
+    identity: str = ""
+    """The board(s) measured (supervisor.board_identity, joined by '+'); '' in files of old versions."""
     created: float = field(default_factory=time.time)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -78,16 +80,17 @@ class Calibration:
         frame.csi *= self.correction(frame)
         frame.calibrated = True
 
-    def matches(self, channel: int, secondary: int, array_id: str, boards: int) -> bool:
-        return (self.channel, self.secondary, self.array_id, self.phase_rad.shape[0]) == (
-            channel, secondary, array_id, boards)
+    def matches(self, channel: int, secondary: int, array_id: str, boards: int, identity: str) -> bool:
+        """Whether this calibration was made for these board(s) on this channel configuration."""
+        return (self.channel, self.secondary, self.array_id, self.phase_rad.shape[0], self.identity) == (
+            channel, secondary, array_id, boards, identity)
 
     def save(self, path: Path) -> None:
         data = {
             "array_id": self.array_id, "channel": self.channel, "secondary": self.secondary,
             "phase_rad": self.phase_rad.tolist(), "time_s": self.time_s.tolist(),
             "reference_delay_s": self.reference_delay_s.tolist(), "residual_deg": self.residual_deg,
-            "frames_used": self.frames_used, "created": self.created,
+            "frames_used": self.frames_used, "identity": self.identity, "created": self.created,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
@@ -104,13 +107,22 @@ class Calibration:
                        time_s=np.array(data["time_s"]),
                        reference_delay_s=np.array(data["reference_delay_s"]),
                        residual_deg=float(data["residual_deg"]), frames_used=int(data["frames_used"]),
-                       created=float(data["created"]))
+                       identity=str(data.get("identity", "")), created=float(data["created"]))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise CalibrationError(f"cannot read calibration file {path}: {err}") from err
 
 
+def usable_reference(frames: list[CsiFrame], channel: int, secondary: int) -> list[CsiFrame]:
+    """The complete reference frames of the widest format present (HT40, else HT20, else L-LTF)
+    on the given channel configuration; [] if there are none."""
+    complete = [f for f in frames if f.is_reference and (f.channel, f.secondary) == (channel, secondary)
+                and f.mask.all()]
+    fmt = next((fmt for fmt in FORMAT_PREFERENCE if any(f.format == fmt for f in complete)), None)
+    return [f for f in complete if f.format == fmt]
+
+
 def estimate_calibration(frames: list[CsiFrame], channel: int, secondary: int, array_id: str,
-                         reference_delay_s: np.ndarray) -> Calibration:
+                         reference_delay_s: np.ndarray, identity: str = "") -> Calibration:
     """Estimate phase and time offsets from reference frames (``frame.is_reference``).
 
     Uses complete frames of the widest format present (HT40, else HT20, else L-LTF) on the
@@ -122,15 +134,14 @@ def estimate_calibration(frames: list[CsiFrame], channel: int, secondary: int, a
             f"only {len(usable)} reference frames on channel {channel}/{secondary:+d} (need "
             f"{MIN_REFERENCE_FRAMES}); check that the board generates reference packets (calib-mode), "
             f"the RF switch reached REFERENCE, signal level, RX gain and packet filtering")
-    complete = [f for f in usable if f.mask.all()]
-    if not complete:
+    chosen = usable_reference(usable, channel, secondary)
+    if not chosen:
         seen = np.any([f.mask for f in usable], axis=0)
         missing = [f"{b}.{r}.{c}" for b, r, c in zip(*np.nonzero(~seen))]
         raise CalibrationError(
             "no complete reference frame: not every sensor receives the reference signal"
             + (f" (never reported: {', '.join(missing)})" if missing else ""))
-    fmt = next(fmt for fmt in FORMAT_PREFERENCE if any(f.format == fmt for f in complete))
-    chosen = [f for f in complete if f.format == fmt]
+    fmt = chosen[0].format
     boards = chosen[0].csi.shape[0]
     grid = chosen[0].grid
     valid = np.ones(grid.size, bool)
@@ -157,7 +168,7 @@ def estimate_calibration(frames: list[CsiFrame], channel: int, secondary: int, a
     cal = Calibration(channel=channel, secondary=secondary, array_id=array_id,
                       phase_rad=phi.reshape(boards, 2, 4), time_s=tau.reshape(boards, 2, 4),
                       reference_delay_s=np.asarray(reference_delay_s, float).reshape(boards, 2, 4),
-                      residual_deg=0.0, frames_used=len(chosen))
+                      residual_deg=0.0, frames_used=len(chosen), identity=identity)
     cal.residual_deg = reference_residual_deg(cal, chosen)
     return cal
 

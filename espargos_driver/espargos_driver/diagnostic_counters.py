@@ -64,6 +64,12 @@ BOARD_COUNTERS = {
     "reader_error": "unexpected error in the receive loop (answered by a reconnect)",
     "reader_restarts": "receive threads restarted after they died",
     "calibration_failures": "calibrations that failed",
+    "calibration_rejected": "stored or previous calibrations that a verification burst found wrong",
+    "calibration_reconnect": "calibrations made stale by a (re)connection (re-verified before use)",
+    "calibration_reboot": "calibrations made stale by a board reboot (re-verified before use)",
+    "calibration_channel_change": "calibrations made stale by frames on another channel",
+    "board_reboots": "board reboots seen as sensor timestamps going back",
+    "rf_switch_restored": "RF switch found on REFERENCE or ISOLATION at connection and put back on the antennas",
 }
 SWARM_ACTIVITY = {
     "datagrams": "UDP datagrams received",

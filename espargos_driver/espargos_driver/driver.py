@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import Calibration, CalibrationError, estimate_calibration, reference_delays_s
+from .calibration import Calibration, CalibrationError, reference_delays_s
 from .cluster import FrameClusterer
 from .frame import CsiFrame
 from .layout import ArrayLayout, single_board_layout
 from .protocol.constants import ANTENNAS
 from .receiver import BoardReceiver
+from .supervisor import REBOOT_BACKSTEP_S, RF_ANTENNAS, RF_REFERENCE, CalibrationSupervisor, board_identity
 from .transport.http_control import BoardError, BoardInfo
 from .transport.link import TRANSPORTS, BoardLink
 from .transport.streams import RECEIVE_BUFFER_BYTES
@@ -32,7 +33,6 @@ from .wifi import secondary_from_code, secondary_to_code
 CALIBRATION_POLICIES = ("auto", "startup", "file", "none")
 MIN_CALIBRATION_S, MAX_CALIBRATION_S = 0.1, 60.0
 """Range of a calibration's duration, s (parameter and service request)."""
-RF_REFERENCE = 1
 EXPIRE_EVERY_S = 0.005
 STREAM_WAIT_S = 10.0
 SEQUENCE_SPACE = 4096
@@ -59,6 +59,9 @@ class DriverConfig:
     calibration_policy: str = "auto"
     calibration_duration_s: float = 2.0
     calibration_file: str = ""
+    reverify_period_s: float = 0.0
+    """Re-verify the calibration this often, s (0: only after reconnects, reboots, channel changes);
+    each verification is a ~0.3 s gap in the OTA frames."""
     layout: ArrayLayout | None = None
     """Boards of a combined array; None: the one board at host/http_port/stream_port."""
     receive_buffer_bytes: int = RECEIVE_BUFFER_BYTES
@@ -90,6 +93,8 @@ class DriverConfig:
         if not MIN_CALIBRATION_S <= self.calibration_duration_s <= MAX_CALIBRATION_S:
             raise ValueError(f"calibration.duration must be {MIN_CALIBRATION_S}..{MAX_CALIBRATION_S:.0f} s, "
                              f"got {self.calibration_duration_s}")
+        if not (self.reverify_period_s == 0 or 1.0 <= self.reverify_period_s <= 86400):
+            raise ValueError(f"calibration.reverify_period must be 0 (off) or 1..86400 s, got {self.reverify_period_s}")
         if not 65536 <= self.receive_buffer_bytes <= 1 << 30:
             raise ValueError(f"receive_buffer must be 65536..1073741824 bytes, got {self.receive_buffer_bytes}")
 
@@ -118,23 +123,26 @@ class BoardDriver:
             boards, cable_lengths_m=[spec.cable_length_m for spec in self.layout.boards],
             velocity_factors=[spec.velocity_factor for spec in self.layout.boards])
         self._lock = threading.Lock()
-        self._connected: set[int] = set()
         self.channel = 0
         self.secondary = 0
         self.hostname = ""
-        self.calibration: Calibration | None = None
-        self.calibration_state = "none"
+        self.identities = [""] * boards
+        """Each board's identity (supervisor.board_identity), once connected."""
+        self._g1 = False
+        self._last_sensor_ns = [float("nan")] * boards
+        self.supervisor = CalibrationSupervisor(
+            policy=config.calibration_policy, duration_s=config.calibration_duration_s, file=config.calibration_file,
+            array_id=config.board_id, https=[link.http for link in self.links], reference_delay_s=self.reference_delay_s,
+            channel=lambda: (self.channel, self.secondary), streaming=lambda: self.state == "streaming",
+            counters=self.counters, log=log, warn=warn, reverify_s=config.reverify_period_s)
         self.latencies_s: deque[float] = deque(maxlen=4096)
-        self._collecting: list[CsiFrame] | None = None
-        self._calibration_lock = threading.Lock()
         self._last_expire = 0.0
         self._last_sequence: dict[bytes, int] = {}
 
     @property
     def calibration_path(self) -> Path:
-        if self.config.calibration_file:
-            return Path(self.config.calibration_file).expanduser()
-        return Path("~/.ros/espargos").expanduser() / f"{self.config.board_id}.calibration.json"
+        """Where the calibration is stored: calibration.file, else one file per array id and board identity."""
+        return self.supervisor.path
 
     @property
     def state(self) -> str:
@@ -159,10 +167,13 @@ class BoardDriver:
         return ",".join(link.host for link in self.links)
 
     def start(self) -> None:
+        self.supervisor.start()
         for link in self.links:
             link.start()
 
     def stop(self) -> None:
+        """Stop: a calibration burst ends at once and restores the boards; then the links stop."""
+        self.supervisor.stop()
         for link in self.links:
             link.stop()
 
@@ -187,12 +198,25 @@ class BoardDriver:
                 self.channel = int(conf.get("channel-primary", 0))
                 self.secondary = secondary_from_code(int(conf.get("channel-secondary", 0)))
         if info.generation == 1:
-            self.calibration_state = G1_UNCALIBRATED
+            self._g1 = True
             return
-        first_time_all = board not in self._connected and len(self._connected) == len(self.links) - 1
-        self._connected.add(board)
-        if first_time_all and self.config.calibration_policy != "none":
-            threading.Thread(target=self._startup_calibration, name="calibration", daemon=True).start()
+        self.identities[board] = board_identity(http, info.hostname)
+        self.supervisor.identity = "+".join(self.identities)
+        self._check_rf_switch(board, http)
+        self._last_sensor_ns[board] = float("nan")
+        self.supervisor.invalidate("reconnect", f"board {self.layout.boards[board].name} (re)connected")
+
+    def _check_rf_switch(self, board: int, http) -> None:
+        """Put a switch found on REFERENCE or ISOLATION (e.g. a run interrupted mid-calibration)
+        back on the antennas; a calibration burst in progress restores it itself."""
+        if self.supervisor.status in ("verifying", "calibrating"):
+            return
+        state = http.request("/get_rfswitch").strip()
+        if state in ("0", str(RF_REFERENCE)):
+            self.counters["rf_switch_restored"] += 1
+            self.warn(f"board {self.layout.boards[board].name}: RF switch found on "
+                      f"{'REFERENCE' if state == '1' else 'ISOLATION'}; switching it to the antennas")
+            http.command("/set_rfswitch", RF_ANTENNAS)
 
     def _on_packet(self, board: int, data: bytes, now: float) -> None:
         with self._lock:
@@ -208,21 +232,34 @@ class BoardDriver:
                         self._handle(frame, complete=False)
 
     def _handle(self, frame: CsiFrame, complete: bool) -> None:
+        self._watch_reboot(frame)
         if frame.is_reference:
-            collecting = self._collecting
-            if collecting is not None:
-                collecting.append(frame)
-            else:
+            if not self.supervisor.offer(frame):
                 self.counters["reference_frames_ignored"] += 1
             return
         self._count_missed(frame.key[0], frame.key[2])
-        cal = self.calibration
-        if cal is not None and (cal.channel, cal.secondary) == (frame.channel, frame.secondary):
+        cal = self.supervisor.applies(frame)
+        if cal is not None:
             cal.apply(frame)
         self.publish(self.in_layout(frame))
         self.counters["frames"] += 1
         if complete:
             self.latencies_s.append(time.perf_counter() - frame.completed_at)
+
+    def _watch_reboot(self, frame: CsiFrame) -> None:
+        """A board whose sensor clock goes back by more than REBOOT_BACKSTEP_S has rebooted (new LO
+        phases): its calibration is stale until re-verified."""
+        for board in range(len(self.links)):
+            t = frame.timestamps_ns[board]
+            if not np.isfinite(t).any():
+                continue
+            now_ns = float(np.nanmax(t))
+            last = self._last_sensor_ns[board]
+            if now_ns < last - REBOOT_BACKSTEP_S * 1e9:
+                self.counters["board_reboots"] += 1
+                self.supervisor.invalidate("reboot", f"board {self.layout.boards[board].name} rebooted "
+                                                     f"(sensor clock went back {(last - now_ns) * 1e-9:.1f} s)")
+            self._last_sensor_ns[board] = now_ns
 
     def _count_missed(self, transmitter: bytes, sequence: int) -> None:
         """Count gaps in a transmitter's sequence numbers (``frames_missed``: frames it sent that
@@ -250,91 +287,33 @@ class BoardDriver:
                        rx_gain_db=g(frame.rx_gain_db), fft_gain_db=g(frame.fft_gain_db), cfo_hz=g(frame.cfo_hz))
 
     # --- calibration ---------------------------------------------------------------
-    def _startup_calibration(self) -> None:
-        policy = self.config.calibration_policy
-        if policy in ("auto", "file") and self._load_calibration():
-            return
-        if policy == "file":
-            self.calibration_state = f"uncalibrated: no matching calibration in {self.calibration_path}"
-            self.warn(self.calibration_state)
-            return
-        try:
-            self.calibrate(self.config.calibration_duration_s)
-        except (CalibrationError, BoardError) as err:
-            self.warn(f"start-up calibration failed: {err}")
+    @property
+    def calibration(self) -> Calibration | None:
+        """The calibration in force, verified or not (``calibration_status`` says which)."""
+        return self.supervisor.calibration
 
-    def _load_calibration(self) -> bool:
-        path = self.calibration_path
-        if not path.exists():
-            return False
-        try:
-            cal = Calibration.load(path)
-        except CalibrationError as err:
-            self.warn(str(err))
-            return False
-        if not cal.matches(self.channel, self.secondary, self.config.board_id, len(self.links)):
-            self.log(f"stored calibration {path} is for channel {cal.channel}/{cal.secondary:+d}, "
-                     f"board {cal.array_id}; recalibrating")
-            return False
-        self.calibration = cal
-        self.calibration_state = f"loaded from {path} (residual {cal.residual_deg:.2f} deg)"
-        self.log(f"calibration {self.calibration_state}")
-        return True
+    @property
+    def calibration_status(self) -> str:
+        """One of supervisor.STATUSES; "g1" for generation-1 boards (not implemented)."""
+        return "g1" if self._g1 else self.supervisor.status
 
-    def _wait_streaming(self) -> None:
-        deadline = time.monotonic() + STREAM_WAIT_S
-        while self.state != "streaming":
-            if time.monotonic() > deadline:
-                raise BoardError("unreachable", f"board not streaming ({self.state}: {self.state_detail})")
-            time.sleep(0.05)
+    @property
+    def calibration_state(self) -> str:
+        """Human-readable calibration state with its reason."""
+        return G1_UNCALIBRATED if self._g1 else f"{self.supervisor.status}: {self.supervisor.detail}"
 
     def calibrate(self, duration_s: float) -> Calibration:
         """Switch every board to the reference signal for ``duration_s``, estimate (pool-wide,
-        including cable delays), apply and store.
+        including cable delays), apply and store; waits for the supervisor thread to do it.
 
         Raises CalibrationError or BoardError with the reason; the previous calibration stays
         in force on failure.
         """
-        if any(r.generation == 1 for r in self.receivers):
+        if self._g1:
             raise CalibrationError(G1_UNCALIBRATED)
-        if not self._calibration_lock.acquire(blocking=False):
-            raise CalibrationError("a calibration is already running")
-        try:
-            self._wait_streaming()
-            self.calibration_state = "calibrating"
-            https = [link.http for link in self.links]
-            saved = [(http.get_json("/get_mac_filter"), http.request("/get_rfswitch").strip()) for http in https]
-            collected: list[CsiFrame] = []
-            try:
-                for http in https:
-                    http.command("/set_mac_filter", {"enable": False})
-                self._collecting = collected
-                for http in https:
-                    http.command("/set_rfswitch", str(RF_REFERENCE))
-                time.sleep(duration_s)
-            finally:
-                self._collecting = None
-                for http, (mac_filter, rfswitch) in zip(https, saved):
-                    http.command("/set_rfswitch", rfswitch if rfswitch.isdigit() and rfswitch != "1" else "2")
-                    http.command("/set_mac_filter", mac_filter)
-            try:
-                cal = estimate_calibration(collected, self.channel, self.secondary, self.config.board_id,
-                                           self.reference_delay_s)
-            except CalibrationError as err:
-                self.calibration_state = f"failed: {err}"
-                self.counters["calibration_failures"] += 1
-                raise
-            self.calibration = cal
-            self.calibration_state = (f"calibrated from {cal.frames_used} reference frames "
-                                      f"(residual {cal.residual_deg:.2f} deg)")
-            self.log(self.calibration_state)
-            try:
-                cal.save(self.calibration_path)
-            except OSError as err:
-                self.warn(f"cannot store calibration in {self.calibration_path}: {err}")
-            return cal
-        finally:
-            self._calibration_lock.release()
+        if self.state != "streaming":
+            raise BoardError("unreachable", f"board not streaming ({self.state}: {self.state_detail})")
+        return self.supervisor.calibrate_now(duration_s, timeout_s=duration_s + STREAM_WAIT_S + 20)
 
     def latency_percentiles_ms(self) -> tuple[float, float]:
         """(p50, p99) of last-report-to-publish latency over recent complete frames, ms."""

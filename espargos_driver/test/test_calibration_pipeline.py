@@ -93,7 +93,8 @@ def test_calibration_file_round_trip(tmp_path):
     path = tmp_path / "cal.json"
     cal.save(path)
     loaded = Calibration.load(path)
-    assert loaded.matches(6, 1, "sim", 1) and not loaded.matches(6, 0, "sim", 1)
+    assert loaded.matches(6, 1, "sim", 1, "") and not loaded.matches(6, 0, "sim", 1, "")
+    assert not loaded.matches(6, 1, "sim", 1, "espargos-other@10.0.0.9:80")
     assert np.allclose(loaded.phase_rad, cal.phase_rad) and np.allclose(loaded.time_s, cal.time_s)
     path.write_text("{not json")
     with pytest.raises(CalibrationError, match="cannot read"):

@@ -56,7 +56,11 @@ class BoardNode(Node):
         p("secondary_channel", 0, _desc("Secondary channel with `channel`: +1 above, -1 below, 0 none"))
         p("calibration.policy", "auto", _desc("auto: load matching file else calibrate; startup: always calibrate; file: load only; none"))
         p("calibration.duration", 2.0, _desc("s of reference packets per calibration"))
-        p("calibration.file", "", _desc("Calibration file (default ~/.ros/espargos/<board_id>.calibration.json)"))
+        p("calibration.file", "", _desc("Calibration file (default ~/.ros/espargos/<board_id>-<board identity>"
+                                        ".calibration.json)"))
+        p("calibration.reverify_period", 0.0, _desc("s between re-verifications of the calibration with a 0.3 s "
+                                                    "reference burst (0: only after reconnects, reboots and "
+                                                    "channel changes)"))
         g = self.get_parameter
         self.frame_id = g("frame_id").value
         self.board_id = g("board_id").value
@@ -68,6 +72,7 @@ class BoardNode(Node):
             channel=g("channel").value, secondary_channel=g("secondary_channel").value,
             calibration_policy=g("calibration.policy").value,
             calibration_duration_s=g("calibration.duration").value, calibration_file=g("calibration.file").value,
+            reverify_period_s=g("calibration.reverify_period").value,
             layout=layout, receive_buffer_bytes=g("receive_buffer").value)
         self.driver = BoardDriver(config, self._publish, self.get_logger().info, self.get_logger().warning)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -150,14 +155,18 @@ class BoardNode(Node):
         if state == "reader_dead":
             self.get_logger().error(f"a receive thread died ({driver.state_detail}); restarting it")
             driver.restart_dead_readers()
-        if state == "streaming":
-            level = DiagnosticStatus.OK if self.driver.calibration is not None else DiagnosticStatus.WARN
-        else:
+        calibration = driver.calibration_status
+        if state != "streaming" or calibration == "failed":
             level = DiagnosticStatus.ERROR
+        elif calibration == "verified":
+            level = DiagnosticStatus.OK
+        else:
+            level = DiagnosticStatus.WARN
         values = {"connection": state, "connection_detail": driver.state_detail, "boards": len(driver.links),
                   "sensor_packets_per_s": f"{rate['packets']:.1f}", "reports_per_s": f"{rate['reports']:.1f}",
                   "frames_per_s": f"{rate['frames']:.1f}", "frames_total": counts.get("frames", 0),
-                  "calibration": self.driver.calibration_state,
+                  "calibration_status": calibration, "calibration": self.driver.calibration_state,
+                  "board_identity": self.driver.supervisor.identity,
                   "calibration_residual_deg": (f"{self.driver.calibration.residual_deg:.2f}"
                                                if self.driver.calibration else "nan"),
                   "channel": self.driver.channel, "secondary_channel": self.driver.secondary,

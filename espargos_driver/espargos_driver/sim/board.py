@@ -53,6 +53,8 @@ class SimulatedRig:
         self._started = False
         self._advanced_to = -np.inf
         self.frames_sent = 0
+        self.booted_at_s = np.zeros(len(layout.boards))
+        """Scenario time of each board's last boot: its sensor clocks read BOOT_TIME_NS then."""
 
     @property
     def reference(self) -> "SimulatedBoard":
@@ -101,6 +103,14 @@ class SimulatedRig:
                     self._ota_frame(i, self._next_ota[i])
                 self._next_ota[i] += 1 / self.scenario.frame_rate_hz
 
+    def reboot(self, board: "SimulatedBoard", t_s: float) -> None:
+        """``board`` reboots at scenario time ``t_s``: new LO phases and timing offsets of its
+        sensors, their clocks restart, and the controller's state returns to its defaults."""
+        b = self.boards.index(board)
+        self.channel.reboot(slice(b * ANTENNAS, (b + 1) * ANTENNAS))
+        self.booted_at_s[b] = t_s
+        board.reset_state()
+
     def _next_seq(self, src: bytes) -> int:
         seq = self._seq.get(src, 0)
         self._seq[src] = (seq + 1) & 0xFFF
@@ -122,7 +132,8 @@ class SimulatedRig:
     def _emit(self, z: np.ndarray, fmt: CsiFormat, src: bytes, t_s: float, reference: bool) -> None:
         ref = self.reference
         seq = self._next_seq(src)
-        t_ns = BOOT_TIME_NS + t_s * 1e9 + self.channel.clock_offset_ns
+        t_ns = (BOOT_TIME_NS + (t_s - np.repeat(self.booted_at_s, ANTENNAS)) * 1e9
+                + self.channel.clock_offset_ns)
         stamps = [quantise_timestamp(t) for t in t_ns]
         z = apply_timestamp_slope(z, fmt, ref.secondary, np.array([s[2] for s in stamps])) * AMPLITUDE_COUNTS
         raw = csi_to_bytes(z, fmt)
@@ -147,15 +158,11 @@ class SimulatedBoard:
         self.hostname = hostname
         self.api_major = api_major
         self.fragment_size = fragment_size
-        self.wificonf = {"channel-primary": scenario.channel,
-                         "channel-secondary": secondary_to_code(scenario.secondary),
-                         "country-code": "DE", "calib-mode": 1, "calib-source": 0,
-                         "calib-txpower": 40, "calib-interval": int(1000 / scenario.reference_rate_hz)}
-        self.rfswitch = 2
-        self.mac_filter = {"enable": False, "mac": "00:00:00:00:00:00", "mac_mask": "ff:ff:ff:ff:ff:ff"}
-        self.acquire = {"enable": True, "compress_csi": False, "acquire_csi_force_lltf": False,
-                        "lltf_8bit_mode": True, "acquire_csi_ht20": True, "acquire_csi_ht40": True}
-        self.gains = {"fft_scale_enable": False, "rx_gain_enable": False, "rx_gain_value": 32}
+        self.wificonf: dict = {}
+        self.mac_filter: dict = {}
+        self.acquire: dict = {}
+        self.gains: dict = {}
+        self.reset_state()
         self.queue: list[bytes] = []
         self.replay: list[list[bytes]] = []
         self.replay_index = 0
@@ -163,6 +170,25 @@ class SimulatedBoard:
         self.rig = rig if rig is not None else SimulatedRig(scenario, single_board_layout("board", "sim"), hostname,
                                                             api_major, fragment_size, boards=[self])
         self.rng = self.rig.rng
+
+    def reset_state(self) -> None:
+        """The controller's power-on state (dicts updated in place: the server serves them)."""
+        sc = self.scenario
+        for state, default in (
+                (self.wificonf, {"channel-primary": sc.channel, "channel-secondary": secondary_to_code(sc.secondary),
+                                 "country-code": "DE", "calib-mode": 1, "calib-source": 0, "calib-txpower": 40,
+                                 "calib-interval": int(1000 / sc.reference_rate_hz)}),
+                (self.mac_filter, {"enable": False, "mac": "00:00:00:00:00:00", "mac_mask": "ff:ff:ff:ff:ff:ff"}),
+                (self.acquire, {"enable": True, "compress_csi": False, "acquire_csi_force_lltf": False,
+                                "lltf_8bit_mode": True, "acquire_csi_ht20": True, "acquire_csi_ht40": True}),
+                (self.gains, {"fft_scale_enable": False, "rx_gain_enable": False, "rx_gain_value": 32})):
+            state.clear()
+            state.update(default)
+        self.rfswitch = 2
+
+    def reboot(self, t_s: float) -> None:
+        """Reboot at scenario time ``t_s`` (see SimulatedRig.reboot)."""
+        self.rig.reboot(self, t_s)
 
     @property
     def primary(self) -> int:

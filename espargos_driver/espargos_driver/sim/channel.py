@@ -30,11 +30,19 @@ class ArrayChannel:
         pos = board_antenna_positions() if positions_m is None else np.asarray(positions_m, float)
         self.positions = pos.reshape(-1, 3)                                 # (N, 3)
         self.reference_delay_s = np.asarray(reference_delay_s).reshape(-1)  # (N,)
-        n = self.positions.shape[0]
-        self.lo_phase = rng.uniform(-np.pi, np.pi, n) if impairments.lo_phase else np.zeros(n)
-        self.timing_offset_s = rng.normal(0, impairments.timing_offset_std_ns * 1e-9, n)
-        self.clock_offset_ns = rng.normal(0, impairments.clock_offset_std_ns, n)
+        self.impairments = impairments
         self.rng = rng
+        n = self.positions.shape[0]
+        self.lo_phase, self.timing_offset_s, self.clock_offset_ns = np.zeros(n), np.zeros(n), np.zeros(n)
+        self.reboot(slice(None))
+
+    def reboot(self, sensors: slice) -> None:
+        """New random LO phases, timing and clock offsets of ``sensors``, as after a chip reset or
+        a PLL re-lock (the ESPARGOS paper: the initial phase changes after a reset)."""
+        n, imp, rng = len(self.lo_phase[sensors]), self.impairments, self.rng
+        self.lo_phase[sensors] = rng.uniform(-np.pi, np.pi, n) if imp.lo_phase else 0.0
+        self.timing_offset_s[sensors] = rng.normal(0, imp.timing_offset_std_ns * 1e-9, n)
+        self.clock_offset_ns[sensors] = rng.normal(0, imp.clock_offset_std_ns, n)
 
     def _receiver_errors(self, f_bb: np.ndarray) -> np.ndarray:
         return np.exp(1j * (self.lo_phase[:, None] - 2 * np.pi * f_bb[None, :] * self.timing_offset_s[:, None]))

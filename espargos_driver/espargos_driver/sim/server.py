@@ -56,7 +56,21 @@ class BoardServer:
         r.add_post("/csi_udp", self._stream_udp)
         r.add_get("/stream", self._stream_ws)
         r.add_post("/sim/inject", self._inject)
+        r.add_post("/reboot", self._reboot)
         return app
+
+    async def _reboot(self, request: web.Request) -> web.Response:
+        """Reboot like the controller: new LO phases, sensor clocks restart, state back to defaults,
+        and the stream ends (the client must reconnect). ``?keep_stream=1`` keeps the stream (a
+        reset of the sensors alone: only the timestamps tell)."""
+        self.board.reboot(self.scenario_time())
+        if request.query.get("keep_stream") != "1":
+            self.udp_target = None
+            if self.websocket is not None:
+                await self.websocket.close()
+                self.websocket = None
+        log.info("rebooted (keep_stream=%s)", request.query.get("keep_stream", "0"))
+        return web.Response(text="ok")
 
     async def _inject(self, request: web.Request) -> web.Response:
         """Simulator control (not a controller endpoint): send the request body as is, as one
