@@ -1,7 +1,8 @@
 """One ESPARGOS board: driver + aoa_node under a namespace, the array's static transform, optional rviz2.
 
-    ros2 launch espargos_driver board.launch.py                      # built-in board simulator
+    ros2 launch espargos_driver board.launch.py simulate:=true       # built-in board simulator
     ros2 launch espargos_driver board.launch.py host:=192.168.1.2 parent_frame:=base_link x:=0.2 rviz:=true
+    ros2 launch espargos_driver board.launch.py config:=my_board.yaml   # the host named in that file
 """
 from pathlib import Path
 
@@ -14,5 +15,5 @@ SHARE = Path(get_package_share_directory("espargos_driver"))
 
 def generate_launch_description():
     return array_launch_description(
-        SHARE, {"host": ("", "board address; empty: start the built-in board simulator")},
+        SHARE, {"host": ("", "board address (empty: the host in the parameters file)")},
         host=lambda v: v["host"], array_config=lambda v: "")

@@ -14,6 +14,5 @@ SHARE = Path(get_package_share_directory("espargos_driver"))
 
 def generate_launch_description():
     return array_launch_description(
-        SHARE, {"array_config": (str(SHARE / "config" / "combined_array.yaml"), "combined-array YAML: boards, layout, cables"),
-                "simulate": ("false", "simulate every board of the combined array (built-in simulator)")},
-        host=lambda v: "sim" if v["simulate"].lower() == "true" else "", array_config=lambda v: v["array_config"])
+        SHARE, {"array_config": (str(SHARE / "config" / "combined_array.yaml"), "combined-array YAML: boards, layout, cables")},
+        host=lambda v: "", array_config=lambda v: v["array_config"])

@@ -3,8 +3,10 @@ their YAML and arguments), the single-process runner that starts them, and, wher
 installed, the launch files themselves."""
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from ament_index_python.packages import get_package_share_directory
 from espargos_driver.graph import GraphError, array_graph, node_parameters, read_yaml, robot_graph, swarm_graph
 from espargos_msgs.msg import BearingArray, RadialVelocity
 
-from conftest import ROOT, executable, spin_until
+from conftest import ROOT, executable, free_port, spin_until
 
 SHARE = Path(get_package_share_directory("espargos_driver"))
 BOARD_PARAMS = read_yaml(ROOT / "config" / "board.yaml", "parameters file")
@@ -23,9 +25,9 @@ def by_executable(graph):
     return {spec.executable: spec for spec in graph.nodes}
 
 
-def test_board_graph_without_host_starts_the_simulator():
+def test_board_graph_simulates_only_when_asked():
     graph = array_graph(namespace="espargos", params=BOARD_PARAMS, frame_id="espargos_array", parent_frame="base_link",
-                        pose={"xyz": [0.2, 0.0, 0.1], "rpy": [0.0, 0.0, 1.0]}, share_dir=SHARE, rviz=True)
+                        pose={"xyz": [0.2, 0.0, 0.1], "rpy": [0.0, 0.0, 1.0]}, share_dir=SHARE, rviz=True, simulate=True)
     nodes = by_executable(graph)
     assert set(nodes) == {"board_simulator", "board_node", "aoa_node"}
     sim, driver, aoa = nodes["board_simulator"], nodes["board_node"], nodes["aoa_node"]
@@ -42,6 +44,43 @@ def test_board_graph_without_host_starts_the_simulator():
     assert "/espargos/bearing_markers" in graph.rviz_configs[0]
 
 
+def test_config_host_is_honoured():
+    """An empty host argument means the parameters file's host, never the simulator."""
+    params = {"/**/espargos_board": {"ros__parameters": {"host": "127.0.0.9", "http_port": 8080}}}
+    graph = array_graph(namespace="espargos", params=params, frame_id="f", parent_frame="", pose=None, share_dir=SHARE)
+    nodes = by_executable(graph)
+    assert set(nodes) == {"board_node", "aoa_node"}
+    assert (nodes["board_node"].parameters["host"], nodes["board_node"].parameters["http_port"]) == ("127.0.0.9", 8080)
+    with pytest.raises(GraphError, match="no board address"):
+        array_graph(namespace="e", params={}, frame_id="f", parent_frame="", pose=None, share_dir=SHARE)
+    with pytest.raises(GraphError, match="exclude each other"):
+        array_graph(namespace="e", params=params, frame_id="f", parent_frame="", pose=None, share_dir=SHARE,
+                    host="10.0.0.1", simulate=True)
+
+
+def test_runner_connects_to_the_config_host_and_starts_no_simulator(tmp_path, processes):
+    config = tmp_path / "my.yaml"
+    config.write_text("/**/espargos_board:\n  ros__parameters:\n    host: 127.0.0.9\n    http_port: 8099\n"
+                      "    calibration:\n      policy: none\n")
+    runner = processes.start("espargos_run", "board", "--config", str(config), "--namespace", "cfg", "--duration", "6")
+    assert runner.wait(timeout=60) == 0
+    log = processes.log_of(runner)
+    assert "connecting to board at 127.0.0.9:8099" in log and "simulated board" not in log, log[-2000:]
+
+
+def test_runner_stops_when_its_simulator_cannot_bind(processes):
+    http_port, stream_port = free_port(), free_port(socket.SOCK_DGRAM)
+    taken = processes.start("board_simulator", "--http-port", str(http_port), "--stream-port", str(stream_port))
+    time.sleep(2.0)
+    assert taken.poll() is None
+    second = processes.start("board_simulator", "--http-port", str(http_port), "--stream-port", str(stream_port))
+    assert second.wait(timeout=30) == 1 and "cannot serve" in processes.log_of(second)
+    runner = processes.start("espargos_run", "board", "--simulate", "--sim-http-port", str(http_port),
+                             "--sim-stream-port", str(stream_port), "--namespace", "clash", "--duration", "60")
+    assert runner.wait(timeout=40) == 1
+    assert "board_simulator exited with status 1" in processes.log_of(runner)
+
+
 def test_board_graph_with_host_and_other_namespace():
     graph = array_graph(namespace="drone/front", params=BOARD_PARAMS, frame_id="front_array", parent_frame="",
                         pose=None, host="192.168.1.7", share_dir=SHARE, rviz=True, remappings={"bearings": "/all/bearings"})
@@ -56,7 +95,7 @@ def test_board_graph_with_host_and_other_namespace():
 def test_combined_graph():
     layout = SHARE / "config" / "combined_array.yaml"
     graph = array_graph(namespace="rig", params=BOARD_PARAMS, frame_id="rig_array", parent_frame="base_link",
-                        pose=None, host="sim", array_config=str(layout), share_dir=SHARE)
+                        pose=None, simulate=True, array_config=str(layout), share_dir=SHARE)
     nodes = by_executable(graph)
     assert nodes["board_simulator"].arguments[:2] == ["--combined", str(layout)]
     assert nodes["board_node"].parameters["array_config"] == str(layout)
@@ -72,7 +111,7 @@ def test_combined_graph_refuses_a_bad_layout(tmp_path):
     bad.write_text(yaml.safe_dump(data))
     with pytest.raises(ValueError, match="overlapping antennas"):
         array_graph(namespace="rig", params=BOARD_PARAMS, frame_id="f", parent_frame="", pose=None,
-                    host="sim", array_config=str(bad), share_dir=SHARE)
+                    simulate=True, array_config=str(bad), share_dir=SHARE)
 
 
 def test_robot_graph():
@@ -118,10 +157,14 @@ def test_swarm_graph():
                     simulate=True)
 
 
-def test_runner_starts_the_swarm_graph(ros_node, processes):
+def test_runner_starts_the_swarm_graph(ros_node, processes, tmp_path):
     got = []
     ros_node.create_subscription(RadialVelocity, "/swarm/radial_velocity", got.append, 100)
-    runner = processes.start("espargos_run", "swarm", "--simulate", "--duration", "30")
+    config = yaml.safe_load((ROOT / "config" / "swarm.yaml").read_text())
+    config["/**/swarm_node"]["ros__parameters"]["udp_port"] = free_port(socket.SOCK_DGRAM)   # no clash with other runs
+    (tmp_path / "swarm.yaml").write_text(yaml.safe_dump(config))
+    runner = processes.start("espargos_run", "swarm", "--simulate", "--config", str(tmp_path / "swarm.yaml"),
+                             "--duration", "30")
     assert spin_until(ros_node, lambda: sum(m.method == RadialVelocity.METHOD_BIDIRECTIONAL for m in got) >= 20, 30), \
         processes.log_of(runner)[-2000:]
     assert {(m.endpoint_a, m.endpoint_b) for m in got} == {("node1", "node2")}
@@ -135,14 +178,21 @@ def test_node_parameters_merge_wildcards_and_names():
         node_parameters({"espargos_aoa": {"nope": 1}}, "espargos_aoa")
 
 
-def test_runner_starts_the_robot_graph(ros_node, processes):
+def test_runner_starts_the_robot_graph(ros_node, processes, tmp_path):
     counts = {"front": 0, "left": 0, "swarm": 0}
     for name in ("front", "left"):
         ros_node.create_subscription(BearingArray, f"/robot/{name}/bearings",
                                      lambda m, n=name: counts.__setitem__(n, counts[n] + 1), 10)
     ros_node.create_subscription(RadialVelocity, "/robot/swarm/radial_velocity",
                                  lambda m: counts.__setitem__("swarm", counts["swarm"] + 1), 10)
-    runner = processes.start("espargos_run", "robot", "--duration", "40")
+    robot = yaml.safe_load((ROOT / "config" / "robot.yaml").read_text())
+    for array in robot["robot"]["arrays"]:                  # ports no other run on this host uses
+        array.update(sim_http_port=free_port(), sim_stream_port=free_port(socket.SOCK_DGRAM),
+                     config=str(ROOT / "config" / array["config"]))
+    robot["robot"]["swarm"]["udp_port"] = free_port(socket.SOCK_DGRAM)
+    robot["robot"]["swarm"]["scenario"] = str(ROOT / "config" / robot["robot"]["swarm"]["scenario"])
+    (tmp_path / "robot.yaml").write_text(yaml.safe_dump(robot))
+    runner = processes.start("espargos_run", "robot", "--robot-config", str(tmp_path / "robot.yaml"), "--duration", "40")
     assert spin_until(ros_node, lambda: min(counts.values()) >= 5, 40), (counts, processes.log_of(runner)[-2000:])
     log = processes.log_of(runner)
     assert "tf2_ros is not installed: static transforms not published (base_link -> espargos_front" in log
@@ -187,7 +237,8 @@ def test_launch_file_with_launch_service(ros_node, processes, tmp_path, launch_f
             get_package_prefix("tf2_ros")
         except PackageNotFoundError:
             pytest.skip("robot.launch.py starts tf2_ros static_transform_publisher, which is not installed")
-    args = {"board.launch.py": ["parent_frame:="], "combined_array.launch.py": ["simulate:=true", "parent_frame:="],
+    args = {"board.launch.py": ["simulate:=true", "parent_frame:="],
+            "combined_array.launch.py": ["simulate:=true", "parent_frame:="],
             "robot.launch.py": [], "swarm.launch.py": ["simulate:=true"]}[launch_file]
     got = []
     ros_node.create_subscription(RadialVelocity if "swarm" in launch_file else BearingArray, topic, got.append, 10)

@@ -121,14 +121,15 @@ def _pose(pose: dict | None, where: str) -> tuple[tuple, tuple]:
 
 
 def array_graph(*, namespace: str, params: dict, frame_id: str, parent_frame: str, pose: dict | None,
-                host: str = "", array_config: str = "", share_dir: Path, scenario: str = "",
+                host: str = "", array_config: str = "", share_dir: Path, scenario: str = "", simulate: bool = False,
                 sim_ports: tuple[int, int] = (SIM_HTTP_PORT, SIM_STREAM_PORT), rviz: bool = False,
                 remappings: dict | None = None, board_id: str = "") -> Graph:
     """Driver + aoa_node for one array under ``namespace``, and the array's static transform.
 
-    One board at ``host``, or a combined array from ``array_config`` (its hosts). Without a
-    host (one board) the built-in simulator serves on ``sim_ports``; with ``array_config`` and
-    ``host == "sim"`` the simulator serves every board of the combined array on its ports.
+    One board, or a combined array from ``array_config`` (its hosts). The board is at ``host``
+    if given, else at the ``host`` of the parameters file: a simulator is started only when
+    ``simulate`` asks for one (on ``sim_ports``, or on the combined array's ports), never
+    because an argument is empty.
     ``params``: a ROS parameters file (dict) with sections for espargos_board and espargos_aoa;
     ``remappings``: topic remappings applied to both nodes (e.g. ``{bearings: /all/bearings}``);
     ``board_id``: the array id (source_id, calibration file name), else the parameters file's.
@@ -139,17 +140,22 @@ def array_graph(*, namespace: str, params: dict, frame_id: str, parent_frame: st
     driver.update(frame_id=frame_id, board_id=board_id or driver.get("board_id") or "espargos")
     graph = Graph()
     scenario = scenario or str(share_dir / "config" / "sim_scenario.yaml")
+    if simulate and host:
+        raise GraphError(f"host {host!r} and simulate exclude each other: simulate starts the built-in "
+                         "simulator and connects to it")
     if array_config:
         load_layout_file(array_config)                    # refuse a bad layout here, with its reason
         driver["array_config"] = str(array_config)
-        if host == "sim":
+        if simulate:
             graph.nodes.append(NodeSpec("espargos_driver", "board_simulator", "board_simulator", ns,
                                         arguments=["--combined", str(array_config), "--scenario", scenario], ros=False))
         elif host:
-            raise GraphError("with array_config the boards' hosts come from that file; host may only be "
-                             "empty or 'sim' (simulate the combined array)")
+            raise GraphError("with array_config the boards' hosts come from that file; host must be empty")
     elif host:
         driver["host"] = host
+    elif not simulate:
+        if not driver.get("host"):
+            raise GraphError("no board address: give host, put host: in the parameters file, or simulate")
     else:
         http_port, stream_port = sim_ports
         driver.update(host="127.0.0.1", http_port=http_port, stream_port=stream_port)
@@ -189,8 +195,9 @@ def robot_graph(robot: dict, share_dir: Path) -> Graph:
         params = read_yaml(in_config(arr.get("config", "board.yaml"), share_dir), "parameters file")
         sim_ports = (int(arr.get("sim_http_port", SIM_HTTP_PORT + i)), int(arr.get("sim_stream_port", SIM_STREAM_PORT + i)))
         host = str(arr.get("host", ""))
+        simulate = bool(arr.get("simulate", False))
         array_config = str(in_config(arr["array_config"], share_dir)) if arr.get("array_config") else ""
-        if not host and not array_config:
+        if simulate and not array_config:
             if set(sim_ports) & ports:
                 raise GraphError(f"robot YAML: array {name!r}: simulator ports {sim_ports} already in use by another array")
             ports.update(sim_ports)
@@ -198,7 +205,7 @@ def robot_graph(robot: dict, share_dir: Path) -> Graph:
                                  frame_id=frame_id, parent_frame=base, pose=arr.get("pose"), host=host,
                                  array_config=array_config, share_dir=share_dir,
                                  scenario=str(in_config(arr["scenario"], share_dir)) if arr.get("scenario") else "",
-                                 sim_ports=sim_ports, remappings=arr.get("remappings"),
+                                 simulate=simulate, sim_ports=sim_ports, remappings=arr.get("remappings"),
                                  board_id=str(arr.get("board_id", name))))
     swarm = spec.get("swarm")
     if swarm:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from launch_ros.actions import Node
 
-from .graph import Graph, array_graph, read_yaml
+from .graph import SIM_HTTP_PORT, SIM_STREAM_PORT, Graph, array_graph, read_yaml
 
 
 def graph_actions(graph: Graph) -> list:
@@ -31,8 +31,8 @@ def graph_actions(graph: Graph) -> list:
 def array_launch_description(share: Path, arguments: dict[str, tuple[str, str]],
                              host: Callable[[dict], str], array_config: Callable[[dict], str]):
     """The launch description of one array (board or combined): ``arguments`` (name -> (default,
-    description)) specific to the file, then the common ones; ``host`` / ``array_config`` map the
-    resolved argument values to :func:`array_graph`'s."""
+    description)) specific to the file, then the common ones (with ``simulate``); ``host`` /
+    ``array_config`` map the resolved argument values to :func:`array_graph`'s."""
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.substitutions import LaunchConfiguration
@@ -45,6 +45,8 @@ def array_launch_description(share: Path, arguments: dict[str, tuple[str, str]],
                             frame_id=v["frame_id"], parent_frame=v["parent_frame"],
                             pose={"xyz": [v["x"], v["y"], v["z"]], "rpy": [v["roll"], v["pitch"], v["yaw"]]},
                             host=host(v), array_config=array_config(v), share_dir=share, scenario=v["scenario"],
+                            simulate=v["simulate"].lower() == "true",
+                            sim_ports=(int(v["sim_http_port"]), int(v["sim_stream_port"])),
                             rviz=v["rviz"].lower() == "true")
         return graph_actions(graph)
 
@@ -61,5 +63,8 @@ def common_arguments(share: Path) -> dict[str, tuple[str, str]]:
         "x": ("0.0", "m"), "y": ("0.0", "m"), "z": ("0.0", "m"),
         "roll": ("0.0", "rad"), "pitch": ("0.0", "rad"), "yaw": ("0.0", "rad"),
         "rviz": ("false", "start rviz2 with the shipped view of bearings and spectrum"),
+        "simulate": ("false", "start the built-in simulator and use it instead of a board"),
+        "sim_http_port": (str(SIM_HTTP_PORT), "simulator HTTP port (one board)"),
+        "sim_stream_port": (str(SIM_STREAM_PORT), "simulator UDP stream port (one board)"),
         "scenario": ("", "simulator scenario YAML (default config/sim_scenario.yaml)"),
     }

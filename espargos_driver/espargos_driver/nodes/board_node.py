@@ -75,6 +75,10 @@ class BoardNode(Node):
             reverify_period_s=g("calibration.reverify_period").value,
             layout=layout, receive_buffer_bytes=g("receive_buffer").value)
         self.driver = BoardDriver(config, self._publish, self.get_logger().info, self.get_logger().warning)
+        boards = self.driver.layout.boards
+        self.get_logger().info(
+            "connecting to board at " + ", ".join(f"{b.host}:{b.http_port} (stream port {b.stream_port})" for b in boards)
+            + f" over {config.transport}; calibration policy {config.calibration_policy}")
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self.csi_pub = self.create_publisher(CsiArray, "csi", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))

@@ -1,6 +1,6 @@
 """Single-process runner: the graph a launch file builds, from the same YAML, in one rclpy executor.
 
-    espargos_run board [--host H] [--namespace espargos] [--config board.yaml] [--monitor]
+    espargos_run board [--host H | --simulate] [--namespace espargos] [--config board.yaml] [--monitor]
     espargos_run combined [--array-config combined_array.yaml] [--simulate]
     espargos_run robot [--robot-config robot.yaml]
     espargos_run swarm [--config swarm.yaml] [--simulate]
@@ -20,11 +20,12 @@ from pathlib import Path
 
 import rclpy
 from ament_index_python.packages import get_package_share_directory
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
-from ..graph import (Graph, GraphError, NodeSpec, array_graph, in_config, node_parameters, read_yaml, robot_graph,
-                     swarm_graph)
+from ..graph import (SIM_HTTP_PORT, SIM_STREAM_PORT, Graph, GraphError, NodeSpec, array_graph, in_config,
+                     node_parameters, read_yaml, robot_graph, swarm_graph)
 from . import board_simulator, swarm_simulator
 
 NODE_CLASSES = {
@@ -55,7 +56,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         sp.add_argument("--monitor", action="store_true", help="print one status line per second per array")
         sp.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
         if name == "board":
-            sp.add_argument("--host", default="", help="board address; empty: start the built-in simulator")
+            sp.add_argument("--host", default="", help="board address (default: host in the parameters file)")
+            sp.add_argument("--simulate", action="store_true", help="start the built-in board simulator and use it")
+            sp.add_argument("--sim-http-port", type=int, default=SIM_HTTP_PORT, help="simulator HTTP port")
+            sp.add_argument("--sim-stream-port", type=int, default=SIM_STREAM_PORT, help="simulator UDP stream port")
         elif name == "combined":
             sp.add_argument("--array-config", default="combined_array.yaml", help="combined-array YAML")
             sp.add_argument("--simulate", action="store_true", help="simulate the combined array's boards")
@@ -81,7 +85,8 @@ def build_graph(args: argparse.Namespace, share: Path) -> Graph:
             frame_id=args.frame_id, parent_frame=args.parent_frame,
             pose={"xyz": args.pose[:3], "rpy": args.pose[3:]}, share_dir=share,
             scenario=str(in_config(args.scenario, share)) if args.scenario else "",
-            host="sim" if args.graph == "combined" and args.simulate else getattr(args, "host", ""),
+            host=getattr(args, "host", ""), simulate=args.simulate,
+            sim_ports=(getattr(args, "sim_http_port", SIM_HTTP_PORT), getattr(args, "sim_stream_port", SIM_STREAM_PORT)),
             array_config=str(in_config(args.array_config, share)) if args.graph == "combined" else "")
     if args.monitor:
         graph.nodes += [NodeSpec("espargos_driver", "csi_monitor", "csi_monitor", spec.namespace)
@@ -128,6 +133,15 @@ def publish_transforms(graph: Graph, node) -> object | None:
     return broadcaster
 
 
+def _run_program(spec: NodeSpec, failed: list[str], stop: threading.Event) -> None:
+    """A plain program (a simulator) on its own thread; if it ends with an error (e.g. its ports
+    are taken) the runner stops with that reason instead of running on without it."""
+    status = PROGRAMS[(spec.package, spec.executable)](spec.arguments)
+    if status:
+        failed.append(f"{spec.executable} exited with status {status} (see its message above)")
+        stop.set()
+
+
 def _spin(executor: SingleThreadedExecutor) -> None:
     try:
         executor.spin()
@@ -144,10 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     except (GraphError, ValueError) as err:
         print(f"espargos_run: {err}", file=sys.stderr)
         return 2
+    stop, failed = threading.Event(), []
     for spec in graph.nodes:
         if not spec.ros:
-            threading.Thread(target=PROGRAMS[(spec.package, spec.executable)], args=(spec.arguments,),
-                             name=spec.executable, daemon=True).start()
+            threading.Thread(target=_run_program, args=(spec, failed, stop), name=spec.executable, daemon=True).start()
     if graph.rviz_configs:
         log.info("rviz2 is started by the launch files only; run: rviz2 -d config/espargos.rviz")
     rclpy.init()
@@ -156,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         for spec in graph.nodes:
             if spec.ros:
                 nodes.append(make_node(spec))
-    except ValueError as err:
+    except (ValueError, ParameterException) as err:
         print(f"espargos_run: invalid parameter: {err}", file=sys.stderr)
         for node in nodes:
             node.destroy_node()
@@ -171,7 +185,6 @@ def main(argv: list[str] | None = None) -> int:
         executor.add_node(node)
         threading.Thread(target=_spin, args=(executor,), name=node.get_name(), daemon=True).start()
     log.info("running %s", ", ".join(f"{n.get_namespace().rstrip('/')}/{n.get_name()}" for n in nodes))
-    stop = threading.Event()
     try:
         stop.wait(args.duration if args.duration > 0 else None)
     except KeyboardInterrupt:
@@ -183,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown()
+    if failed:
+        print(f"espargos_run: {'; '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
