@@ -39,12 +39,15 @@ def test_combined_array_bearing(ros_node, processes, tmp_path):
     ros_node.create_subscription(CsiArray, "/rig/csi", frames.append, qos_profile_sensor_data)
     ros_node.create_subscription(ArrayGeometry, "/rig/array_geometry", geometry.append,
                                  QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-    assert spin_until(ros_node, lambda: len(bearings) >= 10, 60), "no bearings from the combined array"
+    assert spin_until(ros_node, lambda: len(bearings) >= 10 and geometry and frames, 60), \
+        (len(bearings), len(geometry), len(frames))
     g = geometry[-1]
     assert (g.rows, g.cols) == (4, 4) and g.antenna_labels[8] == "bottom.0.0"
     assert abs(np.ptp([p.z for p in g.antenna_positions]) - 0.18) < 1e-9          # 4 rows at 60 mm
     m = frames[-1]
-    assert (m.rows, m.cols) == (4, 4) and m.calibrated and all(m.antenna_mask)
+    assert (m.rows, m.cols) == (4, 4) and all(m.antenna_mask)
+    assert spin_until(ros_node, lambda: frames[-1].calibrated and all(frames[-1].antenna_mask), 10)
+    m = frames[-1]
     for msg in bearings[-5:]:
         b = msg.bearings[0]
         assert abs(np.degrees(b.azimuth) + 25.0) < 2.0 and abs(np.degrees(b.elevation) - 15.0) < 2.0, \
