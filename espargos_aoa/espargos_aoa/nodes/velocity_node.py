@@ -5,6 +5,7 @@ from collections import Counter, deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from espargos_driver.diagnostic_counters import CounterWarnings
 from espargos_driver.messages import diagnostic_status
 from espargos_driver.nodes.runtime import run_node
 from espargos_msgs.msg import CsiArray, RadialVelocity
@@ -22,14 +23,25 @@ from ..velocity import (CLOSING, MOVING, SEPARATING, STATIC, BidirectionalLink, 
 STATES = {"UNKNOWN": RadialVelocity.STATE_UNKNOWN, STATIC: RadialVelocity.STATE_STATIC,
           CLOSING: RadialVelocity.STATE_CLOSING, SEPARATING: RadialVelocity.STATE_SEPARATING,
           MOVING: RadialVelocity.STATE_MOVING}
-ERROR_COUNTERS = ("not_single_antenna", "bad_csi_message", "nan_csi", "unknown_transmitter")
+ERROR_COUNTERS = {
+    "not_single_antenna": "CsiArray with more than one antenna",
+    "bad_csi_message": "CsiArray whose fields do not agree",
+    "nan_csi": "CsiArray with NaN or infinite CSI",
+    "unknown_transmitter": "reports from a transmitter MAC the nodes map does not name",
+    "unpaired": "reports whose other direction never came (lost frame or report)",
+    "late_pairs": "exchanges that arrived after reorder_delay of newer ones (dropped)",
+    "unsupported_updates": "updates of links too noisy for velocity (published UNKNOWN, NaN velocity)",
+}
 ONE_WAY_AFTER_S = 2.0
 """A link with no completed exchange for this long is reported one-way."""
 CONFIG_PARAMS = {
     "accel_noise": "m/s^(3/2), process noise of the constant-velocity filter",
     "phase_noise": "deg, 1-sigma of one measured phase sum",
     "gate_sigma": "innovations beyond this many sigma are rejected as packet-sync jumps",
-    "pair_window": "s of host time in which the two directions of an exchange must arrive",
+    "pair_tolerance": "s of sensor-clock tolerance when pairing the two directions of an exchange",
+    "reorder_delay": "s of newer sensor time to wait for late exchanges before filtering (network jitter)",
+    "max_phase_noise": "deg; a link whose learnt phase-sum noise is larger cannot support velocity (UNKNOWN)",
+    "warmup": "s a (re)started link learns its noise before it claims a velocity",
     "moving_threshold": "m/s above which a link leaves STATIC",
     "static_threshold": "m/s below which a link returns to STATIC (hysteresis)",
     "min_dwell": "s a new state must hold before it is reported",
@@ -37,8 +49,9 @@ CONFIG_PARAMS = {
     "motion_window": "s of amplitude history of the one-way motion detector",
     "motion_factor": "one-way: amplitude spread beyond this many times the static baseline is MOVING",
 }
-FIELD = {"phase_noise": "phase_noise_deg", "pair_window": "pair_window_s", "min_dwell": "min_dwell_s",
-         "max_gap": "max_gap_s", "motion_window": "motion_window_s"}
+FIELD = {"phase_noise": "phase_noise_deg", "pair_tolerance": "pair_tolerance_s", "min_dwell": "min_dwell_s",
+         "max_gap": "max_gap_s", "motion_window": "motion_window_s", "reorder_delay": "reorder_delay_s",
+         "max_phase_noise": "max_phase_noise_deg", "warmup": "warmup_s"}
 
 
 class VelocityNode(Node):
@@ -72,7 +85,7 @@ class VelocityNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(CsiArray, "csi", self._on_csi, QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
         self.create_timer(1.0, self._diagnostics)
-        self._warned: dict[str, int] = {}
+        self._warnings = CounterWarnings(ERROR_COUNTERS)
 
     def _on_csi(self, msg: CsiArray) -> None:
         self.counters["reports"] += 1
@@ -99,10 +112,12 @@ class VelocityNode(Node):
             link = self.bidirectional.get((a, b))
             if link is None:
                 link = self.bidirectional[(a, b)] = BidirectionalLink(self.config, SPEED_OF_LIGHT / msg.center_frequency_hz)
-            estimate = link.add(rx == a, host_t, t, s.common_phase_rad)
-            if estimate is not None:
+            estimates = link.add(rx == a, host_t, t, s.common_phase_rad)
+            for estimate in estimates:
                 self.last_pair[(a, b)] = host_t
+                self.counters["unsupported_updates"] += estimate.state == "UNKNOWN" and bool(link.unsupported)
                 self._publish(header, a, b, estimate, link.rejected)
+            if estimates or host_t - self.last_pair.get((a, b), -np.inf) < ONE_WAY_AFTER_S:
                 return
             if host_t - self.last_pair.get((a, b), -np.inf) < ONE_WAY_AFTER_S:
                 return
@@ -127,19 +142,27 @@ class VelocityNode(Node):
             rejected_jumps=rejected))
 
     def _diagnostics(self) -> None:
-        for key in ERROR_COUNTERS:
-            new = self.counters[key] - self._warned.get(key, 0)
-            if new > 0:
-                self.get_logger().warning(f"{key}: {new} new", throttle_duration_sec=5.0)
-                self._warned[key] = self.counters[key]
+        links = self.bidirectional.values()
+        self.counters["unpaired"] = sum(link.pairer.unpaired for link in links)
+        self.counters["late_pairs"] = sum(link.order.late for link in links)
+        for key, new in self._warnings.due(self.counters, self.get_clock().now().nanoseconds * 1e-9):
+            self.get_logger().warning(f"{key}: {new} new ({ERROR_COUNTERS[key]})")
+        unsupported = {f"{a}-{b}": link.unsupported for (a, b), link in self.bidirectional.items() if link.unsupported}
         values = {"links_bidirectional": len(self.last_pair), "links_one_way": len(self.one_way),
-                  "restarts": sum(link.restarts for link in self.bidirectional.values()),
+                  "restarts": sum(link.restarts for link in links),
+                  "phase_noise_deg": ", ".join(f"{a}-{b} {link.kf.noise_deg:.1f}" for (a, b), link in self.bidirectional.items()),
+                  "unsupported_links": "; ".join(f"{k}: {v}" for k, v in unsupported.items()),
                   **{k: self.counters[k] for k in ("reports", "updates", "rejected_jumps", *ERROR_COUNTERS)}}
+        if not self.counters["updates"]:
+            level, text = DiagnosticStatus.WARN, "no updates yet"
+        elif unsupported:
+            level, text = DiagnosticStatus.WARN, f"no velocity on {', '.join(unsupported)}: too noisy"
+        else:
+            level, text = DiagnosticStatus.OK, f"{len(self.last_pair)} bidirectional, {len(self.one_way)} one-way links"
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [diagnostic_status(f"espargos_velocity: {self.get_fully_qualified_name()}", self.get_fully_qualified_name(),
-                                        DiagnosticStatus.OK if self.counters["updates"] else DiagnosticStatus.WARN,
-                                        f"{len(self.last_pair)} bidirectional, {len(self.one_way)} one-way links", values)]
+                                        level, text, values)]
         self.diag_pub.publish(msg)
 
 

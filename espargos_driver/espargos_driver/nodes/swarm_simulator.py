@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from ..sim.swarm import SwarmScenario, SwarmSimulation
+from ..sim.swarm import Network, SwarmScenario, SwarmSimulation
 
 TICK_S = 0.002
 
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         truth.write("t_s,a,b,range_m,range_rate_m_s\n")
     start = time.monotonic()
     next_truth = 0.0
+    network = Network()
     try:
         while args.duration <= 0 or time.monotonic() - start < args.duration:
             now = time.monotonic() - start
@@ -67,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
                 if report.rx == args.pty_node:
                     os.write(pty_fd, sim.text_line(report))
                 else:
-                    sock.sendto(sim.datagram(report), target)
+                    network.send(sim.delivery_time(report.t_s), sim.datagram(report))
+            for datagram in network.arrived(now):
+                sock.sendto(datagram, target)
             while truth and next_truth <= now:
                 for link in scenario.links:
                     truth.write(f"{next_truth:.3f},{link.a},{link.b},{scenario.range_m(link.a, link.b, next_truth):.4f},"

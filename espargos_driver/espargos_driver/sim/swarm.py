@@ -15,6 +15,7 @@ velocity observable. Ground truth: ``range_m`` and ``range_rate_m_s`` of every p
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,6 +57,8 @@ class SwarmLink:
     a: int
     b: int
     bidirectional: bool = True
+    reply_jitter_s: float | None = None
+    """This link's reply-time jitter (s, 1-sigma); None: the scenario's."""
 
 
 @dataclass
@@ -87,6 +90,16 @@ class SwarmScenario:
     crystal_ppm_limit: float = 20.0
     crystal_drift_ppm_s: float = 0.002
     ground_reflection: float = -0.3
+    network_delay_s: float = 0.0
+    """Network model between the nodes and the collector: fixed one-way delay, s ..."""
+    network_jitter_s: float = 0.0
+    """... plus a uniform random delay in [0, this], s (reorders datagrams closer than that) ..."""
+    reorder_probability: float = 0.0
+    """... a datagram held back by this probability by another 1-3 frame periods ..."""
+    burst_period_s: float = 0.0
+    burst_hold_s: float = 0.0
+    """... and every burst_period_s (0: never) all datagrams are held for burst_hold_s and then
+    delivered at once (a congested access point)."""
     seed: int = 1
     nodes: list[SwarmNodeSpec] = field(default_factory=list)
     links: list[SwarmLink] = field(default_factory=list)
@@ -114,6 +127,8 @@ class SwarmSimulation:
     def __init__(self, scenario: SwarmScenario) -> None:
         self.sc = scenario
         self.rng = np.random.default_rng(scenario.seed)
+        self.network_rng = np.random.default_rng([scenario.seed, 1])
+        """The network model's own stream, so that it leaves the channel's draws as they were."""
         self.f_c = channel_center_hz(scenario.channel)
         self.crystal_ppm = {n.id: (n.crystal_ppm if n.crystal_ppm is not None
                                    else self.rng.uniform(-1, 1) * scenario.crystal_ppm_limit) for n in scenario.nodes}
@@ -173,17 +188,50 @@ class SwarmSimulation:
         return classic_line(report.sequence, self.sc.node(report.tx).mac, -50, -92, self.sc.channel, 0,
                             report.sensor_time_us, report.values)
 
+    def delivery_time(self, t_s: float) -> float:
+        """When a datagram sent at scenario time ``t_s`` reaches the collector (network model)."""
+        sc = self.sc
+        rng = self.network_rng
+        t = t_s + sc.network_delay_s + rng.uniform(0, sc.network_jitter_s)
+        if rng.random() < sc.reorder_probability:
+            t += rng.integers(1, 4) / sc.rate_hz
+        if sc.burst_period_s > 0 and sc.burst_hold_s > 0:
+            phase = t % sc.burst_period_s
+            if phase < sc.burst_hold_s:
+                t += sc.burst_hold_s - phase
+        return t
+
     def due(self, t_s: float) -> list[SimReport]:
         """Every report of the frames scheduled up to ``t_s``, in time order."""
         out = []
         for i, link in enumerate(self.sc.links):
             while self.next_send[i] <= t_s:
                 t = self.next_send[i] + self.rng.uniform(0, self.sc.send_jitter_s)
+                jitter = self.sc.reply_jitter_s if link.reply_jitter_s is None else link.reply_jitter_s
                 for tx, rx, when in ([(link.a, link.b, t)] + ([(link.b, link.a, t + self.sc.reply_delay_s
-                                                               + self.rng.normal(0, self.sc.reply_jitter_s))]
+                                                               + self.rng.normal(0, jitter))]
                                                              if link.bidirectional else [])):
                     report = self.report(tx, rx, when)
                     if report is not None:
                         out.append(report)
                 self.next_send[i] += 1.0 / self.sc.rate_hz
         return sorted(out, key=lambda r: r.t_s)
+
+
+class Network:
+    """Datagrams in flight: each is delivered at its SwarmSimulation.delivery_time, in that order."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, object]] = []
+        self._count = 0
+
+    def send(self, deliver_at: float, item: object) -> None:
+        heapq.heappush(self._heap, (deliver_at, self._count, item))
+        self._count += 1
+
+    def arrived(self, t_s: float) -> list:
+        """Every item due by scenario time ``t_s``, in delivery order."""
+        out = []
+        while self._heap and self._heap[0][0] <= t_s:
+            out.append(heapq.heappop(self._heap)[2])
+        return out
