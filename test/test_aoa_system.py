@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from espargos_driver.geometry import board_antenna_positions
 from espargos_driver.messages import geometry_msg
 from espargos_driver.sim.board import BOOT_TIME_NS
@@ -41,6 +42,7 @@ class AoaWatch:
         self.markers: list[MarkerArray] = []
         self.scenario_time: dict[tuple[int, int, bytes], float] = {}
         self.diag: dict[str, str] = {}
+        self.level, self.message = None, ""
         node.create_subscription(BearingArray, f"{ns}/bearings", self.bearings.append, 100)
         node.create_subscription(SpatialSpectrum, f"{ns}/spatial_spectrum", self.spectra.append, 100)
         node.create_subscription(LaserScan, f"{ns}/spectrum_scan", self.scans.append, 100)
@@ -58,6 +60,7 @@ class AoaWatch:
         for status in msg.status:
             if status.name.startswith("espargos_aoa"):
                 self.diag = {kv.key: kv.value for kv in status.values}
+                self.level, self.message = status.level, status.message
 
     def count(self, key: str) -> int:
         return int(self.diag.get(key, 0))
@@ -273,6 +276,37 @@ def test_bad_input_is_counted_and_never_gives_a_bearing(ros_node, processes):
     assert spin_until(ros_node, lambda: len(w.bearings) >= 1, 10), w.diag
     assert spin_until(ros_node, lambda: w.count("geometry_mismatch") >= 2 and w.count("waiting_for_geometry") == 0, 5)
     assert abs(np.degrees(w.bearings[-1].bearings[0].azimuth) + 12.0) < 1.0
+
+
+def test_diagnostics_say_why_no_bearing_comes_out(ros_node, processes):
+    """OK only while bearings come out: uncalibrated input turns the status WARN with that reason
+    within a few seconds, and a min_antennas the array cannot meet is an ERROR."""
+    ns = "/quietaoa"
+    processes.start_node({"csi_qos": "reliable", "min_frames": 5}, ns, "aoa_node")
+    src, w = CsiSource(ros_node, ns), AoaWatch(ros_node, ns)
+    assert spin_until(ros_node, lambda: src.csi_pub.get_subscription_count() > 0 and bool(w.diag), 20)
+    src.geometry(board_antenna_positions())
+    t = 200.0
+    start = time.monotonic()
+    while time.monotonic() - start < 6.0:                 # 6 s of uncalibrated CSI
+        t += 0.02
+        src.publish(src.frame(t, calibrated=False))
+        rclpy.spin_once(ros_node, timeout_sec=0.0)
+    assert spin_until(ros_node, lambda: w.level == DiagnosticStatus.WARN and "uncalibrated" in w.message, 5), \
+        (w.message, w.diag)
+    assert not w.bearings
+    client = ros_node.create_client(SetParameters, f"{ns}/espargos_aoa/set_parameters")
+    assert client.wait_for_service(timeout_sec=10)
+    future = client.call_async(SetParameters.Request(parameters=[Parameter("min_antennas", value=12).to_parameter_msg()]))
+    assert spin_until(ros_node, future.done, 10)
+    assert not future.result().results[0].successful and "exceeds the 8 antennas" in future.result().results[0].reason
+    too_many = processes.start_node({"min_antennas": 12}, "/toomany", "aoa_node")
+    src2, w2 = CsiSource(ros_node, "/toomany"), AoaWatch(ros_node, "/toomany")
+    assert spin_until(ros_node, lambda: src2.geometry_pub.get_subscription_count() > 0, 20)
+    src2.geometry(board_antenna_positions())
+    assert spin_until(ros_node, lambda: getattr(w2, "level", None) == DiagnosticStatus.ERROR
+                      and "min_antennas 12 exceeds" in w2.message, 10), getattr(w2, "message", "")
+    assert too_many.poll() is None
 
 
 def test_invalid_parameters_are_rejected(ros_node, processes):

@@ -7,6 +7,7 @@ from collections import deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from espargos_driver.diagnostic_counters import CounterWarnings
 from espargos_driver.messages import diagnostic_status
 from espargos_driver.nodes.runtime import run_node
 from espargos_msgs.msg import ArrayGeometry, BearingArray, CsiArray, SpatialSpectrum
@@ -23,9 +24,23 @@ from ..messages import (bearing_array_msg, bearing_markers, csi_arrays, geometry
                         mac_text, parse_mac, spectrum_msg, stamp_seconds)
 from ..window import FrameCheck, TransmitterWindows, frame_problem
 
-ERROR_COUNTERS = ("no_geometry", "bad_geometry", "geometry_mismatch", "single_antenna", "bad_csi_message",
-                  "uncalibrated", "too_few_antennas", "nan_csi", "too_few_frames", "antenna_pair_missing",
-                  "no_signal", "no_source")
+ERROR_COUNTERS = {
+    "no_geometry": "CSI without a usable ArrayGeometry (kept until one arrives)",
+    "bad_geometry": "ArrayGeometry the estimator cannot use",
+    "geometry_mismatch": "CSI whose antennas do not match the geometry",
+    "single_antenna": "CSI of a single antenna (no angle)",
+    "bad_csi_message": "CsiArray whose fields do not agree",
+    "uncalibrated": "uncalibrated CSI (require_calibrated)",
+    "too_few_antennas": "frames with fewer than min_antennas antennas",
+    "nan_csi": "CSI with NaN where the mask says measured",
+    "too_few_frames": "updates with fewer than min_frames frames in the window",
+    "antenna_pair_missing": "windows in which some antenna pair never reported together",
+    "no_signal": "windows without signal power",
+    "no_source": "updates without a spectrum peak above min_peak_db",
+}
+"""Why an update gave no bearing; each a counter in /diagnostics."""
+NO_BEARING_WARN_S = 3
+"""Seconds (diagnostics periods) with CSI but no bearing after which the status turns WARN."""
 
 # Parameter name -> (AoaConfig field, description). Angles in degrees.
 ESTIMATOR_PARAMS = {
@@ -89,7 +104,11 @@ class AoaNode(Node):
         self.config.validate()
         self.counters: dict[str, int] = {k: 0 for k in ERROR_COUNTERS} | {"frames": 0, "updates": 0, "bearings": 0}
         self.last_detail: dict[str, str] = {}
-        self._warned: dict[str, int] = {}
+        self._warnings = CounterWarnings(ERROR_COUNTERS)
+        self._previous: dict[str, int] = dict(self.counters)
+        self._quiet_s = 0
+        self.config_problem = ""
+        """A setting that cannot work with the array in use (ERROR while set)."""
         self.positions: np.ndarray | None = None
         self.estimator: AoaEstimator | None = None
         self.check: FrameCheck | None = None
@@ -146,9 +165,22 @@ class AoaNode(Node):
         if any(k in overrides for k in ("window_frames", "window_max_age", "update_rate", "min_frames")):
             self.windows = windows
         if self.check is not None:
+            if min_antennas > self.check.antennas:
+                return SetParametersResult(successful=False, reason=f"min_antennas {min_antennas} exceeds the "
+                                                                    f"{self.check.antennas} antennas of the array")
             self.check.min_antennas = min_antennas
+            self._check_min_antennas(min_antennas)
             self.check.require_calibrated = overrides.get("require_calibrated", self.check.require_calibrated)
         return SetParametersResult(successful=True)
+
+    def _check_min_antennas(self, min_antennas: int) -> None:
+        antennas = self.check.antennas
+        if min_antennas > antennas:
+            self.config_problem = (f"min_antennas {min_antennas} exceeds the {antennas} antennas of the array: "
+                                   f"no bearing can be published; set min_antennas <= {antennas}")
+            self.get_logger().error(self.config_problem)
+        else:
+            self.config_problem = ""
 
     def _count(self, key: str, detail: str) -> None:
         self.counters[key] += 1
@@ -166,6 +198,7 @@ class AoaNode(Node):
         self.positions, self.estimator = positions, estimator
         self.check = FrameCheck(positions.shape[0], self.get_parameter("min_antennas").value,
                                 self.get_parameter("require_calibrated").value)
+        self._check_min_antennas(self.check.min_antennas)
         self.get_logger().info(f"array geometry of {msg.source_id!r}: {msg.rows} x {msg.cols} antennas")
         early, self.early = self.early, deque()
         for frame in early:
@@ -230,14 +263,9 @@ class AoaNode(Node):
                                                 self.get_parameter("marker_lifetime").value))
 
     def _publish_diagnostics(self) -> None:
-        for key in ERROR_COUNTERS:
-            new = self.counters[key] - self._warned.get(key, 0)
-            if new > 0:
-                self.get_logger().warning(f"{key}: {new} new ({self.last_detail.get(key, '')})", throttle_duration_sec=5.0)
-                self._warned[key] = self.counters[key]
-        ready = self.estimator is not None
-        level = DiagnosticStatus.OK if ready and self.counters["updates"] else DiagnosticStatus.WARN
-        message = "estimating" if self.counters["updates"] else ("waiting for CSI" if ready else "waiting for geometry")
+        for key, new in self._warnings.due(self.counters, time.monotonic()):
+            self.get_logger().warning(f"{key}: {new} new ({ERROR_COUNTERS[key]}; {self.last_detail.get(key, '')})")
+        level, message = self._status()
         values = {"mode": self.config.mode, "two_d": self.config.two_d, "transmitters": len(self.windows.windows),
                   "waiting_for_geometry": len(self.early),
                   "compute_ms_p50": f"{np.median(self.compute_ms):.2f}" if self.compute_ms else "nan",
@@ -247,6 +275,29 @@ class AoaNode(Node):
         msg.status = [diagnostic_status(f"espargos_aoa: {self.get_namespace().rstrip('/')}/{self.get_name()}",
                                         self.get_fully_qualified_name(), level, message, values)]
         self.diag_pub.publish(msg)
+
+
+    def _status(self) -> tuple[bytes, str]:
+        """OK only while bearings come out; otherwise WARN (or ERROR for a setting that cannot work)
+        with the most frequent reason of the last seconds."""
+        delta = {k: v - self._previous.get(k, 0) for k, v in self.counters.items()}
+        self._previous = dict(self.counters)
+        self._quiet_s = 0 if delta["bearings"] else self._quiet_s + 1
+        if self.config_problem:
+            return DiagnosticStatus.ERROR, self.config_problem
+        if self.estimator is None:
+            return DiagnosticStatus.WARN, "waiting for geometry"
+        if not self.counters["frames"]:
+            return DiagnosticStatus.WARN, "waiting for CSI"
+        if self._quiet_s < NO_BEARING_WARN_S:
+            return DiagnosticStatus.OK, "estimating"
+        if not delta["frames"]:
+            return DiagnosticStatus.WARN, f"no CSI for {self._quiet_s} s"
+        reason = max(ERROR_COUNTERS, key=lambda k: delta.get(k, 0))
+        if not delta.get(reason):
+            return DiagnosticStatus.WARN, f"no bearing for {self._quiet_s} s (windows filling)"
+        return DiagnosticStatus.WARN, (f"no bearing for {self._quiet_s} s: {ERROR_COUNTERS[reason]} "
+                                       f"({delta[reason]} in the last second)")
 
 
 def main(args: list[str] | None = None) -> int:
