@@ -115,12 +115,13 @@ def test_a_board_that_reboots_is_recalibrated_before_frames_are_calibrated_again
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_stopping_during_calibration_leaves_the_board_as_found(ros_node, board, sig):
+def test_stopping_during_calibration_leaves_the_board_as_found(ros_node, board, processes, sig):
     b = board(("--seed", "34"), {"calibration.policy": "startup", "calibration.duration": 20.0})
     mac_filter = json.loads(http(b, "/get_mac_filter"))
     assert spin_until(ros_node, lambda: http(b, "/get_rfswitch").strip() == "1", 30), "calibration never started"
     os.killpg(b.node.pid, sig)
     assert b.node.wait(timeout=15) == 0
+    assert "Traceback" not in processes.log_of(b.node) and "RCLError" not in processes.log_of(b.node)
     assert http(b, "/get_rfswitch").strip() == "2"
     assert json.loads(http(b, "/get_mac_filter")) == mac_filter
 

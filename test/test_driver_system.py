@@ -188,6 +188,16 @@ def test_parameters_are_validated(ros_node, board, processes):
     assert "transport must be udp, websocket or auto" in processes.log_of(broken)
 
 
+def test_unknown_parameters_are_named(processes):
+    typo = processes.start("board_node", "--ros-args", "-p", "hostt:=10.0.0.1", "-p", "calibration.polcy:=none",
+                           "-p", "http_port:=9")
+    deadline = time.monotonic() + 20
+    while "ignoring parameters" not in processes.log_of(typo) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "ignoring parameters this node does not have: calibration.polcy, hostt" in processes.log_of(typo)
+    assert typo.poll() is None
+
+
 @pytest.mark.parametrize("param", ["frame_timeout:=-1.0", "http_port:=99999", "frame_timeout:=fast",
                                    "receive_buffer:=10"])
 def test_startup_parameters_of_wrong_type_or_range_exit_2_without_traceback(processes, param):

@@ -273,3 +273,15 @@ def test_endless_serial_line_costs_linear_time_and_bounded_memory(ros_node, proc
     assert cpu < 10, f"{cpu:.1f} s of CPU for 15 MB (a quadratic buffer took 52 s for 8 MB)"
     os.close(master)
     os.close(slave)
+
+
+def test_ctrl_c_while_frames_flow_is_clean(ros_node, board, processes):
+    """The receive threads stop publishing before the context goes away: no traceback, exit 0."""
+    for seed in (41, 42, 43):
+        b = board(("--seed", str(seed), "--rate", "500"), {"calibration.policy": "none"}, namespace=f"cc{seed}")
+        w = Watch(ros_node, b.ns)
+        assert spin_until(ros_node, lambda: len(w.frames) > 50, 20)
+        os.killpg(b.node.pid, signal.SIGINT)
+        assert b.node.wait(timeout=15) == 0
+        log = processes.log_of(b.node)
+        assert "Traceback" not in log and "RCLError" not in log, log[-2000:]

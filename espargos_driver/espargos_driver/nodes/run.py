@@ -27,6 +27,7 @@ from rclpy.parameter import Parameter
 from ..graph import (SIM_HTTP_PORT, SIM_STREAM_PORT, Graph, GraphError, NodeSpec, array_graph, in_config,
                      node_parameters, read_yaml, robot_graph, swarm_graph)
 from . import board_simulator, swarm_simulator
+from .runtime import warn_unknown_parameters
 
 NODE_CLASSES = {
     ("espargos_driver", "board_node"): "espargos_driver.nodes.board_node:BoardNode",
@@ -170,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         for spec in graph.nodes:
             if spec.ros:
                 nodes.append(make_node(spec))
+                warn_unknown_parameters(nodes[-1])
     except (ValueError, ParameterException) as err:
         print(f"espargos_run: invalid parameter: {err}", file=sys.stderr)
         for node in nodes:

@@ -10,6 +10,19 @@ from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedE
 from rclpy.node import Node
 
 
+def unknown_parameters(node: Node) -> list[str]:
+    """Parameters given to ``node`` (parameters file, command line, launch) that it does not declare:
+    a typo or a key of another node, which rclpy would ignore without a word."""
+    return sorted(set(node._parameter_overrides) - set(node._parameters))
+
+
+def warn_unknown_parameters(node: Node) -> None:
+    unknown = unknown_parameters(node)
+    if unknown:
+        node.get_logger().warning(f"ignoring parameters this node does not have: {', '.join(unknown)} "
+                                  f"(a typo, or a section meant for another node?)")
+
+
 def spin_node(node: Node, executor: Executor | None = None) -> int:
     """Spin until Ctrl-C, shutdown or SystemExit, then destroy the node and shut rclpy down; returns 0."""
     executor = executor or SingleThreadedExecutor()
@@ -37,4 +50,5 @@ def run_node(factory: Callable[[], Node], program: str, args: list[str] | None =
         print(f"{program}: invalid parameter: {err}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    warn_unknown_parameters(node)
     return spin_node(node, executor_factory() if executor_factory else None)
