@@ -1,11 +1,13 @@
 """Phase/time calibration of phase-synchronous arrays from reference packets (generation-3 model).
 
-Model (spec section 4.3): every sensor has one timing offset ``tau`` and one LO phase
-offset ``phi`` relative to antenna 0 of the array. Reference packets reach each sensor
+Model (spec section 4.3): every sensor has one timing offset ``tau``, one LO phase offset
+``phi`` relative to antenna 0 of the array, and a gain ``g`` (power calibration: the reference
+signal reaches every sensor at the same level, so the spread of the reference amplitudes, after
+the reported RX and FFT gains are taken out, is the sensors' sensitivity spread). Reference packets reach each sensor
 over a known path of delay ``d`` (PCB trace, plus a cable for multi-board arrays). The
 correction for CSI on absolute frequencies ``f`` with LO centre ``f_ref`` is
 
-    csi *= exp(-j [phi - 2 pi (f - f_ref) tau + 2 pi d f])
+    csi *= exp(-j [phi - 2 pi (f - f_ref) tau + 2 pi d f]) / g
 
 It is format-independent, so a calibration measured on HT40 also applies to HT20 or L-LTF.
 """
@@ -60,6 +62,8 @@ class Calibration:
     frames_used: int
     identity: str = ""
     """The board(s) measured (supervisor.board_identity, joined by '+'); '' in files of old versions."""
+    gain: np.ndarray | None = None
+    """(boards, 2, 4) relative amplitude gain of each sensor (geometric mean 1); None: not measured."""
     created: float = field(default_factory=time.time)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -72,11 +76,19 @@ class Calibration:
             f_bb = f - frame.lo_frequency_hz
             phase = (self.phase_rad[..., None] - 2 * np.pi * f_bb * self.time_s[..., None]
                      + 2 * np.pi * np.mod(f * self.reference_delay_s[..., None], 1.0))
-            corr = self._cache[cache_key] = np.exp(-1j * phase).astype(np.complex64)
+            corr = np.exp(-1j * phase)
+            if self.gain is not None:
+                corr = corr / self.gain[..., None]
+            corr = self._cache[cache_key] = corr.astype(np.complex64)
         return corr
 
+    @property
+    def gain_db(self) -> np.ndarray:
+        """(boards, 2, 4) sensor gains in dB (zeros where not measured)."""
+        return np.zeros_like(self.phase_rad) if self.gain is None else 20 * np.log10(self.gain)
+
     def apply(self, frame: CsiFrame) -> None:
-        """Calibrate a frame in place (phase only, no amplitude change)."""
+        """Calibrate a frame in place: phase, timing and (where measured) sensor gain."""
         frame.csi *= self.correction(frame)
         frame.calibrated = True
 
@@ -91,6 +103,7 @@ class Calibration:
             "phase_rad": self.phase_rad.tolist(), "time_s": self.time_s.tolist(),
             "reference_delay_s": self.reference_delay_s.tolist(), "residual_deg": self.residual_deg,
             "frames_used": self.frames_used, "identity": self.identity, "created": self.created,
+            "gain": None if self.gain is None else self.gain.tolist(),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
@@ -107,7 +120,8 @@ class Calibration:
                        time_s=np.array(data["time_s"]),
                        reference_delay_s=np.array(data["reference_delay_s"]),
                        residual_deg=float(data["residual_deg"]), frames_used=int(data["frames_used"]),
-                       identity=str(data.get("identity", "")), created=float(data["created"]))
+                       identity=str(data.get("identity", "")), created=float(data["created"]),
+                       gain=None if data.get("gain") is None else np.array(data["gain"], float))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise CalibrationError(f"cannot read calibration file {path}: {err}") from err
 
@@ -165,10 +179,18 @@ def estimate_calibration(frames: list[CsiFrame], channel: int, secondary: int, a
     v = v * np.exp(-1j * np.angle(v[:, :1]))
     phi = np.angle(np.sum(v * np.exp(2j * np.pi * np.outer(f_bb[valid], tau)), axis=0))
 
+    # Power calibration: mean reference amplitude per sensor with its reported gains taken out,
+    # relative to the geometric mean of the array.
+    gains_db = np.stack([(f.rx_gain_db + f.fft_gain_db).reshape(-1) for f in chosen])          # (C, N)
+    gains_db = np.where(np.isfinite(gains_db), gains_db, 0.0)
+    amplitude = np.mean(np.abs(x[:, :, valid]), axis=2) * 10 ** (-gains_db / 20)                # (C, N)
+    log_amp = np.mean(np.log(np.maximum(amplitude, 1e-12)), axis=0)
+    gain = np.exp(log_amp - log_amp.mean())
+
     cal = Calibration(channel=channel, secondary=secondary, array_id=array_id,
                       phase_rad=phi.reshape(boards, 2, 4), time_s=tau.reshape(boards, 2, 4),
                       reference_delay_s=np.asarray(reference_delay_s, float).reshape(boards, 2, 4),
-                      residual_deg=0.0, frames_used=len(chosen), identity=identity)
+                      residual_deg=0.0, frames_used=len(chosen), identity=identity, gain=gain.reshape(boards, 2, 4))
     cal.residual_deg = reference_residual_deg(cal, chosen)
     return cal
 

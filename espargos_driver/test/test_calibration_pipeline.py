@@ -99,3 +99,27 @@ def test_calibration_file_round_trip(tmp_path):
     path.write_text("{not json")
     with pytest.raises(CalibrationError, match="cannot read"):
         Calibration.load(path)
+
+
+def test_power_calibration_removes_the_sensor_gains(tmp_path):
+    scenario = Scenario(snr_db=25.0, transmitters=[Transmitter(azimuth_deg=-15.0)],
+                        impairments=Impairments(gain_std_db=2.0), seed=17)
+    board = SimulatedBoard(scenario)
+    receiver = BoardReceiver(FrameClusterer(Counter()))
+    board.start(0.0)
+    board.rfswitch = RF_REFERENCE
+    cal = estimate_calibration(run(board, receiver, 0.0, 0.5), 6, 1, "sim", reference_delays_s(1))
+    truth_db = 20 * np.log10(board.rig.channel.gain)
+    truth_db -= truth_db.mean()
+    assert np.ptp(truth_db) > 3.0                                    # the impairment is there
+    np.testing.assert_allclose(cal.gain_db.reshape(-1), truth_db, atol=0.2)
+    board.rfswitch = 2
+    frames = [f for f in run(board, receiver, 0.5, 1.0) if f.mask.all()]
+    raw_db = [20 * np.log10(np.mean(np.abs(f.csi.reshape(8, -1)), axis=1)) for f in frames]
+    for f in frames:
+        cal.apply(f)
+    calibrated_db = [20 * np.log10(np.mean(np.abs(f.csi.reshape(8, -1)), axis=1)) for f in frames]
+    assert np.ptp(np.mean(raw_db, axis=0)) > 3.0
+    assert np.ptp(np.mean(calibrated_db, axis=0)) < 0.5
+    cal.save(tmp_path / "cal.json")
+    np.testing.assert_allclose(Calibration.load(tmp_path / "cal.json").gain, cal.gain)

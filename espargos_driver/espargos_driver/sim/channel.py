@@ -35,6 +35,10 @@ class ArrayChannel:
         n = self.positions.shape[0]
         self.lo_phase, self.timing_offset_s, self.clock_offset_ns = np.zeros(n), np.zeros(n), np.zeros(n)
         self.reboot(slice(None))
+        self.gain = (10 ** (rng.normal(0, impairments.gain_std_db, n) / 20) if impairments.gain_std_db > 0
+                     else np.ones(n))
+        """Per-sensor amplitude gain (sensitivity), drawn only when gain_std_db > 0 (seeded runs
+        without it keep their random streams)."""
 
     def reboot(self, sensors: slice) -> None:
         """New random LO phases, timing and clock offsets of ``sensors``, as after a chip reset or
@@ -45,7 +49,8 @@ class ArrayChannel:
         self.clock_offset_ns[sensors] = rng.normal(0, imp.clock_offset_std_ns, n)
 
     def _receiver_errors(self, f_bb: np.ndarray) -> np.ndarray:
-        return np.exp(1j * (self.lo_phase[:, None] - 2 * np.pi * f_bb[None, :] * self.timing_offset_s[:, None]))
+        return self.gain[:, None] * np.exp(1j * (self.lo_phase[:, None]
+                                                 - 2 * np.pi * f_bb[None, :] * self.timing_offset_s[:, None]))
 
     def _common(self, f_bb: np.ndarray) -> np.ndarray:
         detection_delay_s = self.rng.uniform(0, 50e-9)

@@ -75,6 +75,8 @@ class Impairments:
     """Std of the per-sensor timestamp clock offset (visible in timestamps, removed as STO), ns."""
     report_loss: float = 0.0
     """Probability that one sensor's report of a frame is missing."""
+    gain_std_db: float = 0.0
+    """Std of the per-sensor receiver gain (sensitivity) error, dB: what power calibration removes."""
 
 
 @dataclass
