@@ -62,6 +62,13 @@ def recorded(board, processes, tmp_path_factory, ros_node):
     return out
 
 
+def debug_counts(bag, processes) -> str:
+    with AnyReader([bag]) as reader:
+        n = sum(1 for conn, _, _ in reader.messages() if conn.topic == "/rt/csi")
+    return f"{n} CSI frames in the bag; logs: " + " | ".join(processes.log_of(p)[-600:] for p, _ in processes.procs
+                                                          if "aoa" in str(p.args))
+
+
 @pytest.mark.parametrize("storage", sorted(STORAGES))
 def test_record_replay_round_trip(recorded, storage, ros_node, processes):
     bag = recorded / storage
@@ -96,7 +103,12 @@ def test_record_replay_round_trip(recorded, storage, ros_node, processes):
     assert len(comparable) >= 50 and not missing, (len(comparable), len(missing), len(replayed), processes.log_of(aoa))
     bad = [round(k[0] + k[1] * 1e-9 - first_csi, 3) for k in comparable
            if abs(live[k].bearings[0].azimuth - replayed[k].bearings[0].azimuth) > 1e-9]
-    assert not bad, f"bearings differ at {bad} s after the first recorded frame"
+    diffs = [abs(live[k].bearings[0].azimuth - replayed[k].bearings[0].azimuth) for k in comparable]
+    detail = [(live[k].window_frames, replayed[k].window_frames, live[k].sources_detected, replayed[k].sources_detected,
+               live[k].snapshots, replayed[k].snapshots) for k in comparable
+              if abs(live[k].bearings[0].azimuth - replayed[k].bearings[0].azimuth) > 1e-9]
+    assert not bad, (f"bearings differ at {bad} s after the first recorded frame (by up to {max(diffs):.3g} rad; "
+                     f"live/replay window frames, sources, snapshots {detail}); {debug_counts(bag, processes)}")
     for k in comparable:
         a, b = live[k].bearings, replayed[k].bearings
         assert len(a) == len(b)

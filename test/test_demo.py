@@ -2,6 +2,7 @@
 process within 60 s, and prints status lines with the bearing of the simulated transmitter (20 deg)."""
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -9,7 +10,7 @@ import numpy as np
 from espargos_msgs.msg import BearingArray, CsiArray
 from rclpy.qos import qos_profile_sensor_data
 
-from conftest import ROOT, spin_until
+from conftest import ROOT, free_port, spin_until
 
 
 def test_demo_command_publishes_csi(ros_node, tmp_path):
@@ -18,7 +19,8 @@ def test_demo_command_publishes_csi(ros_node, tmp_path):
     ros_node.create_subscription(BearingArray, "/espargos/bearings", bearings.append, 10)
     env = dict(os.environ, HOME=str(tmp_path))          # fresh calibration store
     start = time.monotonic()
-    demo = subprocess.Popen([str(ROOT / "tools" / "demo"), "--duration", "90"], stdout=subprocess.PIPE,
+    ports = ["--sim-http-port", str(free_port()), "--sim-stream-port", str(free_port(socket.SOCK_DGRAM))]
+    demo = subprocess.Popen([str(ROOT / "tools" / "demo"), "--duration", "90", *ports], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     try:
         assert spin_until(ros_node, lambda: any(f.calibrated for f in frames) and bearings, 60), \

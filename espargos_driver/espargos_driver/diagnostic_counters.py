@@ -1,7 +1,8 @@
-"""The one list of every counter the drivers report in /diagnostics, and their per-counter warnings.
+"""The one list of every counter the nodes report in /diagnostics, and their per-counter warnings.
 
-Pure (no ROS). board_node and swarm_node publish every counter named here; a test checks that
-the code counts nothing that is not listed, and that the README's tables list them all.
+Pure (no ROS). board_node, swarm_node, aoa_node and velocity_node publish every counter named
+here; a test checks that the drivers count nothing that is not listed, and that the README's
+tables are generated from these lists.
 """
 from __future__ import annotations
 
@@ -110,6 +111,31 @@ SWARM_COUNTERS = {
     "keepalive_unavailable": "keep-alive impossible (no ping or raw socket)",
     "keepalive_errors": "keep-alive sends that failed",
 }
+AOA_COUNTERS = {
+    "no_geometry": "CSI dropped for want of a usable ArrayGeometry (up to 200 frames are kept until one arrives)",
+    "bad_geometry": "ArrayGeometry the estimator cannot use",
+    "geometry_mismatch": "CSI whose antennas do not match the geometry",
+    "single_antenna": "CSI of a single antenna (no angle)",
+    "bad_csi_message": "CsiArray whose fields do not agree",
+    "uncalibrated": "uncalibrated CSI (require_calibrated)",
+    "too_few_antennas": "frames with fewer than min_antennas antennas",
+    "nan_csi": "CSI with NaN where the mask says measured",
+    "too_few_frames": "updates with fewer than min_frames frames in the window",
+    "antenna_pair_missing": "windows in which some antenna pair never reported together",
+    "no_signal": "windows without signal power",
+    "no_source": "updates without a spectrum peak above min_peak_db",
+}
+"""aoa_node: why an update gave no bearing."""
+VELOCITY_COUNTERS = {
+    "not_single_antenna": "CsiArray with more than one antenna",
+    "bad_csi_message": "CsiArray whose fields do not agree",
+    "nan_csi": "CsiArray with NaN or infinite CSI",
+    "unknown_transmitter": "reports from a transmitter MAC the nodes map does not name",
+    "unpaired": "reports whose other direction never came (lost frame or report)",
+    "late_pairs": "exchanges that arrived after reorder_delay of newer ones (dropped)",
+    "unsupported_updates": "updates of links too noisy for velocity (published UNKNOWN, NaN velocity)",
+}
+"""velocity_node: reports and updates that give no velocity."""
 OTHER_PREFIX = "other_"
 """Swarm counters ``other_<name>``: RuView packets of other kinds on the port (see swarm.binary)."""
 WARN_EVERY_S = 5.0
@@ -138,7 +164,8 @@ class CounterWarnings:
         return out
 
 
-README_TABLES = {"board-counters": BOARD_COUNTERS, "swarm-counters": SWARM_COUNTERS}
+README_TABLES = {"board-counters": BOARD_COUNTERS, "swarm-counters": SWARM_COUNTERS, "aoa-counters": AOA_COUNTERS,
+                 "velocity-counters": VELOCITY_COUNTERS}
 """README sections (between ``<!-- name -->`` and ``<!-- /name -->``) generated from the lists."""
 
 

@@ -7,6 +7,7 @@ from collections import deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from espargos_driver.diagnostic_counters import AOA_COUNTERS as ERROR_COUNTERS
 from espargos_driver.diagnostic_counters import CounterWarnings
 from espargos_driver.messages import diagnostic_status
 from espargos_driver.nodes.runtime import run_node
@@ -24,21 +25,6 @@ from ..messages import (bearing_array_msg, bearing_markers, csi_arrays, geometry
                         mac_text, parse_mac, spectrum_msg, stamp_seconds)
 from ..window import FrameCheck, TransmitterWindows, frame_problem
 
-ERROR_COUNTERS = {
-    "no_geometry": "CSI without a usable ArrayGeometry (kept until one arrives)",
-    "bad_geometry": "ArrayGeometry the estimator cannot use",
-    "geometry_mismatch": "CSI whose antennas do not match the geometry",
-    "single_antenna": "CSI of a single antenna (no angle)",
-    "bad_csi_message": "CsiArray whose fields do not agree",
-    "uncalibrated": "uncalibrated CSI (require_calibrated)",
-    "too_few_antennas": "frames with fewer than min_antennas antennas",
-    "nan_csi": "CSI with NaN where the mask says measured",
-    "too_few_frames": "updates with fewer than min_frames frames in the window",
-    "antenna_pair_missing": "windows in which some antenna pair never reported together",
-    "no_signal": "windows without signal power",
-    "no_source": "updates without a spectrum peak above min_peak_db",
-}
-"""Why an update gave no bearing; each a counter in /diagnostics."""
 NO_BEARING_WARN_S = 3
 """Seconds (diagnostics periods) with CSI but no bearing after which the status turns WARN."""
 
@@ -118,7 +104,7 @@ class AoaNode(Node):
         self.early: deque[CsiArray] = deque()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        csi_qos = qos_profile_sensor_data if qos_name == "sensor_data" else QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        csi_qos = qos_profile_sensor_data if qos_name == "sensor_data" else QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(CsiArray, "csi", self._on_csi, csi_qos)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(ArrayGeometry, "array_geometry", self._on_geometry, latched)

@@ -5,6 +5,7 @@ from collections import Counter, deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from espargos_driver.diagnostic_counters import VELOCITY_COUNTERS as ERROR_COUNTERS
 from espargos_driver.diagnostic_counters import CounterWarnings
 from espargos_driver.messages import diagnostic_status
 from espargos_driver.nodes.runtime import run_node
@@ -23,15 +24,6 @@ from ..velocity import (CLOSING, MOVING, SEPARATING, STATIC, BidirectionalLink, 
 STATES = {"UNKNOWN": RadialVelocity.STATE_UNKNOWN, STATIC: RadialVelocity.STATE_STATIC,
           CLOSING: RadialVelocity.STATE_CLOSING, SEPARATING: RadialVelocity.STATE_SEPARATING,
           MOVING: RadialVelocity.STATE_MOVING}
-ERROR_COUNTERS = {
-    "not_single_antenna": "CsiArray with more than one antenna",
-    "bad_csi_message": "CsiArray whose fields do not agree",
-    "nan_csi": "CsiArray with NaN or infinite CSI",
-    "unknown_transmitter": "reports from a transmitter MAC the nodes map does not name",
-    "unpaired": "reports whose other direction never came (lost frame or report)",
-    "late_pairs": "exchanges that arrived after reorder_delay of newer ones (dropped)",
-    "unsupported_updates": "updates of links too noisy for velocity (published UNKNOWN, NaN velocity)",
-}
 ONE_WAY_AFTER_S = 2.0
 """A link with no completed exchange for this long is reported one-way."""
 CONFIG_PARAMS = {

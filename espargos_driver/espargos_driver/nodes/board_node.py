@@ -24,6 +24,10 @@ from ..transport.http_control import BoardError
 from ..transport.streams import RECEIVE_BUFFER_BYTES
 from .runtime import run_node
 
+CSI_QUEUE_DEPTH = 1000
+"""Reliable history of the csi publisher: a reliable subscriber (a recorder, aoa_node with
+csi_qos reliable) that stalls for up to 10 s at 100 frames/s (0.2 s at 5,000) loses nothing."""
+
 
 def _desc(text: str, read_only: bool = True, **ranges) -> ParameterDescriptor:
     return ParameterDescriptor(description=text, read_only=read_only, **ranges)
@@ -81,7 +85,8 @@ class BoardNode(Node):
             + f" over {config.transport}; calibration policy {config.calibration_policy}")
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        self.csi_pub = self.create_publisher(CsiArray, "csi", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self.csi_pub = self.create_publisher(CsiArray, "csi", QoSProfile(depth=CSI_QUEUE_DEPTH,
+                                                                         reliability=ReliabilityPolicy.RELIABLE))
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
         self.geometry_pub = self.create_publisher(ArrayGeometry, "array_geometry", latched)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -141,6 +146,7 @@ class BoardNode(Node):
         response.phase_residual_deg = cal.residual_deg
         response.phase_offsets_rad = cal.phase_rad.reshape(-1).astype(float).tolist()
         response.time_offsets_s = cal.time_s.reshape(-1).astype(float).tolist()
+        response.gains_db = cal.gain_db.reshape(-1).astype(float).tolist()
         response.reference_frames = cal.frames_used
         return response
 
@@ -173,6 +179,8 @@ class BoardNode(Node):
                   "board_identity": self.driver.supervisor.identity,
                   "calibration_residual_deg": (f"{self.driver.calibration.residual_deg:.2f}"
                                                if self.driver.calibration else "nan"),
+                  "calibration_gains_db": (" ".join(f"{g:+.2f}" for g in self.driver.calibration.gain_db.reshape(-1))
+                                           if self.driver.calibration else ""),
                   "channel": self.driver.channel, "secondary_channel": self.driver.secondary,
                   "latency_p50_ms": f"{p50:.3f}", "latency_p99_ms": f"{p99:.3f}",
                   "stream_local_port": ",".join(str(link.local_port) for link in driver.links),
