@@ -171,6 +171,8 @@ def test_a_flood_of_large_fragments_costs_no_memory(ros_node, board):
     assert spin_until(ros_node, lambda: w.count("foreign_source") > 0, 10)
     spin_until(ros_node, lambda: False, 2.0)
     grown_mb = (rss_kb(b.node.pid) - before) / 1024
+    print(f"3,000 fragments of 60 kB from a stranger: board_node RSS {before / 1024:.0f} MB -> "
+          f"{before / 1024 + grown_mb:.0f} MB, foreign_source {w.count('foreign_source')}")
     assert grown_mb < 16, f"board_node grew by {grown_mb:.1f} MB"   # the receive buffer is the bound
     n = len(w.frames)
     assert spin_until(ros_node, lambda: len(w.frames) > n + 20, 10)
@@ -189,6 +191,8 @@ def test_kernel_drops_are_counted_when_the_driver_stalls(ros_node, board):
     os.killpg(b.node.pid, signal.SIGCONT)
     assert spin_until(ros_node, lambda: w.count("kernel_drops") > before + 1000, 10), (before, w.diag)
     assert spin_until(ros_node, lambda: w.count("frames_missed") > 0, 5), w.diag
+    print(f"driver stalled 1.5 s at 500 frames/s with a 64 KiB buffer: kernel_drops {before} -> "
+          f"{w.count('kernel_drops')}, frames_missed {w.count('frames_missed')}")
     assert b.node.poll() is None
 
 
@@ -270,6 +274,8 @@ def test_endless_serial_line_costs_linear_time_and_bounded_memory(ros_node, proc
     grown_mb = (rss_kb(proc.pid) - before) / 1024
     assert grown_mb < 8, f"swarm_node grew by {grown_mb:.1f} MB"
     cpu = cpu_s(proc.pid) - cpu_before
+    print(f"15 MB without a newline: swarm_node CPU {cpu:.2f} s, RSS +{grown_mb:.1f} MB, "
+          f"line_too_long {diag.count('line_too_long')}")
     assert cpu < 10, f"{cpu:.1f} s of CPU for 15 MB (a quadratic buffer took 52 s for 8 MB)"
     os.close(master)
     os.close(slave)

@@ -71,6 +71,9 @@ class TransmitterWindows:
         self.update_period_s = update_period_s
         self.min_frames = min_frames
         self.windows: dict[bytes, Window] = {}
+        self.restarts: dict[str, int] = {"grid_change": 0, "stamp_back": 0}
+        """Windows restarted with frames in them: a new subcarrier grid or antenna count, or a
+        stamp older than the newest (a restarted bag, or frames delivered out of order)."""
 
     def add(self, mac: bytes, stamp_s: float, csi: np.ndarray, mask: np.ndarray, freqs_hz: np.ndarray,
             valid_bins: np.ndarray) -> Window | None:
@@ -80,8 +83,11 @@ class TransmitterWindows:
         a stamp older than the newest one (a time jump back, e.g. a restarted bag) too.
         """
         w = self.windows.setdefault(mac, Window())
+        back = bool(w.stamps_s) and stamp_s < w.stamps_s[-1]
         if (w.freqs_hz is None or w.freqs_hz.shape != freqs_hz.shape or not np.array_equal(w.freqs_hz, freqs_hz)
-                or (w.csi and w.csi[-1].shape != csi.shape) or (w.stamps_s and stamp_s < w.stamps_s[-1])):
+                or (w.csi and w.csi[-1].shape != csi.shape) or back):
+            if w.stamps_s:
+                self.restarts["stamp_back" if back else "grid_change"] += 1
             w = self.windows[mac] = Window(freqs_hz=freqs_hz.copy(), valid_bins=valid_bins.copy(),
                                            next_update_s=self._next_due(stamp_s))
         w.stamps_s.append(stamp_s)

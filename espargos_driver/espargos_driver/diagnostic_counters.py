@@ -124,6 +124,8 @@ AOA_COUNTERS = {
     "antenna_pair_missing": "windows in which some antenna pair never reported together",
     "no_signal": "windows without signal power",
     "no_source": "updates without a spectrum peak above min_peak_db",
+    "window_restart_stamp_back": "windows restarted by a frame older than the newest (bag restarted, or out of order)",
+    "window_restart_grid_change": "windows restarted by a new subcarrier grid or antenna count",
 }
 """aoa_node: why an update gave no bearing."""
 VELOCITY_COUNTERS = {

@@ -249,6 +249,8 @@ class AoaNode(Node):
                                                 self.get_parameter("marker_lifetime").value))
 
     def _publish_diagnostics(self) -> None:
+        for reason, n in self.windows.restarts.items():
+            self.counters[f"window_restart_{reason}"] = n
         for key, new in self._warnings.due(self.counters, time.monotonic()):
             self.get_logger().warning(f"{key}: {new} new ({ERROR_COUNTERS[key]}; {self.last_detail.get(key, '')})")
         level, message = self._status()
