@@ -25,7 +25,7 @@ STATES = {"UNKNOWN": RadialVelocity.STATE_UNKNOWN, STATIC: RadialVelocity.STATE_
           CLOSING: RadialVelocity.STATE_CLOSING, SEPARATING: RadialVelocity.STATE_SEPARATING,
           MOVING: RadialVelocity.STATE_MOVING}
 ONE_WAY_AFTER_S = 2.0
-"""A link with no completed exchange for this long is reported one-way."""
+"""A direction whose opposite has not been heard for this long is reported as a one-way link."""
 CONFIG_PARAMS = {
     "accel_noise": "m/s^(3/2), process noise of the constant-velocity filter",
     "phase_noise": "deg, 1-sigma of one measured phase sum",
@@ -72,6 +72,8 @@ class VelocityNode(Node):
         self.bidirectional: dict[tuple[str, str], BidirectionalLink] = {}
         self.one_way: dict[tuple[str, str], OneWayLink] = {}
         self.last_pair: dict[tuple[str, str], float] = {}
+        self.heard: dict[tuple[str, str, bool], float] = {}
+        """(a, b, received by a) -> host time of the latest report of that direction."""
         self.updates: dict[tuple[str, str, str], deque] = {}
         self.pub = self.create_publisher(RadialVelocity, "radial_velocity", 50)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -109,10 +111,9 @@ class VelocityNode(Node):
                 self.last_pair[(a, b)] = host_t
                 self.counters["unsupported_updates"] += estimate.state == "UNKNOWN" and bool(link.unsupported)
                 self._publish(header, a, b, estimate, link.rejected)
-            if estimates or host_t - self.last_pair.get((a, b), -np.inf) < ONE_WAY_AFTER_S:
-                return
-            if host_t - self.last_pair.get((a, b), -np.inf) < ONE_WAY_AFTER_S:
-                return
+            self.heard[(a, b, rx == a)] = host_t
+            if host_t - self.heard.get((a, b, rx != a), -np.inf) < ONE_WAY_AFTER_S:
+                return                                  # both directions are heard: a bidirectional link
         elif self.node_of_mac:
             self.counters["unknown_transmitter"] += 1
         key = (tx or tx_mac, rx)
