@@ -191,8 +191,10 @@ def test_kernel_drops_are_counted_when_the_driver_stalls(ros_node, board):
     os.killpg(b.node.pid, signal.SIGCONT)
     assert spin_until(ros_node, lambda: w.count("kernel_drops") > before + 1000, 10), (before, w.diag)
     assert spin_until(ros_node, lambda: w.count("frames_missed") > 0, 5), w.diag
+    spin_until(ros_node, lambda: False, 2.0)
     print(f"driver stalled 1.5 s at 500 frames/s with a 64 KiB buffer: kernel_drops {before} -> "
-          f"{w.count('kernel_drops')}, frames_missed {w.count('frames_missed')}")
+          f"{w.count('kernel_drops')}, frames_missed {w.count('frames_missed')}, incomplete_frame "
+          f"{w.count('incomplete_frame')}, frames_out_of_order {w.count('frames_out_of_order')}")
     assert b.node.poll() is None
 
 
