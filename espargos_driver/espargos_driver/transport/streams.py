@@ -19,7 +19,7 @@ from .http_control import BoardError, BoardHttp
 
 RECEIVE_BUFFER_BYTES = 16 * 1024 * 1024
 """Default socket receive buffer: at 5,000 frames/s a board sends 40,000 datagrams/s of ~0.6 kB,
-whose kernel cost (~2.3 kB each on loopback, more with jumbo skbs) is ~90 MB/s; 16 MiB rides
+whose kernel cost (estimated ~2.3 kB each on loopback) is ~90 MB/s; 16 MiB should ride
 out a ~150 ms stall of the reader before the kernel drops (counted as ``kernel_drops``)."""
 HANDSHAKE_TIMEOUT_S = 3.0
 
