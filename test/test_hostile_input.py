@@ -18,11 +18,11 @@ import numpy as np
 from espargos_msgs.msg import CsiArray
 from espargos_msgs.srv import Calibrate
 
-from conftest import free_port, spin_until
+from conftest import spin_until
 from espargos_driver.sim.encoder import csi_message, rx_ctrl_v3, sensor_packets
 from espargos_driver.wifi import CsiFormat
 from test_driver_system import Watch, plane_wave_errors_deg
-from test_swarm_system import Diag
+from test_swarm_system import Diag, udp_swarm_node
 
 FORGED_MAC = bytes.fromhex("666666666666")
 STRANGER = "127.0.0.2"
@@ -80,6 +80,22 @@ class Stranger:
         self.sock.close()
 
 
+def streaming_board(ros_node, board, seed: int, *sim_args: str, **params) -> tuple:
+    """A simulated board and its board_node (no calibration, ``params``), once frames flow:
+    (board handle, Watch, the driver's local stream port)."""
+    b = board(("--seed", str(seed), *sim_args), {"calibration.policy": "none", **params})
+    w = Watch(ros_node, b.ns)
+    port = stream_port_of(ros_node, w)
+    assert spin_until(ros_node, lambda: len(w.frames) > 20, 20)
+    return b, w, port
+
+
+def text_line() -> bytes:
+    """A classic esp-csi line of 128 CSI values (HT20 on channel 6) from transmitter aa:bb:cc:dd:ee:ff."""
+    return ("CSI_DATA,5,aa:bb:cc:dd:ee:ff,-50,11,1,7,0,1,1,1,0,0,1,-91,0,6,0,1000,0,100,0,128,0,["
+            + " ".join(["3"] * 128) + "]").encode()
+
+
 def stream_port_of(ros_node, w: Watch) -> int:
     assert spin_until(ros_node, lambda: w.diag.get("connection") == "streaming"
                       and int(w.diag.get("stream_local_port", "0") or 0) > 0, 30), w.diag
@@ -133,10 +149,7 @@ def test_out_of_range_channel_from_the_board_is_counted_and_streaming_goes_on(ro
 
 
 def test_strangers_junk_does_not_hide_a_silent_board(ros_node, board):
-    b = board(("--seed", "23"), {"calibration.policy": "none"})
-    w = Watch(ros_node, b.ns)
-    port = stream_port_of(ros_node, w)
-    assert spin_until(ros_node, lambda: len(w.frames) > 20, 20)
+    b, w, port = streaming_board(ros_node, board, 23)
     os.killpg(b.sim.pid, signal.SIGSTOP)          # the board goes silent ...
     stranger = Stranger(port, [b"junk" * 10], 10)  # ... while a stranger keeps talking
     try:
@@ -153,10 +166,7 @@ def test_strangers_junk_does_not_hide_a_silent_board(ros_node, board):
 
 
 def test_a_flood_of_large_fragments_costs_no_memory(ros_node, board):
-    b = board(("--seed", "24"), {"calibration.policy": "none"})
-    w = Watch(ros_node, b.ns)
-    port = stream_port_of(ros_node, w)
-    assert spin_until(ros_node, lambda: len(w.frames) > 20, 20)
+    b, w, port = streaming_board(ros_node, board, 24)
     before = rss_kb(b.node.pid)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((STRANGER, 0))
@@ -180,10 +190,7 @@ def test_a_flood_of_large_fragments_costs_no_memory(ros_node, board):
 
 
 def test_kernel_drops_are_counted_when_the_driver_stalls(ros_node, board):
-    b = board(("--seed", "25", "--rate", "500"), {"calibration.policy": "none", "receive_buffer": 65536})
-    w = Watch(ros_node, b.ns)
-    stream_port_of(ros_node, w)
-    assert spin_until(ros_node, lambda: len(w.frames) > 20, 20)
+    b, w, _ = streaming_board(ros_node, board, 25, "--rate", "500", receive_buffer=65536)
     spin_until(ros_node, lambda: False, 1.5)
     before = w.count("kernel_drops")               # a 64 KiB buffer may overflow now and then already
     os.killpg(b.node.pid, signal.SIGSTOP)          # the driver stalls 1.5 s; the board keeps sending
@@ -199,15 +206,8 @@ def test_kernel_drops_are_counted_when_the_driver_stalls(ros_node, board):
 
 
 def test_swarm_text_with_out_of_range_numbers_leaves_the_node_publishing(ros_node, processes):
-    port = free_port(socket.SOCK_DGRAM)
-    processes.start_node({"transport": "udp", "udp_host": "127.0.0.1", "udp_port": port, "channel": 6},
-                         "/hostile", "swarm_node")
-    frames, diag = [], Diag(ros_node, "/hostile")
-    ros_node.create_subscription(CsiArray, "/hostile/csi", frames.append, 100)
-    assert spin_until(ros_node, lambda: ros_node.count_publishers("/hostile/csi") >= 1 and diag.values, 20)
-    spin_until(ros_node, lambda: False, 0.5)
-    values = " ".join(["3"] * 128)
-    good = (f"CSI_DATA,5,aa:bb:cc:dd:ee:ff,-50,11,1,7,0,1,1,1,0,0,1,-91,0,6,0,1000,0,100,0,128,0,[{values}]").encode()
+    port, frames, diag = udp_swarm_node(ros_node, processes, "/hostile", channel=6)
+    good = text_line()
     hostile = [good.replace(b"[3 ", b"[40000 "), good.replace(b",1000,", b"," + b"9" * 309 + b","),
                good.replace(b",-91,", b",-99999999999,"), good.replace(b"[3 ", b"[" + b"7" * 400 + b" ")]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -224,15 +224,9 @@ def test_swarm_text_with_out_of_range_numbers_leaves_the_node_publishing(ros_nod
 
 
 def test_swarm_allowlist_drops_strangers_before_parsing(ros_node, processes):
-    port = free_port(socket.SOCK_DGRAM)
-    processes.start_node({"transport": "udp", "udp_host": "0.0.0.0", "udp_port": port, "channel": 6,
-                          "allow": "['127.0.0.1']"}, "/allow", "swarm_node")
-    frames, diag = [], Diag(ros_node, "/allow")
-    ros_node.create_subscription(CsiArray, "/allow/csi", frames.append, 100)
-    assert spin_until(ros_node, lambda: ros_node.count_publishers("/allow/csi") >= 1 and diag.values, 20)
-    spin_until(ros_node, lambda: False, 0.5)
-    good = ("CSI_DATA,5,aa:bb:cc:dd:ee:ff,-50,11,1,7,0,1,1,1,0,0,1,-91,0,6,0,1000,0,100,0,128,0,["
-            + " ".join(["3"] * 128) + "]").encode()
+    port, frames, diag = udp_swarm_node(ros_node, processes, "/allow", udp_host="0.0.0.0", channel=6,
+                                        allow="['127.0.0.1']")
+    good = text_line()
     stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     stranger.bind((STRANGER, 0))
     for _ in range(50):
@@ -269,9 +263,7 @@ def test_endless_serial_line_costs_linear_time_and_bounded_memory(ros_node, proc
 
     threading.Thread(target=write, daemon=True).start()
     assert spin_until(ros_node, writer_done.is_set, 120), "the node did not drain 15 MB"
-    good = ("CSI_DATA,5,aa:bb:cc:dd:ee:ff,-50,11,1,7,0,1,1,1,0,0,1,-91,0,6,0,1000,0,100,0,128,0,["
-            + " ".join(["3"] * 128) + "]\n").encode()
-    os.write(master, b"\n" + good * 3)
+    os.write(master, b"\n" + (text_line() + b"\n") * 3)
     assert spin_until(ros_node, lambda: len(frames) >= 3 and diag.count("line_too_long") == 1, 20), diag.values
     grown_mb = (rss_kb(proc.pid) - before) / 1024
     assert grown_mb < 8, f"swarm_node grew by {grown_mb:.1f} MB"

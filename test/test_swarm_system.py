@@ -179,14 +179,20 @@ class Diag:
         return int(self.values.get(key, 0))
 
 
-def test_bad_datagrams_and_a_vanishing_node_are_counted(ros_node, processes):
+def udp_swarm_node(ros_node, processes, ns: str, **params) -> tuple[int, list, Diag]:
+    """A swarm_node on a free loopback UDP port under ``ns`` (extra ``params``), once its ``csi``
+    publisher matches our subscription: (port, received CsiArray list, its diagnostics)."""
     port = free_port(socket.SOCK_DGRAM)
-    processes.start_node({"transport": "udp", "udp_host": "127.0.0.1", "udp_port": port, "node_timeout": 1.0},
-                         "/bad", "swarm_node")
-    frames, diag = [], Diag(ros_node, "/bad")
-    ros_node.create_subscription(CsiArray, "/bad/csi", frames.append, 100)
-    assert spin_until(ros_node, lambda: ros_node.count_publishers("/bad/csi") >= 1 and diag.values, 20)
+    processes.start_node({"transport": "udp", "udp_host": "127.0.0.1", "udp_port": port, **params}, ns, "swarm_node")
+    frames, diag = [], Diag(ros_node, ns)
+    ros_node.create_subscription(CsiArray, f"{ns}/csi", frames.append, 100)
+    assert spin_until(ros_node, lambda: ros_node.count_publishers(f"{ns}/csi") >= 1 and diag.values, 20)
     spin_until(ros_node, lambda: False, 0.5)          # let the publisher match our subscription
+    return port, frames, diag
+
+
+def test_bad_datagrams_and_a_vanishing_node_are_counted(ros_node, processes):
+    port, frames, diag = udp_swarm_node(ros_node, processes, "/bad", node_timeout=1.0)
     good = build_datagram(7, 1, 2437, -40, -90, np.tile(np.array([3, 20], np.int8), 128), sensor_time_us=123)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     bad = [struct.pack("<I", 0x12345678) + good[4:], good[:15], good[:-5], good + b"\x00",

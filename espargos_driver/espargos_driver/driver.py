@@ -148,7 +148,7 @@ class BoardDriver:
     def state(self) -> str:
         """"streaming" when every board streams, "reader_dead" when a receive thread died, else the
         state of the first board that does not stream."""
-        if any(link.started and not link.alive for link in self.links):
+        if any(link.dead for link in self.links):
             return "reader_dead"
         return next((link.state for link in self.links if link.state != "streaming"), "streaming")
 

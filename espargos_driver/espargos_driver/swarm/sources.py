@@ -17,6 +17,7 @@ from pathlib import Path
 
 import serial
 
+from ..reader_thread import ReaderThread
 from .ingest import MAX_SENDERS
 
 Feed = Callable[[bytes, str, float], None]
@@ -68,41 +69,20 @@ class LineSplitter:
         self._discarding = False
 
 
-class Source:
+class Source(ReaderThread):
     """A reader thread; ``state`` / ``state_detail`` for diagnostics. ``guarded_feed`` is the
     last-resort guard: whatever ``feed`` raises is counted (``reader_error``) and logged, and
     reading goes on; should the thread die anyway, ``restart_if_dead`` starts a new one."""
 
+    join_timeout_s = 2.0
+
     def __init__(self, feed: Feed, counters: Counter, log: Callable[[str], None]) -> None:
-        self.feed, self.counters, self.log = feed, counters, log
-        self.state, self.state_detail = "starting", ""
-        self._stop = threading.Event()
-        self._thread = self._new_thread()
+        super().__init__(type(self).__name__, counters, log)
+        self.feed = feed
+        self.state = "starting"
 
-    def _new_thread(self) -> threading.Thread:
-        return threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2.0)
-
-    @property
-    def dead(self) -> bool:
-        """The reader thread was started, not stopped, did not finish its input, and is gone."""
-        return (self._thread.ident is not None and not self._thread.is_alive() and not self._stop.is_set()
-                and self.state != "finished")
-
-    def restart_if_dead(self) -> bool:
-        if not self.dead:
-            return False
-        self.counters["reader_restarts"] += 1
-        self.log(f"{type(self).__name__}: reader thread had died ({self.state_detail}); restarting it")
-        self._thread = self._new_thread()
-        self._thread.start()
-        return True
+    def finished(self) -> bool:
+        return self.state == "finished"
 
     def guarded_feed(self, data: bytes, name: str, now: float) -> None:
         try:
@@ -113,8 +93,6 @@ class Source:
             self.log(f"unexpected {type(err).__name__} at {where.filename}:{where.lineno} for input from {name} "
                      f"(first bytes {bytes(data[:32]).hex()}): {err}")
 
-    def _run(self) -> None:
-        raise NotImplementedError
 
 
 def icmp_echo(identifier: int, sequence: int) -> bytes:

@@ -1,13 +1,13 @@
 """A board connection that stays up: identify, stream, detect silence, reconnect with back-off."""
 from __future__ import annotations
 
-import threading
 import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
 
 from ..protocol.constants import STREAM_TIMEOUT_S
+from ..reader_thread import ReaderThread
 from .http_control import BoardError, BoardHttp, BoardInfo
 from .streams import RECEIVE_BUFFER_BYTES, UdpStream, WebSocketStream
 
@@ -18,7 +18,7 @@ HOUSEKEEPING_S = 1.0
 """How often the receive loop reads the kernel's drop counter and reports strangers."""
 
 
-class BoardLink:
+class BoardLink(ReaderThread):
     """Runs the receive loop of one board in its own thread.
 
     ``on_packet(data, now)`` gets every stream message with its ``time.perf_counter()``
@@ -40,10 +40,9 @@ class BoardLink:
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
         self.host, self.http_port, self.stream_port, self.transport = host, http_port, stream_port, transport
+        super().__init__(f"board-{host}", counters, log)
         self.http = BoardHttp(host, http_port)
         self.on_packet, self.on_tick, self.on_connected = on_packet, on_tick, on_connected
-        self.counters = counters
-        self.log = log
         self.silence_timeout_s = silence_timeout_s
         self.receive_buffer = receive_buffer
         self.receive_buffer_granted = 0
@@ -51,41 +50,9 @@ class BoardLink:
         self.local_port = 0
         """Local UDP port of the current stream (0: none open)."""
         self.state = "connecting"
-        self.state_detail = ""
         self.info: BoardInfo | None = None
         self.strangers: Counter = Counter()
         """Datagrams dropped per stranger "ip:port"."""
-        self._stop = threading.Event()
-        self._thread = self._new_thread()
-
-    def _new_thread(self) -> threading.Thread:
-        return threading.Thread(target=self._run, name=f"board-{self.host}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    @property
-    def started(self) -> bool:
-        """The receive thread was started and not asked to stop."""
-        return self._thread.ident is not None and not self._stop.is_set()
-
-    def restart_if_dead(self) -> bool:
-        """Start a new receive thread if the running one died; True if it did."""
-        if not self.started or self._thread.is_alive():
-            return False
-        self.counters["reader_restarts"] += 1
-        self.log(f"board {self.host}: receive thread had died ({self.state_detail}); restarting it")
-        self._thread = self._new_thread()
-        self._thread.start()
-        return True
 
     def _open_stream(self, info: BoardInfo) -> UdpStream | WebSocketStream:
         if info.generation == 1:
