@@ -137,3 +137,24 @@ def test_a_switch_left_on_reference_is_put_back_and_reported(ros_node, board, pr
     w2 = Watch(ros_node, f"{b.ns}2")
     assert spin_until(ros_node, lambda: len(w2.frames) > 10 and w2.count("rf_switch_restored") == 1, 20), w2.diag
     assert http(b, "/get_rfswitch").strip() == "2"
+
+
+def test_a_failed_requested_calibration_keeps_the_verified_one(ros_node, board):
+    """A calibration burst does not touch the LO phases: when a requested calibration fails (here
+    the board sends no reference packets), the one verified before stays in force, and says so."""
+    from espargos_msgs.srv import Calibrate
+
+    b = board(("--seed", "36", "--azimuth", "10"), {"calibration.policy": "startup"})
+    w = Watch(ros_node, b.ns)
+    assert spin_until(ros_node, lambda: w.diag.get("calibration_status") == "verified", 40), w.diag
+    assert http(b, "/set_wificonf", b'{"calib-mode": 0}') == "ok"
+    client = ros_node.create_client(Calibrate, f"{b.ns}/calibrate")
+    assert client.wait_for_service(timeout_sec=20)
+    future = client.call_async(Calibrate.Request(duration_s=0.5))
+    assert spin_until(ros_node, future.done, 30)
+    assert not future.result().success and "reference frames" in future.result().message
+    assert spin_until(ros_node, lambda: "a requested calibration failed" in w.diag.get("calibration", ""), 10), w.diag
+    assert w.diag["calibration_status"] == "verified"
+    n = len(w.frames)
+    assert spin_until(ros_node, lambda: sum(m.calibrated for m in w.frames[n:]) >= 20, 10)
+    assert not wrong_calibrated_frames(w, 10.0)

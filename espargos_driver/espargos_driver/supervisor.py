@@ -98,6 +98,9 @@ class CalibrationSupervisor:
         self._saved: list[BoardState] | None = None
         self._lock = threading.Lock()
         self._requests: list[str] = []
+        """Why a check was asked for (reconnect, reboot, ...), since the thread last looked."""
+        self._service: list[tuple[int, float]] = []
+        """Calibrations the Calibrate service asked for: (ticket, duration s)."""
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._done = threading.Condition()
@@ -156,7 +159,7 @@ class CalibrationSupervisor:
             self._ticket += 1
             ticket = self._ticket
         with self._lock:
-            self._requests.append(f"service:{ticket}:{duration_s}")
+            self._service.append((ticket, duration_s))
         self._wake.set()
         with self._done:
             if not self._done.wait_for(lambda: ticket in self._results or self._stop.is_set(), timeout_s):
@@ -189,17 +192,16 @@ class CalibrationSupervisor:
             self._wake.clear()
             with self._lock:
                 requests, self._requests = self._requests, []
+                service, self._service = self._service, []
             if not woke:
                 requests = ["periodic"]
-            service = [r for r in requests if r.startswith("service:")]
             try:
                 if not self._wait_streaming():
-                    for r in service:
-                        self._answer(int(r.split(":")[1]), None, "the board is not streaming")
+                    for ticket, _ in service:
+                        self._answer(ticket, None, "the board is not streaming")
                     continue
-                for r in service:
-                    _, ticket, duration = r.split(":")
-                    self._serve(int(ticket), float(duration))
+                for ticket, duration_s in service:
+                    self._serve(ticket, duration_s)
                 if requests and not service:
                     self._check()
             except Exception as err:  # noqa: BLE001 - the supervisor must outlive any one check
@@ -218,11 +220,17 @@ class CalibrationSupervisor:
         return True
 
     def _serve(self, ticket: int, duration_s: float) -> None:
+        """A requested calibration. If it fails, a calibration verified before it stays in force
+        (the burst does not touch the LO phases); otherwise the array is uncalibrated."""
+        before = self.status, self.detail
         try:
             cal, error = self._calibrate(duration_s), ""
         except (CalibrationError, BoardError) as err:
             cal, error = None, str(err)
-            self.status, self.detail = "failed", f"uncalibrated: {err}"
+            if before[0] == "verified":
+                self.status, self.detail = "verified", f"{before[1]}; a requested calibration failed: {err}"
+            else:
+                self.status, self.detail = "failed", f"uncalibrated: {err}"
         self._answer(ticket, cal, error)
 
     def _answer(self, ticket: int, cal: Calibration | None, error: str) -> None:
