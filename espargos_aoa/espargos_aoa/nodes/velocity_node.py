@@ -26,6 +26,9 @@ STATES = {"UNKNOWN": RadialVelocity.STATE_UNKNOWN, STATIC: RadialVelocity.STATE_
           MOVING: RadialVelocity.STATE_MOVING}
 ONE_WAY_AFTER_S = 2.0
 """A direction whose opposite has not been heard for this long is reported as a one-way link."""
+ONE_WAY_WAIT_S = 0.5
+"""... once it has been heard alone this long (a bidirectional link's replies come within ms), so
+that the first reports of a bidirectional link are not announced as one-way."""
 CONFIG_PARAMS = {
     "accel_noise": "m/s^(3/2), process noise of the constant-velocity filter",
     "phase_noise": "deg, 1-sigma of one measured phase sum",
@@ -74,6 +77,7 @@ class VelocityNode(Node):
         self.last_pair: dict[tuple[str, str], float] = {}
         self.heard: dict[tuple[str, str, bool], float] = {}
         """(a, b, received by a) -> host time of the latest report of that direction."""
+        self.first_heard: dict[tuple[str, str, bool], float] = {}
         self.updates: dict[tuple[str, str, str], deque] = {}
         self.pub = self.create_publisher(RadialVelocity, "radial_velocity", 50)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -100,6 +104,7 @@ class VelocityNode(Node):
         t = sensor if np.isfinite(sensor) else host_t
         rx, tx_mac = msg.source_id, mac_text(bytes(msg.transmitter_mac))
         tx = self.node_of_mac.get(tx_mac)
+        publish = True
         header = Header(stamp=msg.header.stamp, frame_id=msg.header.frame_id)
         if tx is not None:
             a, b = sorted((tx, rx))
@@ -111,15 +116,20 @@ class VelocityNode(Node):
                 self.last_pair[(a, b)] = host_t
                 self.counters["unsupported_updates"] += estimate.state == "UNKNOWN" and bool(link.unsupported)
                 self._publish(header, a, b, estimate, link.rejected)
-            self.heard[(a, b, rx == a)] = host_t
+            direction = (a, b, rx == a)
+            self.heard[direction] = host_t
+            self.first_heard.setdefault(direction, host_t)
             if host_t - self.heard.get((a, b, rx != a), -np.inf) < ONE_WAY_AFTER_S:
                 return                                  # both directions are heard: a bidirectional link
+            publish = host_t - self.first_heard[direction] >= ONE_WAY_WAIT_S
         elif self.node_of_mac:
             self.counters["unknown_transmitter"] += 1
         key = (tx or tx_mac, rx)
         detector = self.one_way.setdefault(key, OneWayLink(self.config))
         gains = sum(g for g in (*msg.rx_gain_db, *msg.fft_gain_db) if np.isfinite(g))
-        self._publish(header, key[0], key[1], detector.add(t, 10 * np.log10(max(s.power, 1e-12)) - gains), 0)
+        estimate = detector.add(t, 10 * np.log10(max(s.power, 1e-12)) - gains)
+        if publish:
+            self._publish(header, key[0], key[1], estimate, 0)
 
     def _publish(self, header: Header, a: str, b: str, e: Estimate, rejected: int) -> None:
         times = self.updates.setdefault((a, b, e.method), deque())
