@@ -158,3 +158,14 @@ def test_a_failed_requested_calibration_keeps_the_verified_one(ros_node, board):
     n = len(w.frames)
     assert spin_until(ros_node, lambda: sum(m.calibrated for m in w.frames[n:]) >= 20, 10)
     assert not wrong_calibrated_frames(w, 10.0)
+
+
+def test_a_failed_start_up_calibration_is_retried(ros_node, board):
+    b = board(("--seed", "37", "--azimuth", "-5"), {"calibration.policy": "startup"})
+    assert http(b, "/set_wificonf", b'{"calib-mode": 0}') == "ok"      # no reference packets at first
+    w = Watch(ros_node, b.ns)
+    assert spin_until(ros_node, lambda: w.diag.get("calibration_status") == "failed", 30), w.diag
+    assert http(b, "/set_wificonf", b'{"calib-mode": 1}') == "ok"
+    assert spin_until(ros_node, lambda: w.diag.get("calibration_status") == "verified", 40), w.diag
+    assert spin_until(ros_node, lambda: sum(m.calibrated for m in w.frames) >= 20, 10)
+    assert not wrong_calibrated_frames(w, -5.0)

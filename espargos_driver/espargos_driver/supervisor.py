@@ -44,6 +44,8 @@ another board 76-136 deg. 5 deg leaves real boards 25x the simulator's noise and
 below the closest wrong case (7 random LO phases all within 5 deg RMS: probability ~1e-11)."""
 REBOOT_BACKSTEP_S = 1.0
 """Sensor timestamps of the reference board that go back by more than this mean it rebooted."""
+RETRY_S = (2.0, 5.0, 10.0, 30.0)
+"""Back-off between retries of a failed calibration (policies auto and startup), s."""
 STATUSES = ("none", "verifying", "calibrating", "verified", "stale", "failed")
 
 
@@ -182,10 +184,14 @@ class CalibrationSupervisor:
 
     # --- the supervisor thread ----------------------------------------------------------
     def _run(self) -> None:
+        retries = 0
         while not self._stop.is_set():
             timeout = None
             if self.reverify_s > 0 and self.status == "verified":
                 timeout = max(self.last_verified + self.reverify_s - time.monotonic(), 0.0)
+            elif self.status == "failed" and self.policy in ("auto", "startup"):
+                timeout = RETRY_S[min(retries, len(RETRY_S) - 1)]     # e.g. too few reference packets
+                retries += 1
             woke = self._wake.wait(timeout)
             if self._stop.is_set():
                 return
@@ -194,7 +200,9 @@ class CalibrationSupervisor:
                 requests, self._requests = self._requests, []
                 service, self._service = self._service, []
             if not woke:
-                requests = ["periodic"]
+                requests = ["periodic" if self.status == "verified" else "retry"]
+            if self.status == "verified":
+                retries = 0
             try:
                 if not self._wait_streaming():
                     for ticket, _ in service:
