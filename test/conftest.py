@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -112,14 +113,19 @@ def board(processes, tmp_path):
     """Start a simulated board and a board_node talking to it; returns a small handle."""
 
     def start(sim_args: tuple[str, ...] = (), node_params: dict | None = None,
-              namespace: str = "espargos") -> SimpleNamespace:
+              namespace: str = "espargos",
+              prepare: Callable[[SimpleNamespace], object] | None = None) -> SimpleNamespace:
+        """``prepare(handle)`` runs after the simulator starts and before the node does."""
         http_port, stream_port = free_port(), free_port(socket.SOCK_DGRAM)
         sim = processes.start("board_simulator", "--http-port", str(http_port), "--stream-port", str(stream_port),
                               *sim_args)
         params = {"host": "127.0.0.1", "http_port": http_port, "stream_port": stream_port,
                   "calibration.file": str(tmp_path / "calibration.json"), "calibration.duration": 1.0}
         params.update(node_params or {})
-        node = processes.start_node(params, f"/{namespace}")
-        return SimpleNamespace(sim=sim, node=node, ns=f"/{namespace}", params=params)
+        handle = SimpleNamespace(sim=sim, node=None, ns=f"/{namespace}", params=params)
+        if prepare is not None:
+            prepare(handle)
+        handle.node = processes.start_node(params, f"/{namespace}")
+        return handle
 
     return start

@@ -116,14 +116,19 @@ def test_a_board_that_reboots_is_recalibrated_before_frames_are_calibrated_again
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_stopping_during_calibration_leaves_the_board_as_found(ros_node, board, processes, sig):
-    b = board(("--seed", "34"), {"calibration.policy": "startup", "calibration.duration": 20.0})
-    mac_filter = json.loads(http(b, "/get_mac_filter"))
+    found = {}
+
+    def read_mac_filter(b) -> None:          # before the node starts, so before its burst changes it
+        found["mac_filter"] = json.loads(http(b, "/get_mac_filter"))
+
+    b = board(("--seed", "34"), {"calibration.policy": "startup", "calibration.duration": 20.0},
+              prepare=read_mac_filter)
     assert spin_until(ros_node, lambda: http(b, "/get_rfswitch").strip() == "1", 30), "calibration never started"
     os.killpg(b.node.pid, sig)
     assert b.node.wait(timeout=15) == 0
     assert "Traceback" not in processes.log_of(b.node) and "RCLError" not in processes.log_of(b.node)
     assert http(b, "/get_rfswitch").strip() == "2"
-    assert json.loads(http(b, "/get_mac_filter")) == mac_filter
+    assert json.loads(http(b, "/get_mac_filter")) == found["mac_filter"]
 
 
 def test_a_switch_left_on_reference_is_put_back_and_reported(ros_node, board, processes):
@@ -161,8 +166,10 @@ def test_a_failed_requested_calibration_keeps_the_verified_one(ros_node, board):
 
 
 def test_a_failed_start_up_calibration_is_retried(ros_node, board):
-    b = board(("--seed", "37", "--azimuth", "-5"), {"calibration.policy": "startup"})
-    assert http(b, "/set_wificonf", b'{"calib-mode": 0}') == "ok"      # no reference packets at first
+    def no_reference_packets(b) -> None:      # before the node starts, so its first burst fails
+        assert http(b, "/set_wificonf", b'{"calib-mode": 0}') == "ok"
+
+    b = board(("--seed", "37", "--azimuth", "-5"), {"calibration.policy": "startup"}, prepare=no_reference_packets)
     w = Watch(ros_node, b.ns)
     assert spin_until(ros_node, lambda: w.diag.get("calibration_status") == "failed", 30), w.diag
     assert http(b, "/set_wificonf", b'{"calib-mode": 1}') == "ok"
