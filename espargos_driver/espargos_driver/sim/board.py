@@ -74,9 +74,9 @@ class SimulatedRig:
         for k in range(frames):
             for i in range(len(self.scenario.transmitters)):
                 self._ota_frame(i, k / self.scenario.frame_rate_hz)
-        for board in self.boards:
-            board.replay = [[p] for p in board.queue]
-            board.queue = []
+                for board in self.boards:                 # one replay entry = every packet of one frame
+                    board.replay.append(board.queue)
+                    board.queue = []
 
     def advance(self, t_s: float) -> None:
         """Generate every frame scheduled up to scenario time ``t_s`` into the boards' queues."""
