@@ -12,8 +12,11 @@ from espargos_driver.cluster import FrameClusterer
 from espargos_driver.geometry import board_antenna_positions, direction_vector
 from espargos_driver.receiver import BoardReceiver
 from espargos_driver.sim.board import RF_REFERENCE, SimulatedBoard
-from espargos_driver.sim.scenario import Impairments, Scenario, Transmitter
+from espargos_driver.sim.scenario import ChannelModel, Impairments, Scenario, Transmitter
 from espargos_driver.wifi import SPEED_OF_LIGHT
+
+IDEAL = ChannelModel.preset("ideal")
+"""Calibration is checked against the plane wave of a constant direct path."""
 
 
 def run(board: SimulatedBoard, receiver: BoardReceiver, t0: float, t1: float, step=0.01):
@@ -46,7 +49,7 @@ def inter_antenna_errors_deg(frames, azimuth_deg, elevation_deg):
 @pytest.mark.parametrize("secondary,fmt", [(1, "auto"), (-1, "auto"), (0, "auto"), (0, "lltf"), (0, "he20")])
 def test_calibration_removes_lo_phase_and_timing(secondary, fmt):
     scenario = Scenario(secondary=secondary, format=fmt, snr_db=20.0,
-                        transmitters=[Transmitter(azimuth_deg=25.0, elevation_deg=10.0)],
+                        transmitters=[Transmitter(azimuth_deg=25.0, elevation_deg=10.0, channel=IDEAL)],
                         impairments=Impairments(timing_offset_std_ns=3.0), seed=7)
     board = SimulatedBoard(scenario)
     receiver = BoardReceiver(FrameClusterer(Counter()))
@@ -102,7 +105,7 @@ def test_calibration_file_round_trip(tmp_path):
 
 
 def test_power_calibration_removes_the_sensor_gains(tmp_path):
-    scenario = Scenario(snr_db=25.0, transmitters=[Transmitter(azimuth_deg=-15.0)],
+    scenario = Scenario(snr_db=25.0, transmitters=[Transmitter(azimuth_deg=-15.0, channel=IDEAL)],
                         impairments=Impairments(gain_std_db=2.0), seed=17)
     board = SimulatedBoard(scenario)
     receiver = BoardReceiver(FrameClusterer(Counter()))

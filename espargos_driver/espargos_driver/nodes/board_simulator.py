@@ -11,7 +11,7 @@ import yaml
 
 from ..layout import LayoutError, load_layout_file, single_board_layout
 from ..sim.board import SimulatedRig
-from ..sim.scenario import Scenario, Transmitter
+from ..sim.scenario import ChannelModel, Scenario, Transmitter
 from ..sim.server import BoardServer
 
 
@@ -25,6 +25,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                       "sharing one clock and reference signal, each on its host and ports")
     p.add_argument("--azimuth", type=float, help="single transmitter azimuth, degrees")
     p.add_argument("--elevation", type=float, default=0.0, help="single transmitter elevation, degrees")
+    p.add_argument("--channel", choices=("realistic", "ideal"),
+                   help="channel model of every transmitter (default: the scenario's; realistic without one): "
+                        "realistic = fading, multipath, AGC, phase noise; ideal = constant direct path")
     p.add_argument("--snr", type=float, help="SNR per subcarrier, dB")
     p.add_argument("--rate", type=float, help="OTA frames per second per transmitter")
     p.add_argument("--seed", type=int, help="random seed of impairments and noise")
@@ -48,6 +51,9 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
     scenario = Scenario.from_dict(data)
     if args.azimuth is not None:
         scenario.transmitters = [Transmitter(azimuth_deg=args.azimuth, elevation_deg=args.elevation)]
+    if args.channel is not None:
+        for tx in scenario.transmitters:
+            tx.channel = ChannelModel.preset(args.channel)
     for name, attr in (("snr", "snr_db"), ("rate", "frame_rate_hz"), ("seed", "seed")):
         if getattr(args, name) is not None:
             setattr(scenario, attr, getattr(args, name))

@@ -26,6 +26,8 @@ BROADCAST = b"\xff" * 6
 AMPLITUDE_COUNTS = 60.0
 BOOT_TIME_NS = 3_600e9
 """The simulated sensors' clocks read one hour at scenario time zero."""
+NOMINAL_RX_GAIN_DB = 20
+"""RX gain (dB) reported when the AGC adds nothing; it adds its per-frame gain to this."""
 MAX_BACKLOG_S = 0.2
 """After a stall longer than this the rig skips frames instead of bursting them."""
 
@@ -120,8 +122,8 @@ class SimulatedRig:
         tx = self.scenario.transmitters[tx_index]
         ref = self.reference
         fmt = ref.csi_format(reference=False)
-        z = self.channel.ota(tx, t_s, fmt, ref.primary, ref.secondary, self.scenario.snr_db)
-        self._emit(z, fmt, tx.mac_bytes, t_s, False)
+        z, gain_db = self.channel.receive(tx, t_s, fmt, ref.primary, ref.secondary, self.scenario.snr_db)
+        self._emit(z, fmt, tx.mac_bytes, t_s, False, gain_db)
 
     def _reference_frame(self) -> None:
         ref = self.reference
@@ -129,7 +131,9 @@ class SimulatedRig:
         z = self.channel.reference(fmt, ref.primary, ref.secondary, snr_db=30.0)
         self._emit(z, fmt, REFERENCE_MAC, self._next_ref, True)
 
-    def _emit(self, z: np.ndarray, fmt: CsiFormat, src: bytes, t_s: float, reference: bool) -> None:
+    def _emit(self, z: np.ndarray, fmt: CsiFormat, src: bytes, t_s: float, reference: bool,
+              gain_db: np.ndarray | None = None) -> None:
+        """``gain_db``: ``(N,)`` AGC gains already applied to ``z`` (None: none), reported in rx_ctrl."""
         ref = self.reference
         seq = self._next_seq(src)
         t_ns = (BOOT_TIME_NS + (t_s - np.repeat(self.booted_at_s, ANTENNAS)) * 1e9
@@ -146,7 +150,8 @@ class SimulatedRig:
                 hears = hears and board.rfswitch != RF_REFERENCE and board.mac_passes(src)
             if hears:
                 part = slice(b * ANTENNAS, (b + 1) * ANTENNAS)
-                board.queue += board.frame_packets(raw[part], stamps[part], fmt, src, seq, reference)
+                gains = np.zeros(ANTENNAS) if gain_db is None else gain_db[part]
+                board.queue += board.frame_packets(raw[part], stamps[part], fmt, src, seq, reference, gains)
 
 
 class SimulatedBoard:
@@ -230,8 +235,9 @@ class SimulatedBoard:
         return all((a & m) == (b & m) for a, b, m in zip(mac, want, mask))
 
     def frame_packets(self, raw: list[bytes], stamps: list[tuple], fmt: CsiFormat, src: bytes, seq: int,
-                      reference: bool) -> list[bytes]:
-        """Sensor packets of one frame: ``raw`` CSI bytes and quantised stamps per antenna (row-major)."""
+                      reference: bool, gain_db: np.ndarray) -> list[bytes]:
+        """Sensor packets of one frame: ``raw`` CSI bytes, quantised stamps and AGC gains (dB,
+        1/4 dB steps, relative to the nominal RX gain) per antenna (row-major)."""
         sc = self.scenario
         faults = sc.faults
         packets = []
@@ -241,8 +247,11 @@ class SimulatedBoard:
             row, col = g3_antenna_row_col(antid)
             index = row * 4 + col
             us, cyc, _ = stamps[index]
+            rx_gain = int(np.floor(gain_db[index]))
             rx = rx_ctrl_v3(fmt=fmt, channel=self.primary, secondary=self.secondary, csi_len=len(raw[index]),
-                            rssi_dbm=-45, noise_floor_dbm=-92, rxstart_cyc=cyc, timestamp_us=us)
+                            rssi_dbm=-45, noise_floor_dbm=-92, rxstart_cyc=cyc, timestamp_us=us,
+                            rx_gain_db=NOMINAL_RX_GAIN_DB + rx_gain,
+                            fft_gain_q=int(round((gain_db[index] - rx_gain) * 4)))
             extra = b"\xc8\x03\x00abc" if self.rng.random() < faults.unknown_tlv else b""
             message = csi_message(src=src, dst=BROADCAST, seq=seq, is_calib=reference,
                                   global_us=us, rf_switch=self.rfswitch, rx_ctrl=rx, csi=raw[index],

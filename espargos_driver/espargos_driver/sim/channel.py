@@ -19,6 +19,10 @@ from ..wifi import GRIDS, SPEED_OF_LIGHT, CsiFormat, baseband_offsets_hz, grid_c
 from .scenario import Impairments, Transmitter
 
 
+AGC_RANGE_DB = 40.0
+"""The simulated AGC's gain range about its nominal setting, +-dB."""
+
+
 class ArrayChannel:
     """Random but fixed per-sensor impairments of a simulated array (one board or several sharing
     one reference clock), and the CSI they give."""
@@ -62,24 +66,66 @@ class ArrayChannel:
 
     def ota(self, tx: Transmitter, t_s: float, fmt: CsiFormat, channel: int, secondary: int,
             snr_db: float) -> np.ndarray:
-        """Received CSI of one OTA frame, complex ``(N, bins)``, direct path of unit amplitude, without T_i."""
+        """Received CSI of one OTA frame, complex ``(N, bins)``, without T_i, with the AGC's
+        scaling if the transmitter's channel has one (see :meth:`receive` for the gains)."""
+        return self.receive(tx, t_s, fmt, channel, secondary, snr_db)[0]
+
+    def receive(self, tx: Transmitter, t_s: float, fmt: CsiFormat, channel: int, secondary: int,
+                snr_db: float) -> tuple[np.ndarray, np.ndarray]:
+        """One OTA frame: CSI ``(N, bins)`` (direct path of mean power 1 before the AGC, noise at
+        ``snr_db`` below it) and the gain in dB each sensor's AGC applied, ``(N,)`` (multiples
+        of 1/4 dB; zeros without AGC)."""
         grid = GRIDS[fmt]
         f = grid_center_hz(fmt, channel, secondary) + grid.indices * grid.spacing_hz
         f_bb = baseband_offsets_hz(fmt, secondary)
+        model = tx.channel
         source = tx.position_at(t_s)
         if tx.spherical_wave:
             path = np.linalg.norm(source[None, :] - self.positions, axis=1)        # (N,)
         else:
             path = tx.distance_m - self.positions @ (source / np.linalg.norm(source))
-        h = np.exp(-2j * np.pi * np.outer(path / SPEED_OF_LIGHT, f))
+        h = self._direct_gain(model) * np.exp(-2j * np.pi * np.outer(path / SPEED_OF_LIGHT, f))
         for refl in tx.reflections:
-            u = direction_vector(np.radians(refl.azimuth_deg), np.radians(refl.elevation_deg))
-            delay_s = (tx.distance_m - self.positions @ u) / SPEED_OF_LIGHT + refl.excess_delay_ns * 1e-9
             phase = self.rng.uniform(-np.pi, np.pi) if refl.random_phase else 0.0
-            h = h + 10 ** (refl.gain_db / 20) * np.exp(1j * phase - 2j * np.pi * np.outer(delay_s, f))
+            h = h + 10 ** (refl.gain_db / 20) * np.exp(1j * phase) * self._plane_wave(
+                tx.distance_m, refl.azimuth_deg, refl.elevation_deg, refl.excess_delay_ns, f)
+        azimuth_deg = tx.azimuth_at(t_s)
+        for p, az in zip(model.paths, model.path_directions(azimuth_deg)):
+            fade = (self.rng.standard_normal() + 1j * self.rng.standard_normal()) / np.sqrt(2)
+            h = h + 10 ** (p["gain_db"] / 20) * fade * self._plane_wave(
+                tx.distance_m, az, tx.elevation_deg, p["excess_delay_ns"], f)
+        if model.phase_noise_deg > 0:
+            h = h * np.exp(1j * np.radians(model.phase_noise_deg) * self.rng.standard_normal(h.shape[0]))[:, None]
         clean = h * self._receiver_errors(f_bb) * self._common(f_bb)[None, :]
         snr = tx.snr_db if tx.snr_db is not None else snr_db
-        return clean + self._noise(clean.shape, snr)
+        z = clean + self._noise(clean.shape, snr)
+        gain_db = self._agc(z, model.agc_jitter_db) if model.agc else np.zeros(z.shape[0])
+        return z * (10 ** (gain_db / 20))[:, None], gain_db
+
+    def _direct_gain(self, model) -> complex:
+        """Complex gain of the direct path in one frame, mean power 1."""
+        if model.fading == "none":
+            return 1.0
+        scattered = (self.rng.standard_normal() + 1j * self.rng.standard_normal()) / np.sqrt(2)
+        if model.fading == "rayleigh":
+            return scattered
+        if model.fading == "rician":
+            k = 10 ** (model.k_factor_db / 10)
+            return np.sqrt(k / (k + 1)) + np.sqrt(1 / (k + 1)) * scattered
+        raise ValueError(f"unknown fading {model.fading!r}")
+
+    def _plane_wave(self, distance_m: float, azimuth_deg: float, elevation_deg: float, excess_delay_ns: float,
+                    f: np.ndarray) -> np.ndarray:
+        """``(N, bins)`` phases of a plane wave from a direction, delayed by ``excess_delay_ns``."""
+        u = direction_vector(np.radians(azimuth_deg), np.radians(elevation_deg))
+        delay_s = (distance_m - self.positions @ u) / SPEED_OF_LIGHT + excess_delay_ns * 1e-9
+        return np.exp(-2j * np.pi * np.outer(delay_s, f))
+
+    def _agc(self, z: np.ndarray, jitter_db: float) -> np.ndarray:
+        """Per-sensor AGC gain (dB, 1/4 dB steps) bringing each sensor's mean power to 1, with scatter."""
+        power_db = 10 * np.log10(np.maximum(np.mean(np.abs(z) ** 2, axis=1), 1e-12))
+        wanted = -power_db + jitter_db * self.rng.standard_normal(z.shape[0])
+        return np.round(np.clip(wanted, -AGC_RANGE_DB, AGC_RANGE_DB) * 4) / 4
 
     def reference(self, fmt: CsiFormat, channel: int, secondary: int, snr_db: float) -> np.ndarray:
         """Received CSI of one reference packet, complex ``(N, bins)``, without T_i."""

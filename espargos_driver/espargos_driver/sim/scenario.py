@@ -24,6 +24,95 @@ class Reflection:
     random_phase: bool = True
 
 
+MAX_PATH_AZIMUTH_DEG = 85.0
+
+
+@dataclass
+class ChannelModel:
+    """How a transmitter's frames reach the array beyond the geometric direct path, frame by frame.
+
+    ``ideal`` (:meth:`preset`): a constant-modulus direct path and the transmitter's own
+    ``reflections``, the receiver gains fixed: for unit checks of calibration and geometry.
+    ``realistic`` (the default): an indoor channel as the ESP32 sees it:
+
+    * the direct path fades per frame (Rician, ``k_factor_db``; ``fading: rayleigh`` for none
+      of it specular); its mean power is 1, the unit of the SNR;
+    * ``paths``: specular paths added to the transmitter's ``reflections``, each a Rayleigh-fading
+      plane wave relative to the direct path (azimuth offset, excess delay, mean power); the
+      default's RMS delay spread is 22.6 ns (-10 dB at 40 ns, -13 dB at 100 ns), inside the
+      20-80 ns measured indoors. Two paths besides the direct one: the board's four antenna
+      columns resolve at most three directions in azimuth;
+    * AGC: every sensor sets its gain per frame so that its CSI lands at the same level, with
+      ``agc_jitter_db`` (1-sigma, dB) of scatter around that target, and reports it in rx_ctrl
+      (rx_gain in 1 dB steps, fft_gain in 1/4 dB steps), as the ESP32 does;
+    * ``phase_noise_deg``: 1-sigma phase error per sensor and frame, common to its subcarriers
+      (each ESP32's PLL jitters about the shared 40 MHz reference).
+
+    Residual carrier frequency offset is common to all sensors (they share one reference clock)
+    and is part of the per-frame common phase every frame already has, so it needs no parameter.
+    """
+
+    fading: str = "rician"
+    """"none" (constant modulus), "rician" (``k_factor_db``) or "rayleigh" (complex Gaussian)."""
+    k_factor_db: float = 6.0
+    """Rician K of the direct path: specular power over scattered power, dB."""
+    paths: list[dict] = field(default_factory=lambda: [
+        {"azimuth_offset_deg": 50.0, "excess_delay_ns": 40.0, "gain_db": -10.0},
+        {"azimuth_offset_deg": -70.0, "excess_delay_ns": 100.0, "gain_db": -13.0}])
+    """Extra Rayleigh-fading paths: azimuth relative to the direct path (deg), excess delay (ns),
+    mean power relative to the direct path (dB)."""
+    agc: bool = True
+    agc_jitter_db: float = 1.0
+    phase_noise_deg: float = 0.5
+
+    FADINGS = ("none", "rician", "rayleigh")
+
+    @classmethod
+    def preset(cls, name: str) -> "ChannelModel":
+        """``realistic`` or ``ideal``; ValueError names the choices."""
+        if name == "realistic":
+            return cls()
+        if name == "ideal":
+            return cls(fading="none", paths=[], agc=False, agc_jitter_db=0.0, phase_noise_deg=0.0)
+        raise ValueError(f"channel preset must be 'realistic' or 'ideal', got {name!r}")
+
+    @classmethod
+    def from_value(cls, value: "str | dict | ChannelModel") -> "ChannelModel":
+        """A preset name, or a dict of fields over a ``preset`` (default realistic)."""
+        if isinstance(value, ChannelModel):
+            return value
+        if isinstance(value, str):
+            return cls.preset(value)
+        data = dict(value)
+        base = cls.preset(data.pop("preset", "realistic"))
+        for key, item in data.items():
+            if key not in cls.__dataclass_fields__:
+                raise TypeError(f"unknown channel field {key!r}")
+            setattr(base, key, item)
+        base.__post_init__()
+        return base
+
+    def __post_init__(self) -> None:
+        if self.fading not in self.FADINGS:
+            raise ValueError(f"channel fading must be one of {self.FADINGS}, got {self.fading!r}")
+        for path in self.paths:
+            if set(path) != {"azimuth_offset_deg", "excess_delay_ns", "gain_db"}:
+                raise ValueError(f"a channel path needs exactly azimuth_offset_deg, excess_delay_ns and gain_db, "
+                                 f"got {sorted(path)}")
+        if self.agc_jitter_db < 0 or self.phase_noise_deg < 0:
+            raise ValueError("agc_jitter_db and phase_noise_deg must be >= 0")
+
+    def path_directions(self, azimuth_deg: float) -> list[float]:
+        """Azimuths (deg) of the extra paths for a direct path at ``azimuth_deg``: the offset is
+        mirrored to the other side of the direct path where it would leave the front half-space
+        (|azimuth| > 85 deg), so that no path folds back onto the direct one."""
+        out = []
+        for p in self.paths:
+            az = azimuth_deg + p["azimuth_offset_deg"]
+            out.append(az if abs(az) <= MAX_PATH_AZIMUTH_DEG else azimuth_deg - p["azimuth_offset_deg"])
+        return out
+
+
 @dataclass
 class Transmitter:
     """A WiFi transmitter seen by the array. Angles in degrees, distance in metres.
@@ -42,6 +131,8 @@ class Transmitter:
     snr_db: float | None = None
     """Overrides the scenario SNR for this transmitter."""
     reflections: list[Reflection] = field(default_factory=list)
+    channel: ChannelModel = field(default_factory=ChannelModel)
+    """Fading, extra paths, AGC and phase noise (YAML: a preset name or a dict, see ChannelModel)."""
 
     def azimuth_at(self, t_s: float) -> float:
         """Ground-truth azimuth in degrees at scenario time ``t_s``."""
@@ -118,7 +209,8 @@ class Scenario:
         for t in data.pop("transmitters", [{}]):
             t = dict(t)
             reflections = [Reflection(**r) for r in t.pop("reflections", [])]
-            txs.append(Transmitter(reflections=reflections, **t))
+            channel = ChannelModel.from_value(t.pop("channel", "realistic"))
+            txs.append(Transmitter(reflections=reflections, channel=channel, **t))
         imp = Impairments(**data.pop("impairments", {}))
         faults = Faults(**data.pop("faults", {}))
         return cls(transmitters=txs, impairments=imp, faults=faults, **data)
