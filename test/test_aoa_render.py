@@ -13,7 +13,7 @@ from espargos_aoa.messages import bearing_array_msg, spectrum_msg
 from espargos_driver.bags import espargos_typestore
 from espargos_driver.geometry import board_antenna_positions
 from espargos_driver.sim.channel import ArrayChannel
-from espargos_driver.sim.scenario import Impairments, Transmitter
+from espargos_driver.sim.scenario import ChannelModel, Impairments, Transmitter
 from espargos_driver.wifi import GRIDS, CsiFormat, grid_center_hz
 from espargos_msgs.msg import BearingArray, SpatialSpectrum
 from rclpy.serialization import serialize_message
@@ -30,7 +30,7 @@ MAC = bytes.fromhex("020000000001")
 
 def outputs(azimuth_deg: float, elevation_deg: float, two_d: bool, stamp_s: int = 5):
     channel = ArrayChannel(Impairments(lo_phase=False, timing_offset_std_ns=0.0), np.zeros(8), np.random.default_rng(1))
-    tx = Transmitter(azimuth_deg=azimuth_deg, elevation_deg=elevation_deg)
+    tx = Transmitter(azimuth_deg=azimuth_deg, elevation_deg=elevation_deg, channel=ChannelModel.preset("ideal"))
     csi = np.stack([channel.ota(tx, 0.0, FMT, 6, 1, 20.0) for _ in range(20)])
     result = AoaEstimator(AoaConfig(two_d=two_d), board_antenna_positions()).estimate(
         csi, np.ones((20, 8), bool), FREQS_HZ, VALID)

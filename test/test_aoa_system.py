@@ -18,7 +18,7 @@ from espargos_driver.geometry import board_antenna_positions
 from espargos_driver.messages import geometry_msg
 from espargos_driver.sim.board import BOOT_TIME_NS
 from espargos_driver.sim.channel import ArrayChannel
-from espargos_driver.sim.scenario import Impairments, Transmitter
+from espargos_driver.sim.scenario import ChannelModel, Impairments, Transmitter
 from espargos_driver.wifi import GRIDS, CsiFormat, grid_center_hz
 from espargos_msgs.msg import ArrayGeometry, BearingArray, CsiArray, SpatialSpectrum
 from rcl_interfaces.srv import SetParameters
@@ -102,7 +102,7 @@ scenario: {snr_db: 20, seed: 21, transmitters: [{mac: "02:00:00:00:00:01", azimu
     last = w.bearings[-1]
     bearing = last.bearings[0]
     assert bytes(last.transmitter_mac).hex(":") == MAC1 and last.source_id == "espargos"
-    assert last.header.frame_id == "espargos_array" and last.method == "music-narrowband"
+    assert last.header.frame_id == "espargos_array" and last.method == "music-wideband"
     assert last.window_frames == 20 and not bearing.elevation_estimated and np.isnan(bearing.elevation_std)
     assert np.radians(0.4) < bearing.azimuth_std < np.radians(1.0)          # CRB plus the 0.5 deg floor
     assert 15 < bearing.snr_db < 25
@@ -210,7 +210,7 @@ class CsiSource:
         self.geometry_pub.publish(geometry_msg(positions, labels, self.node.get_clock().now().to_msg(), "arr", "bad"))
 
     def frame(self, t_s: float, azimuth_deg: float = 10.0, calibrated: bool = True) -> CsiArray:
-        csi = self.channel.ota(Transmitter(azimuth_deg=azimuth_deg), 0.0, FMT, 6, 1, 20.0).astype(np.complex64)
+        csi = self.channel.ota(Transmitter(azimuth_deg=azimuth_deg, channel=ChannelModel.preset("ideal")), 0.0, FMT, 6, 1, 20.0).astype(np.complex64)
         self.seq += 1
         msg = CsiArray(source_id="bad", transmitter_mac=[2, 0, 0, 0, 0, 1], sequence_number=self.seq % 4096,
                        channel=6, secondary_channel=1, format=int(FMT), rows=2, cols=4, calibrated=calibrated,

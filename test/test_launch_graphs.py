@@ -37,7 +37,7 @@ def test_board_graph_simulates_only_when_asked():
     assert (driver.parameters["host"], driver.parameters["http_port"], driver.parameters["stream_port"]) == \
         ("127.0.0.1", 8400, 53330)
     assert driver.parameters["calibration.policy"] == "auto" and driver.parameters["frame_id"] == "espargos_array"
-    assert aoa.parameters["window_frames"] == 20 and aoa.parameters["mode"] == "narrowband"
+    assert aoa.parameters["window_frames"] == 20 and aoa.parameters["mode"] == "wideband"
     [tf] = graph.transforms
     assert (tf.parent, tf.child, tf.xyz, tf.rpy) == ("base_link", "espargos_array", (0.2, 0.0, 0.1), (0.0, 0.0, 1.0))
     assert tf.arguments()[-4:] == ["--frame-id", "base_link", "--child-frame-id", "espargos_array"]

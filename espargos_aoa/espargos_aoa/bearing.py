@@ -9,10 +9,24 @@ from .music import SpectrumGrid, music_denominator
 from .steering import SPEED_OF_LIGHT, direction_derivatives, direction_vectors, steering_vectors, unit_vectors
 
 
-def grid_peaks(spectrum_db: np.ndarray) -> list[tuple[int, int]]:
-    """Local maxima (elevation index, azimuth index) of ``(E, A)``, strongest first."""
-    is_peak = (spectrum_db == maximum_filter(spectrum_db, size=3, mode="nearest"))
-    flat = np.isfinite(spectrum_db) & is_peak & (spectrum_db > np.min(spectrum_db))
+def grid_peaks(spectrum_db: np.ndarray, wraps_azimuth: bool = False) -> list[tuple[int, int]]:
+    """Interior local maxima (elevation index, azimuth index) of ``(E, A)``, strongest first.
+
+    A maximum on the edge of the search grid is no peak: the spectrum may just keep rising
+    beyond it (model errors push a spurious subspace towards endfire), so no bearing can be
+    read from it. With ``wraps_azimuth`` (the grid covers the full circle) the azimuth axis is
+    circular and has no edge; the first and last elevation rows of a 2-D grid are edges.
+    """
+    rows = spectrum_db.shape[0]
+    extended = np.pad(spectrum_db, ((1, 1), (0, 0)), mode="edge")
+    extended = np.pad(extended, ((0, 0), (1, 1)), mode="wrap" if wraps_azimuth else "edge")
+    is_peak = spectrum_db == maximum_filter(extended, size=3)[1:-1, 1:-1]
+    interior = np.ones_like(is_peak)
+    if not wraps_azimuth:
+        interior[:, [0, -1]] = False
+    if rows > 1:
+        interior[[0, -1], :] = False
+    flat = np.isfinite(spectrum_db) & is_peak & interior & (spectrum_db > np.min(spectrum_db))
     idx = np.argwhere(flat)
     order = np.argsort(spectrum_db[flat])[::-1]
     return [tuple(map(int, idx[i])) for i in order]

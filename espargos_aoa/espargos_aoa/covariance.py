@@ -46,9 +46,12 @@ def sample_covariance(csi: np.ndarray, mask: np.ndarray, freqs_hz: np.ndarray, v
 
     csi: complex ``(F, N, S)`` (values of masked-out antennas are ignored); mask: bool ``(F, N)``;
     freqs_hz: ``(S,)`` absolute bin frequencies; valid_bins: bool ``(S,)`` measured bins.
-    Each frame is scaled to unit mean power over its reported antennas, so frames weigh
-    equally whatever the receiver gain. With ``subbands=1`` all valid bins are snapshots of
-    one narrowband covariance at their mean frequency.
+    Frames keep their relative power: a faded frame carries less signal over the same noise,
+    and scaling it up to the others would scale up its noise too (the estimator then loses
+    efficiency on a fading source). Receiver gain changes must be taken out before
+    (:func:`espargos_aoa.gains.compensate_gains`); the whole window is scaled to unit mean
+    power for numerical range only. With ``subbands=1`` all valid bins are snapshots of one
+    narrowband covariance at their mean frequency.
     """
     frames, antennas, _ = csi.shape
     mask = np.asarray(mask, bool)
@@ -57,7 +60,7 @@ def sample_covariance(csi: np.ndarray, mask: np.ndarray, freqs_hz: np.ndarray, v
     usable = power > 0
     if not usable.any():
         raise CovarianceError("no_signal", "every frame in the window has zero power")
-    x = x[usable] / np.sqrt(power[usable])[:, None, None]
+    x = x[usable] / np.sqrt(np.mean(power[usable]))
     m = mask[usable].astype(float)
     pair_frames = m.T @ m                                                    # (N, N)
     if np.any(pair_frames == 0):

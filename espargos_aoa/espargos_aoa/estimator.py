@@ -18,14 +18,18 @@ MODES = ("narrowband", "wideband")
 class AoaConfig:
     """Estimator settings. Angles in degrees (the node's parameters), grids inclusive."""
 
-    mode: str = "narrowband"
-    """narrowband: all bins are snapshots of one covariance at the mean frequency (frequency
-    smoothing under a frequency-flat assumption); wideband: one covariance per subband with
-    its own steering frequency, MUSIC projections averaged over subbands (incoherent)."""
+    mode: str = "wideband"
+    """wideband (default): one covariance per subband with its own steering frequency, MUSIC
+    projections averaged over subbands (incoherent); narrowband: all bins are snapshots of one
+    covariance at the mean frequency. Narrowband is biased at high SNR away from broadside: the
+    steering phase changes by +-0.8 % over an HT40 band, which turns one source into a
+    covariance of rank > 1 (RMSE 3-20x the bound at 25-30 dB, |az| >= 40 deg; benchmark
+    ``aoa_accuracy.py --set mode=narrowband``)."""
     subbands: int = 8
     forward_backward: bool = False
     source_count: str = "mdl"
-    max_sources: int = 2
+    max_sources: int = 3
+    """The board's four antenna columns resolve at most three directions in azimuth."""
     """Upper limit of the source count (MDL/AIC), or the count itself with source_count=fixed."""
     two_d: bool = False
     azimuth_min_deg: float = -90.0
@@ -36,8 +40,15 @@ class AoaConfig:
     elevation_step_deg: float = 1.0
     min_peak_db: float = 3.0
     """A spectrum peak must stand this far above the spectrum's median to become a bearing."""
+    phase_noise_deg: float = 0.5
+    """1-sigma phase error of each antenna per frame, common to its subcarriers (PLL jitter of
+    each sensor about the shared reference): an error the per-bin noise of the CRB does not
+    contain. It adds the bound of a noise of power 2 P phase_noise^2 (a phase-only error
+    equals, in the phase direction that moves a bearing, a circular noise of twice its
+    variance) with one snapshot per frame. ASSUMED (no hardware figure yet): the simulator's realistic channel uses the same
+    0.5 deg; set it from the calibration's verified residual where one is known."""
     uncertainty_floor_deg: float = 0.0
-    """Added in quadrature to the Cramer-Rao std (calibration and model errors the CRB ignores)."""
+    """Added in quadrature to the std (fixed model errors: calibration, geometry)."""
 
     def validate(self) -> None:
         """Raise ValueError naming the first setting that cannot work."""
@@ -54,6 +65,7 @@ class AoaConfig:
             (0.1 <= self.elevation_step_deg <= 10, f"elevation_step must be 0.1..10 deg, got {self.elevation_step_deg}"),
             (self.min_peak_db >= 0, f"min_peak_db must be >= 0, got {self.min_peak_db}"),
             (self.uncertainty_floor_deg >= 0, f"uncertainty_floor must be >= 0, got {self.uncertainty_floor_deg}"),
+            (0 <= self.phase_noise_deg <= 30, f"phase_noise must be 0..30 deg, got {self.phase_noise_deg}"),
         ]
         for ok, reason in checks:
             if not ok:
@@ -123,7 +135,10 @@ class AoaEstimator:
         matrices = forward_backward(cov.matrices, self.perm) if self.perm is not None else cov.matrices
         eigvals, eigvecs = eigen_decomposition(matrices)
         mean_eigvals = eigvals.mean(axis=0)
-        sources = source_count(mean_eigvals, cov.frames, cfg.source_count, cfg.max_sources)
+        # Snapshot count of the MDL/AIC test: every measured bin of every frame in one band. The
+        # sorted noise eigenvalues of each band spread as the band's own snapshot count says;
+        # averaging bands lowers their variance but not that spread, so the band count is right.
+        sources = source_count(mean_eigvals, cov.snapshots, cfg.source_count, cfg.max_sources)
         subspaces = eigvecs[:, :, :max(sources, 1)]
         denominator = music_denominator(subspaces, self._grid_steering(cov.freqs_hz))
         spectrum_db = -10 * np.log10(denominator / denominator.min())
@@ -134,7 +149,8 @@ class AoaEstimator:
                   matrices: np.ndarray, eigvals: np.ndarray) -> list[BearingEstimate]:
         cfg = self.config
         median_db = float(np.median(spectrum_db))
-        peaks = [p for p in grid_peaks(spectrum_db) if spectrum_db[p] - median_db >= cfg.min_peak_db][:sources]
+        peaks = [p for p in grid_peaks(spectrum_db, self.grid.wraps_azimuth)
+                 if spectrum_db[p] - median_db >= cfg.min_peak_db][:sources]
         if not peaks:
             return []
         angles = np.array([refine_peak(self.grid, e, a, self.positions_m, cov.freqs_hz, subspaces) for e, a in peaks])
@@ -144,6 +160,10 @@ class AoaEstimator:
         powers = source_powers(matrices.mean(axis=0), steering.T, noise)
         std = crb_std(self.positions_m, centre_hz, angles[:, 0], angles[:, 1], powers, noise,
                       cov.snapshots * len(cov.freqs_hz), self.grid.two_d)
+        if cfg.phase_noise_deg > 0:
+            jitter_power = 2 * np.radians(cfg.phase_noise_deg) ** 2 * float(np.real(np.trace(powers)))
+            std = np.sqrt(std ** 2 + crb_std(self.positions_m, centre_hz, angles[:, 0], angles[:, 1], powers,
+                                             jitter_power, cov.frames, self.grid.two_d) ** 2)
         floor = np.radians(cfg.uncertainty_floor_deg)
         std = np.sqrt(std ** 2 + floor ** 2)
         return [BearingEstimate(float(az), float(el), float(s[0]), float(s[1]),

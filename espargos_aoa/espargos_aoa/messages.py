@@ -13,11 +13,14 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from .estimator import AoaResult
+from .gains import compensate_gains
 from .steering import unit_vectors
 
 
 def csi_arrays(msg: CsiArray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """csi complex64 ``(N, S)``, mask bool ``(N,)``, freqs_hz ``(S,)``, valid_bins bool ``(S,)``.
+    """csi complex64 ``(N, S)`` with the reported receiver gains taken out (empty gain arrays:
+    unknown, nothing removed), mask bool ``(N,)``,
+    freqs_hz ``(S,)``, valid_bins bool ``(S,)``.
 
     Raises ValueError if the message's arrays disagree with its rows/cols/grid.
     """
@@ -25,7 +28,13 @@ def csi_arrays(msg: CsiArray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     antennas = msg.rows * msg.cols
     if len(msg.csi) != 2 * antennas * bins or len(msg.antenna_mask) != antennas:
         raise ValueError(f"CsiArray arrays do not match rows x cols x subcarriers = {msg.rows} x {msg.cols} x {bins}")
-    csi = msg_to_csi(msg).reshape(antennas, bins)
+    gains = []
+    for name in ("rx_gain_db", "fft_gain_db"):
+        values = getattr(msg, name)
+        if len(values) not in (0, antennas):
+            raise ValueError(f"CsiArray {name} has {len(values)} entries for {antennas} antennas")
+        gains.append(np.asarray(values, float) if len(values) else np.full(antennas, np.nan))
+    csi = compensate_gains(msg_to_csi(msg).reshape(antennas, bins), *gains)
     freqs_hz = msg.center_frequency_hz + np.asarray(msg.subcarrier_indices, float) * msg.subcarrier_spacing_hz
     valid = np.ones(bins, bool)
     valid[[i for i in msg.interpolated_bins if i < bins]] = False

@@ -25,6 +25,13 @@ class SpectrumGrid:
         return cls(az, el)
 
     @property
+    def wraps_azimuth(self) -> bool:
+        """True when the azimuth grid covers the full circle (its axis is then circular)."""
+        az = self.azimuths_rad
+        step = az[1] - az[0] if az.size > 1 else 2 * np.pi
+        return bool(az[-1] - az[0] + step >= 2 * np.pi - 1e-9)
+
+    @property
     def two_d(self) -> bool:
         return self.elevations_rad.size > 1
 

@@ -1,11 +1,13 @@
 """Pure AoA core on the board simulator's channel model (ideally calibrated array)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from espargos_driver.geometry import board_antenna_positions
 from espargos_driver.sim.channel import ArrayChannel
-from espargos_driver.sim.scenario import Impairments, Reflection, Transmitter
+from espargos_driver.sim.scenario import ChannelModel, Impairments, Reflection, Transmitter
 from espargos_driver.wifi import GRIDS, CsiFormat, grid_center_hz
 
 from espargos_aoa.bearing import crb_std
@@ -19,10 +21,12 @@ FREQS_HZ = grid_center_hz(FMT, 6, 1) + GRIDS[FMT].indices * GRIDS[FMT].spacing_h
 VALID = np.isin(np.arange(FREQS_HZ.size), GRIDS[FMT].interpolated, invert=True)
 
 
-def frames(tx: Transmitter, count: int, snr_db: float, seed: int = 0) -> np.ndarray:
-    """``count`` OTA frames, complex (count, 8, bins), perfect calibration."""
-    channel = ArrayChannel(Impairments(lo_phase=False, timing_offset_std_ns=0.0), np.zeros(8), np.random.default_rng(seed))
-    return np.stack([channel.ota(tx, 0.0, FMT, 6, 1, snr_db) for _ in range(count)])
+def frames(tx: Transmitter, count: int, snr_db: float, seed: int = 0, channel: str = "ideal") -> np.ndarray:
+    """``count`` OTA frames, complex (count, 8, bins), perfect calibration, on the simulator's
+    ``channel`` preset (ideal: constant direct path and the transmitter's own reflections)."""
+    tx = replace(tx, channel=ChannelModel.preset(channel))
+    array = ArrayChannel(Impairments(lo_phase=False, timing_offset_std_ns=0.0), np.zeros(8), np.random.default_rng(seed))
+    return np.stack([array.ota(tx, 0.0, FMT, 6, 1, snr_db) for _ in range(count)])
 
 
 def estimate(csi: np.ndarray, mask: np.ndarray | None = None, **config) -> list:
@@ -70,7 +74,7 @@ def test_covariance_of_complete_frames_is_the_plain_sample_covariance():
     csi = frames(Transmitter(), 5, 10.0)
     cov = sample_covariance(csi, np.ones((5, 8), bool), FREQS_HZ, VALID)
     x = csi[:, :, VALID]
-    x = x / np.sqrt(np.mean(np.abs(x) ** 2, axis=(1, 2)))[:, None, None]
+    x = x / np.sqrt(np.mean(np.abs(x) ** 2))                 # the window as a whole, not frame by frame
     plain = np.einsum("fns,fms->nm", x, x.conj()) / (5 * x.shape[2])
     np.testing.assert_allclose(cov.matrices[0], plain, atol=1e-6)
     assert cov.snapshots == 5 * VALID.sum()

@@ -30,7 +30,8 @@ NO_BEARING_WARN_S = 3
 
 # Parameter name -> (AoaConfig field, description). Angles in degrees.
 ESTIMATOR_PARAMS = {
-    "mode": ("mode", "narrowband (one covariance over all subcarriers) or wideband (per-subband MUSIC)"),
+    "mode": ("mode", "wideband (per-subband MUSIC, default) or narrowband (one covariance over all subcarriers; "
+                     "biased at high SNR off broadside)"),
     "subbands": ("subbands", "Subbands in wideband mode (1..512; the number of subcarriers = per subcarrier)"),
     "forward_backward": ("forward_backward", "Forward-backward averaging (needs a centro-symmetric array)"),
     "source_count": ("source_count", "mdl, aic, or fixed (= max_sources)"),
@@ -43,9 +44,10 @@ ESTIMATOR_PARAMS = {
     "elevation_max": ("elevation_max_deg", "2-D grid end, deg"),
     "elevation_step": ("elevation_step_deg", "Elevation grid resolution, deg"),
     "min_peak_db": ("min_peak_db", "A peak must exceed the spectrum median by this many dB to be a bearing"),
-    "uncertainty_floor": ("uncertainty_floor_deg", "deg added in quadrature to the Cramer-Rao std (model errors)"),
+    "phase_noise": ("phase_noise_deg", "Assumed 1-sigma phase error per antenna and frame, deg (enters the std)"),
+    "uncertainty_floor": ("uncertainty_floor_deg", "deg added in quadrature to the std (fixed model errors)"),
 }
-DEFAULT_CONFIG = AoaConfig(uncertainty_floor_deg=0.5)
+DEFAULT_CONFIG = AoaConfig()
 EARLY_FRAMES = 200
 """CSI that arrives before a usable ArrayGeometry (DDS does not order topics) is kept, up to this
 many frames, and processed once the geometry is there; older ones are dropped (no_geometry)."""
