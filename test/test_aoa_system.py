@@ -97,14 +97,21 @@ scenario: {snr_db: 20, seed: 21, transmitters: [{mac: "02:00:00:00:00:01", azimu
 """)
     w = AoaWatch(ros_node, b.ns)
     assert spin_until(ros_node, lambda: len(w.bearings) >= 30, 40), f"no bearings; aoa diagnostics {w.diag}"
-    err = azimuth_errors_deg(w, w.bearings[-20:], Transmitter(azimuth_deg=-37.0))
-    assert len(err) >= 10 and np.max(np.abs(err)) < 2.0, f"azimuth errors {err}"
+    recent = [m for m in w.bearings[-20:] if w.knows(m)]
+    err = azimuth_errors_deg(w, recent, Transmitter(azimuth_deg=-37.0))
+    sigma = np.degrees([m.bearings[0].azimuth_std for m in recent])
+    # The realistic channel (fading, two reflections, AGC steps, phase noise): the benchmark
+    # (aoa_accuracy.py, realistic, 20 dB, 20 frames) puts 85-98 % of the errors within 2 sigma.
+    # Windows do not overlap (20 frames at 100 Hz, updates at 10 Hz): independent draws.
+    outside = int(np.sum(np.abs(err) > 2 * sigma))
+    assert len(err) >= 10 and outside <= len(err) // 3 and np.all(np.abs(err) < 5 * sigma), \
+        f"azimuth errors {np.round(err, 3)} deg, 1-sigma {np.round(sigma, 3)} deg"
     last = w.bearings[-1]
     bearing = last.bearings[0]
     assert bytes(last.transmitter_mac).hex(":") == MAC1 and last.source_id == "espargos"
     assert last.header.frame_id == "espargos_array" and last.method == "music-wideband"
     assert last.window_frames == 20 and not bearing.elevation_estimated and np.isnan(bearing.elevation_std)
-    assert np.radians(0.4) < bearing.azimuth_std < np.radians(1.0)          # CRB plus the 0.5 deg floor
+    assert np.radians(0.005) < bearing.azimuth_std < np.radians(0.2)        # the bound at 20 dB with 20 frames
     assert 15 < bearing.snr_db < 25
     # Spectrum: grid in radians, 0 dB peak at the bearing.
     spec = w.spectra[-1]

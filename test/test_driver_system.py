@@ -65,7 +65,7 @@ def plane_wave_errors_deg(msgs, geometry: ArrayGeometry, azimuth_deg: float, ele
 
 
 def test_calibrated_csi_matches_plane_wave(ros_node, board):
-    b = board(("--azimuth", "35", "--elevation", "0", "--snr", "20", "--seed", "11"),
+    b = board(("--channel", "ideal", "--azimuth", "35", "--elevation", "0", "--snr", "20", "--seed", "11"),
                      {"calibration.policy": "startup"})
     w = Watch(ros_node, b.ns)
     assert spin_until(ros_node, lambda: sum(m.calibrated for m in w.frames) >= 60, 40), \

@@ -105,7 +105,7 @@ def stream_port_of(ros_node, w: Watch) -> int:
 def test_strangers_frames_and_reference_packets_are_dropped(ros_node, board):
     """Forged frames and forged reference packets from another address, during streaming and
     during a calibration: none is published, the calibration holds to the plane wave."""
-    b = board(("--azimuth", "25", "--seed", "21"), {"calibration.policy": "none"})
+    b = board(("--channel", "ideal", "--azimuth", "25", "--seed", "21"), {"calibration.policy": "none"})
     w = Watch(ros_node, b.ns)
     port = stream_port_of(ros_node, w)
     payloads = forged_packets(seq=1) + forged_packets(seq=2, is_calib=True)
