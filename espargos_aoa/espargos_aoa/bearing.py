@@ -55,6 +55,31 @@ def refine_peak(grid: SpectrumGrid, el_index: int, az_index: int, positions_m: n
     return float(res.x[0]), float(res.x[1])
 
 
+def subband_spread(azimuth_rad: float, elevation_rad: float, positions_m: np.ndarray, freqs_hz: np.ndarray,
+                   signal_subspaces: np.ndarray, halfwidth_rad: float, points: int = 201) -> float:
+    """Standard error (rad) of the mean of the per-subband azimuths of one bearing.
+
+    Each subband's MUSIC cost is minimised on its own within ``halfwidth_rad`` of the joint
+    estimate (a fine grid of ``points``, then a parabola through the minimum and its
+    neighbours); the spread of those estimates is an estimate of the error of their
+    combination that also contains what varies with frequency and the bound does not model
+    (multipath whose phase against the direct path turns across the band).
+    freqs_hz ``(B,)``, signal_subspaces ``(B, N, K)``; needs B >= 2.
+    """
+    az = azimuth_rad + np.linspace(-halfwidth_rad, halfwidth_rad, points)
+    step = az[1] - az[0]
+    a = steering_vectors(positions_m, freqs_hz, unit_vectors(az, np.full_like(az, elevation_rad)))  # (B, G, N)
+    proj = a @ np.conj(signal_subspaces).astype(a.dtype)                                                 # (B, G, K)
+    cost = 1.0 - np.sum(proj.real ** 2 + proj.imag ** 2, axis=2) / a.shape[-1]                          # (B, G)
+    best = np.clip(np.argmin(cost, axis=1), 1, points - 2)
+    rows = np.arange(cost.shape[0])
+    left, mid, right = cost[rows, best - 1], cost[rows, best], cost[rows, best + 1]
+    curvature = left - 2 * mid + right
+    offset = np.where(curvature > 0, 0.5 * (left - right) / np.where(curvature > 0, curvature, 1.0), 0.0)
+    estimates = az[best] + np.clip(offset, -1, 1) * step
+    return float(np.std(estimates, ddof=1) / np.sqrt(len(estimates)))
+
+
 def source_powers(covariance: np.ndarray, steering: np.ndarray, noise_power: float) -> np.ndarray:
     """Source covariance P = A^+ (R - sigma^2 I) A^+^H, ``(K, K)``; steering A: ``(N, K)``."""
     pinv = np.linalg.pinv(steering)

@@ -4,14 +4,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import chi2
 
-from .bearing import crb_std, grid_peaks, refine_peak, source_powers
+from .bearing import crb_std, grid_peaks, refine_peak, source_powers, subband_spread
 from .covariance import Covariance, exchange_permutation, forward_backward, sample_covariance
 from .music import SpectrumGrid, eigen_decomposition, music_denominator
 from .sources import METHODS, source_count
 from .steering import steering_vectors, unit_vectors
 
 MODES = ("narrowband", "wideband")
+SPREAD_SEARCH_RAD = np.radians(10.0)
+"""Each subband's own azimuth is searched within this distance of the joint estimate."""
 
 
 @dataclass
@@ -164,6 +167,15 @@ class AoaEstimator:
             jitter_power = 2 * np.radians(cfg.phase_noise_deg) ** 2 * float(np.real(np.trace(powers)))
             std = np.sqrt(std ** 2 + crb_std(self.positions_m, centre_hz, angles[:, 0], angles[:, 1], powers,
                                              jitter_power, cov.frames, self.grid.two_d) ** 2)
+        bands = len(cov.freqs_hz)
+        if bands > 1 and not self.grid.two_d:
+            # The subbands' own azimuths scatter as the bound says unless something the bound
+            # does not model moves them: then (a chi-square test at 5 % on their spread) the
+            # spread is the std.
+            spread = np.array([subband_spread(az, el, self.positions_m, cov.freqs_hz, subspaces,
+                                              SPREAD_SEARCH_RAD) for az, el in angles])
+            excess = spread ** 2 > std[:, 0] ** 2 * chi2.ppf(0.95, bands - 1) / (bands - 1)
+            std[:, 0] = np.where(excess, spread, std[:, 0])
         floor = np.radians(cfg.uncertainty_floor_deg)
         std = np.sqrt(std ** 2 + floor ** 2)
         return [BearingEstimate(float(az), float(el), float(s[0]), float(s[1]),
