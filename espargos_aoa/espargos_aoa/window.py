@@ -9,6 +9,7 @@ agree on every update once their windows have filled.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,38 +25,31 @@ class FrameCheck:
     require_calibrated: bool = True
 
 
-def frame_problem(csi: np.ndarray, mask: np.ndarray, calibrated: bool, check: FrameCheck) -> str | None:
-    """Why the frame cannot be used (a diagnostics counter name), or None.
-
-    csi: complex ``(N, S)``; mask: bool ``(N,)``.
-    """
-    if csi.shape[0] != check.antennas or mask.shape != (csi.shape[0],):
+def frame_problem(antennas: int, mask: np.ndarray, calibrated: bool, check: FrameCheck) -> str | None:
+    """Why a frame cannot be used (a diagnostics counter name), or None; from its header alone
+    (its CSI is converted, and checked for NaN, only if it is still in a window when an update
+    is due). antennas: rows x cols of the frame; mask: bool ``(antennas,)``."""
+    if antennas != check.antennas or len(mask) != antennas:
         return "geometry_mismatch"
-    if csi.shape[0] < 2:
+    if antennas < 2:
         return "single_antenna"
     if check.require_calibrated and not calibrated:
         return "uncalibrated"
-    if int(mask.sum()) < check.min_antennas:
+    if int(np.count_nonzero(mask)) < check.min_antennas:
         return "too_few_antennas"
-    if not np.all(np.isfinite(csi[mask])):
-        return "nan_csi"
     return None
 
 
 @dataclass
 class Window:
-    """Frames of one transmitter, oldest first; arrays stacked on demand."""
+    """Frames of one transmitter, oldest first, as the caller added them (aoa_node: messages,
+    converted to arrays only when an update is due, so frames that leave the window first cost
+    nothing but their arrival)."""
 
     stamps_s: deque = field(default_factory=deque)
-    csi: deque = field(default_factory=deque)
-    mask: deque = field(default_factory=deque)
-    freqs_hz: np.ndarray | None = None
-    valid_bins: np.ndarray | None = None
+    frames: deque = field(default_factory=deque)
+    grid: Hashable = None
     next_update_s: float = 0.0
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """csi ``(F, N, S)`` and mask ``(F, N)``."""
-        return np.stack(self.csi), np.stack(self.mask)
 
 
 class TransmitterWindows:
@@ -75,28 +69,24 @@ class TransmitterWindows:
         """Windows restarted with frames in them: a new subcarrier grid or antenna count, or a
         stamp older than the newest (a restarted bag, or frames delivered out of order)."""
 
-    def add(self, mac: bytes, stamp_s: float, csi: np.ndarray, mask: np.ndarray, freqs_hz: np.ndarray,
-            valid_bins: np.ndarray) -> Window | None:
+    def add(self, mac: bytes, stamp_s: float, frame: object, grid: Hashable) -> Window | None:
         """Add one frame; returns the window when an update is due (else None).
 
-        A change of subcarrier grid (channel or format) or antenna count restarts the window;
-        a stamp older than the newest one (a time jump back, e.g. a restarted bag) too.
+        ``grid``: what the frames of one window must share (subcarrier grid and antenna count);
+        a change restarts the window, and so does a stamp older than the newest one (a time jump
+        back, e.g. a restarted bag).
         """
         w = self.windows.setdefault(mac, Window())
         back = bool(w.stamps_s) and stamp_s < w.stamps_s[-1]
-        if (w.freqs_hz is None or w.freqs_hz.shape != freqs_hz.shape or not np.array_equal(w.freqs_hz, freqs_hz)
-                or (w.csi and w.csi[-1].shape != csi.shape) or back):
+        if w.grid != grid or back:
             if w.stamps_s:
                 self.restarts["stamp_back" if back else "grid_change"] += 1
-            w = self.windows[mac] = Window(freqs_hz=freqs_hz.copy(), valid_bins=valid_bins.copy(),
-                                           next_update_s=self._next_due(stamp_s))
+            w = self.windows[mac] = Window(grid=grid, next_update_s=self._next_due(stamp_s))
         w.stamps_s.append(stamp_s)
-        w.csi.append(csi)
-        w.mask.append(mask)
+        w.frames.append(frame)
         while len(w.stamps_s) > self.window_frames or stamp_s - w.stamps_s[0] > self.max_age_s:
             w.stamps_s.popleft()
-            w.csi.popleft()
-            w.mask.popleft()
+            w.frames.popleft()
         if stamp_s < w.next_update_s:
             return None
         w.next_update_s = self._next_due(stamp_s)
@@ -105,6 +95,3 @@ class TransmitterWindows:
     def _next_due(self, stamp_s: float) -> float:
         """The first whole multiple of the update period after ``stamp_s``."""
         return (np.floor(stamp_s / self.update_period_s) + 1) * self.update_period_s
-
-    def enough(self, window: Window) -> bool:
-        return len(window.stamps_s) >= self.min_frames

@@ -10,7 +10,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from espargos_driver.diagnostic_counters import AOA_COUNTERS as ERROR_COUNTERS
 from espargos_driver.diagnostic_counters import CounterWarnings
 from espargos_driver.messages import diagnostic_status
-from espargos_driver.nodes.runtime import run_node
+from espargos_driver.nodes.runtime import events_executor, run_node
 from espargos_msgs.msg import ArrayGeometry, BearingArray, CsiArray, SpatialSpectrum
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
@@ -207,31 +207,66 @@ class AoaNode(Node):
         self._process(msg)
 
     def _process(self, msg: CsiArray) -> None:
+        """Header checks only: the CSI is converted when an update is due (see Window)."""
         mac = bytes(msg.transmitter_mac)
-        try:
-            csi, mask, freqs_hz, valid = csi_arrays(msg)
-        except ValueError as err:
-            self._count("bad_csi_message", str(err))
-            return
-        problem = frame_problem(csi, mask, msg.calibrated, self.check)
+        antennas = msg.rows * msg.cols
+        problem = frame_problem(antennas, msg.antenna_mask, msg.calibrated, self.check)
         if problem is not None:
-            self._count(problem, f"frame {msg.sequence_number} from {mac_text(mac)}: {csi.shape[0]} antennas, "
-                                 f"{int(mask.sum())} reported, calibrated={msg.calibrated}, geometry has {self.check.antennas}")
+            self._count(problem, f"frame {msg.sequence_number} from {mac_text(mac)}: {antennas} antennas, "
+                                 f"{sum(msg.antenna_mask)} reported, calibrated={msg.calibrated}, "
+                                 f"geometry has {self.check.antennas}")
             return
-        window = self.windows.add(mac, stamp_seconds(msg.header.stamp), csi, mask, freqs_hz, valid)
+        bins = len(msg.subcarrier_indices)
+        if len(msg.csi) != 2 * antennas * bins:
+            self._count("bad_csi_message", f"CsiArray from {mac_text(mac)} has {len(msg.csi)} CSI values for "
+                                           f"{msg.rows} x {msg.cols} x {bins} subcarriers")
+            return
+        values = np.frombuffer(msg.csi, np.float32).reshape(antennas, 2 * bins)
+        if not np.isfinite(values[np.asarray(msg.antenna_mask, bool)]).all():
+            self._count("nan_csi", f"frame {msg.sequence_number} from {mac_text(mac)} has NaN or infinite CSI "
+                                   f"on a reported antenna")
+            return
+        grid = (msg.center_frequency_hz, msg.subcarrier_spacing_hz, bins, msg.format, antennas)
+        window = self.windows.add(mac, stamp_seconds(msg.header.stamp), [msg, None], grid)
         if window is None:
-            return
-        if not self.windows.enough(window):
-            self._count("too_few_frames", f"{len(window.stamps_s)} frames of {mac_text(mac)} in the window, "
-                                          f"min_frames is {self.windows.min_frames}")
             return
         self._update(msg, mac, window)
 
+    def _window_arrays(self, window) -> tuple | None:
+        """The window's frames as csi ``(F, N, S)``, mask ``(F, N)``, freqs_hz, valid_bins. Each
+        frame ([message, arrays]) is converted once, the first time an update needs it; frames
+        whose CSI cannot be used are counted then and left out. None if no frame is left."""
+        usable = []
+        for entry in window.frames:
+            if entry[1] is None:
+                entry[1] = self._converted(entry[0])
+            if entry[1] is not False:
+                usable.append(entry[1])
+        if not usable:
+            return None
+        csi, mask, freqs_hz, valid = zip(*usable)
+        return np.stack(csi), np.stack(mask), freqs_hz[-1], valid[-1]
+
+    def _converted(self, msg: CsiArray) -> tuple | bool:
+        """csi_arrays of one message (its size and values were checked on arrival), or False
+        (counted) if its other arrays disagree with it."""
+        try:
+            return csi_arrays(msg)
+        except ValueError as err:
+            self._count("bad_csi_message", str(err))
+            return False
+
     def _update(self, msg: CsiArray, mac: bytes, window) -> None:
         start = time.perf_counter()
-        csi, mask = window.arrays()
+        arrays = self._window_arrays(window)
+        frames = 0 if arrays is None else arrays[0].shape[0]
+        if frames < self.windows.min_frames:
+            self._count("too_few_frames", f"{frames} usable frames of {mac_text(mac)} in the window, "
+                                          f"min_frames is {self.windows.min_frames}")
+            return
+        csi, mask, freqs_hz, valid = arrays
         try:
-            result = self.estimator.estimate(csi, mask, window.freqs_hz, window.valid_bins)
+            result = self.estimator.estimate(csi, mask, freqs_hz, valid)
         except CovarianceError as err:
             self._count(err.reason, str(err))
             return
@@ -291,7 +326,7 @@ class AoaNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(AoaNode, "espargos aoa_node", args)
+    return run_node(AoaNode, "espargos aoa_node", args, events_executor)
 
 if __name__ == "__main__":
     sys.exit(main())
