@@ -284,6 +284,11 @@ def test_bad_input_is_counted_and_never_gives_a_bearing(ros_node, processes):
     assert spin_until(ros_node, lambda: len(w.bearings) >= 1, 10), w.diag
     assert spin_until(ros_node, lambda: w.count("geometry_mismatch") >= 2 and w.count("waiting_for_geometry") == 0, 5)
     assert abs(np.degrees(w.bearings[-1].bearings[0].azimuth) + 12.0) < 1.0
+    # Frames that never arrive are counted from the gap in the transmitter's sequence numbers.
+    missed = w.count("frames_missed")
+    src.seq += 7
+    src.publish(src.frame(t + 0.01))
+    assert spin_until(ros_node, lambda: w.count("frames_missed") == missed + 7, 5), w.diag
 
 
 def test_diagnostics_say_why_no_bearing_comes_out(ros_node, processes):

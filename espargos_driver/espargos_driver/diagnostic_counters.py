@@ -126,8 +126,10 @@ AOA_COUNTERS = {
     "no_source": "updates without a spectrum peak above min_peak_db",
     "window_restart_stamp_back": "windows restarted by a frame older than the newest (bag restarted, or out of order)",
     "window_restart_grid_change": "windows restarted by a new subcarrier grid or antenna count",
+    "frames_missed": "frames missing from a transmitter's sequence numbers: lost in the air, by the driver, "
+                     "or by DDS when this node falls behind its input",
 }
-"""aoa_node: why an update gave no bearing."""
+"""aoa_node: why an update gave no bearing, and input it never saw."""
 VELOCITY_COUNTERS = {
     "not_single_antenna": "CsiArray with more than one antenna",
     "bad_csi_message": "CsiArray whose fields do not agree",

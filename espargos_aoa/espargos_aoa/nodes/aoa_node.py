@@ -104,6 +104,7 @@ class AoaNode(Node):
         self.allowlist = self._allowlist(self.get_parameter("mac_allowlist").value)
         self.compute_ms: list[float] = []
         self.early: deque[CsiArray] = deque()
+        self.last_sequence: dict[bytes, int] = {}
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         csi_qos = qos_profile_sensor_data if qos_name == "sensor_data" else QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
@@ -170,8 +171,8 @@ class AoaNode(Node):
         else:
             self.config_problem = ""
 
-    def _count(self, key: str, detail: str) -> None:
-        self.counters[key] += 1
+    def _count(self, key: str, detail: str, n: int = 1) -> None:
+        self.counters[key] += n
         self.last_detail[key] = detail
 
     def _on_geometry(self, msg: ArrayGeometry) -> None:
@@ -198,6 +199,7 @@ class AoaNode(Node):
             return
         if self.allowlist and bytes(msg.transmitter_mac) not in self.allowlist:
             return
+        self._check_sequence(msg)
         if self.estimator is None or self.check is None:
             if len(self.early) == EARLY_FRAMES:
                 self.early.popleft()
@@ -205,6 +207,18 @@ class AoaNode(Node):
             self.early.append(msg)
             return
         self._process(msg)
+
+    def _check_sequence(self, msg: CsiArray) -> None:
+        """Count the frames missing between a transmitter's consecutive sequence numbers (12 bit);
+        a repeated or older number (a retry, reordering) is no gap."""
+        mac = bytes(msg.transmitter_mac)
+        last = self.last_sequence.get(mac)
+        gap = None if last is None else (msg.sequence_number - last) % 4096
+        if gap is None or 0 < gap < 2048:
+            self.last_sequence[mac] = msg.sequence_number
+            if gap and gap > 1:
+                self._count("frames_missed", f"{gap - 1} frames of {mac_text(mac)} before sequence number "
+                                             f"{msg.sequence_number} never arrived", gap - 1)
 
     def _process(self, msg: CsiArray) -> None:
         """Header checks only: the CSI is converted when an update is due (see Window)."""
