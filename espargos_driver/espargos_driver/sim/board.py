@@ -167,6 +167,9 @@ class SimulatedBoard:
         self.mac_filter: dict = {}
         self.acquire: dict = {}
         self.gains: dict = {}
+        self.cfo_correction: dict = {}
+        self.channel_overrides: dict = {}
+        self.tx_control: dict = {}
         self.reset_state()
         self.queue: list[bytes] = []
         self.replay: list[list[bytes]] = []
@@ -186,7 +189,13 @@ class SimulatedBoard:
                 (self.mac_filter, {"enable": False, "mac": "00:00:00:00:00:00", "mac_mask": "ff:ff:ff:ff:ff:ff"}),
                 (self.acquire, {"enable": True, "compress_csi": False, "acquire_csi_force_lltf": False,
                                 "lltf_8bit_mode": True, "acquire_csi_ht20": True, "acquire_csi_ht40": True}),
-                (self.gains, {"fft_scale_enable": False, "rx_gain_enable": False, "rx_gain_value": 32})):
+                (self.gains, {"fft_scale_enable": False, "rx_gain_enable": False, "rx_gain_value": 32}),
+                (self.cfo_correction, {"auto": True, "value": 0}),
+                (self.channel_overrides, {"override_active": False, "channel-primary": [sc.channel] * ANTENNAS,
+                                          "channel-secondary": [secondary_to_code(sc.secondary)] * ANTENNAS}),
+                (self.tx_control, {"active_by_antid": [False] * ANTENNAS, "start_by_antid": [0] * ANTENNAS,
+                                   "period_by_antid": [0] * ANTENNAS, "mac_by_antid": ["00:00:00:00:00:00"] * ANTENNAS,
+                                   "rfswitch_state": 2, "tx_power": 40, "tx_phymode": 0, "tx_rate": 0})):
             state.clear()
             state.update(default)
         self.rfswitch = 2

@@ -49,13 +49,17 @@ class BoardServer:
         r.add_get("/get_rfswitch", lambda _: web.Response(text=str(b.rfswitch)))
         r.add_post("/set_rfswitch", self._set_rfswitch)
         for name, state in (("wificonf", b.wificonf), ("mac_filter", b.mac_filter),
-                            ("csi_acquire_config", b.acquire), ("gain_settings", b.gains)):
+                            ("csi_acquire_config", b.acquire), ("gain_settings", b.gains),
+                            ("cfo_correction", b.cfo_correction), ("wifi_channel_overrides", b.channel_overrides),
+                            ("tx_control", b.tx_control)):
             r.add_get(f"/get_{name}", self._getter(state))
             r.add_post(f"/set_{name}", self._setter(state))
         r.add_post("/stream_udp", self._stream_udp)
         r.add_post("/csi_udp", self._stream_udp)
         r.add_get("/stream", self._stream_ws)
+        r.add_get("/csi", self._stream_ws)                  # the client's fallback WebSocket path
         r.add_post("/sim/inject", self._inject)
+        r.add_get("/reboot", self._reboot)                  # GET in the spec; POST kept for scripts
         r.add_post("/reboot", self._reboot)
         return app
 
