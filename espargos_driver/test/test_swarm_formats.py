@@ -13,7 +13,7 @@ from espargos_driver.swarm.binary import HEADER, KNOWN_OTHER_MAGICS, build_datag
 from espargos_driver.swarm.ingest import MAX_SENDERS, NodeConfig, SwarmIngest
 from espargos_driver.swarm.layout import classic_segments, decode_report, pairs_to_complex
 from espargos_driver.swarm.report import NodeReport, ReportError
-from espargos_driver.swarm.text import LineParser
+from espargos_driver.swarm.text import CSI_TOOL, LineParser
 from espargos_driver.wifi import GRIDS, CsiFormat
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "esp32"
@@ -253,6 +253,28 @@ def test_real_text_captures(name, chip, secondary, csi_lines, fmt):
     assert lines == csi_lines and len(frames) + sum(v for k, v in counters.items()
                                                     if k not in ("lines", "reports", "other_lines")) == lines
     assert len(frames) == csi_lines and {f.csi.format for f in frames} == {fmt}
+
+
+@needs_captures
+def test_csi_tool_first_word_is_never_a_measurement():
+    """The Tool's lines have no first_word column; its first word (sig_len) must not become bin
+    k=+1 on a 20 MHz link. The real capture's lines are re-emitted without a secondary channel."""
+    lines = [line for line in (DATA / "esp32-csi-tool_example.csv").read_text().splitlines()
+             if line.startswith("CSI_DATA")]
+    columns = CSI_TOOL.split(",")
+    checked = 0
+    for line in lines:
+        meta, data = line.split("[", 1)
+        fields = meta.rstrip(",").split(",")
+        fields[columns.index("secondary_channel")] = "0"
+        fields[columns.index("bandwidth")] = "0"
+        report = LineParser().parse(",".join(fields) + ",[" + data)
+        assert report.first_word_invalid
+        csi = decode_report(report, "esp32", 0)
+        grid = GRIDS[csi.format]
+        assert int(np.flatnonzero(grid.indices == 1)[0]) in csi.interpolated
+        checked += 1
+    assert checked == 13
 
 
 @needs_captures

@@ -34,6 +34,10 @@ FIELD_RANGES = {
 """Inclusive range of every numeric field the parser uses: the widths of the firmware's C types
 (int8/uint8 gains and RSSI, 2-bit sig_mode, 12-bit len, u32 sequence, u64 timestamp). A value
 outside is ``bad_field``; a CSI value outside int8 is ``bad_value``."""
+CSI_TOOL_FIRST_WORD_INVALID = True
+"""ESP32-CSI-Tool prints no ``first_word`` column. It runs only on classic ESP32 chips, whose
+first four CSI bytes are always invalid (they hold sig_len), so its lines are read as if the
+column said 1: otherwise, without a secondary channel, that value lands on bin k=+1."""
 MAX_FIELD_DIGITS = 24
 """Longer numeric text is refused before conversion (the widest field, u64, has 20 digits)."""
 
@@ -138,7 +142,9 @@ def _report(row: dict, values: np.ndarray) -> NodeReport:
         secondary=SECONDARY.get(secondary) if secondary is not None else None,
         ht=None if sig_mode is None else sig_mode == 1, bandwidth_40=None if bandwidth is None else bandwidth == 1,
         stbc=None if stbc is None else stbc == 1, bb_format=_int(row, "rx_format"),
-        first_word_invalid=bool(_int(row, "first_word") or 0), sensor_time_us=_int(row, "local_timestamp"),
+        first_word_invalid=(bool(_int(row, "first_word") or 0) if "first_word" in row
+                            else CSI_TOOL_FIRST_WORD_INVALID if "real_time_set" in row else False),
+        sensor_time_us=_int(row, "local_timestamp"),
         agc_gain_db=_float(_int(row, "agc_gain")), fft_gain_db=None if fft is None else fft / 4.0)
 
 
