@@ -139,7 +139,8 @@ def test_lltf_native_12bit():
 
 def test_lltf_forced_12bit_on_ht_packet():
     vals = [-2048 + 77 * i for i in range(52)]
-    msg = csi_message(twelve_bit_words(vals), rx_ctrl_v3(bb=2, second=0, csi_len=104), acquire_flags=0b01)
+    msg = csi_message(twelve_bit_words(vals), rx_ctrl_v3(bb=2, second=0, he_siga1=0x07, csi_len=104),
+                      acquire_flags=0b01)
     _, decoding, x = decode(msg)
     assert decoding == Decoding.LLTF_FORCED_12BIT
     assert x[0] == pytest.approx(-2048 + 1j * (-2048 + 77), abs=1e-3)
@@ -291,3 +292,45 @@ def test_reassembly_is_bounded_in_bytes():
     assert counters["reassembly_overflow"] == 5000 - 100
     [frag] = split_sensor_packet(packet(5000, b"y" * 1000, 1, 2))
     assert small.add(frag, 0.0) == b"z" * 1000 + b"y" * 1000        # the newest still completes
+
+
+# --- edge cases decided against the spec (issue 16) ------------------------------------------
+
+def message_without(kind: int, rx: bytes, csi: bytes, rx_kind: int = 5, extra: bytes = b"") -> bytes:
+    """A CSI message like csi_message() but without the TLV of type ``kind``."""
+    parts = [(2, SRC + DST + struct.pack("<HHH", 123 << 4, 0, 0x0800)), (3, struct.pack("<Q", 1000)),
+             (4, struct.pack("<HBB", 0, 0, 2)), (rx_kind, rx), (6, csi)]
+    body = struct.pack("<I", 0xE4CD0BAC) + b"".join(tlv(k, v) for k, v in parts if k != kind) + extra
+    return body + struct.pack("<BH", 255, 4) + struct.pack("<I", zlib.crc32(body))
+
+
+def test_message_without_timing_meta_uses_the_rx_ctrl_timestamp():
+    report = parse_csi_message(message_without(3, rx_ctrl_v3(), pairs([(2, 3)] * 117)), 5)
+    assert report is not None and report.timestamp_ns == pytest.approx(123456 * 1000 - 20800, abs=13)
+
+
+def test_message_without_frame_meta_is_refused_as_ungroupable():
+    with pytest.raises(ProtocolError, match="missing_frame_meta"):
+        parse_csi_message(message_without(2, rx_ctrl_v3(), pairs([(2, 3)] * 117)), 5)
+
+
+def test_compact_rx_ctrl_mcs_bit7_means_40_mhz():
+    compact = struct.pack("<BBBbBBBBHHIHHBBbb", (-50) & 0xFF, (-95) & 0xFF, 11, 1, 2, 0, 1, 0, 234, 0b10,
+                          777, 0, 0, 0x87, 0, 0, 20)               # flags bit 0 clear, he_sig1_mcs bit 7 set
+    report, decoding, _ = decode(csi_message(pairs([(1, 1)] * 117), compact, rx_kind=8))
+    assert report.rx.bandwidth_40mhz and decoding == Decoding.HT40
+
+
+def test_raw_rx_ctrl_wins_over_a_compact_one():
+    compact = struct.pack("<BBBbBBBBHHIHHBBbb", (-70) & 0xFF, (-95) & 0xFF, 11, -1, 2, 0, 1, 0, 234, 1,
+                          777, 0, 0, 7, 0, 0, 20)
+    msg = csi_message(pairs([(1, 1)] * 117), rx_ctrl_v3(rssi=-40), extra=tlv(8, compact))
+    report = parse_csi_message(msg, 5)
+    assert report.rx.rssi_dbm == -40 and report.rx.channel == 6
+
+
+@pytest.mark.parametrize("second, he_siga1", [(3, 0x87), (0, 0x87)])
+def test_impossible_secondary_channels_are_refused(second, he_siga1):
+    """Secondary code 3 does not exist; an HT frame with CBW 40 needs a secondary channel."""
+    with pytest.raises(ProtocolError, match="bad_channel"):
+        parse_csi_message(csi_message(pairs([(1, 1)] * 117), rx_ctrl_v3(second=second, he_siga1=he_siga1)), 5)

@@ -1,4 +1,6 @@
-"""Raw channel-estimate bytes to complex CSI, bit for bit as pyespargos deserialises them.
+"""Raw channel-estimate bytes to complex CSI: on every measured bin the values pyespargos
+deserialises; gap and DC bins differ by design (interpolated from their neighbours here and
+listed as interpolated, zeros in pyespargos).
 
 All decoders take a batch of equally long raw buffers, shape ``(n, nbytes)`` uint8, and
 return complex64 of shape ``(n, bins)`` on the format's grid (``wifi.GRIDS``), with gap

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .constants import (CSI_TYPE_HEADER, IGNORE_BYTES_AFTER_CRC, RADAR_TYPE_HEADER,
                         REASSEMBLY_TIMEOUT_S, SENSOR_PACKET_MAGIC, g3_antenna_row_col)
 from .errors import ProtocolError
-from .report import SensorReport, check_rx_ctrl, parse_rx_ctrl_compact, parse_rx_ctrl_v3, sensor_time_ns
+from .report import RxControl, SensorReport, check_rx_ctrl, parse_rx_ctrl_compact, parse_rx_ctrl_v3, sensor_time_ns
 
 _U32 = struct.Struct("<I")
 _FRAG = struct.Struct("<IHBB")
@@ -170,6 +170,20 @@ class Reassembler:
         self._counters[reason] = self._counters.get(reason, 0) + 1
 
 
+RX_CTRL_PREFERENCE = "raw"
+"""With both a raw (TLV 5) and a compact (TLV 8) rx_ctrl in one message, the raw one is used (it
+has every field; the compact one is derived from it). The vendor client takes whichever comes
+last. Which the firmware sends together is UNCONFIRMED."""
+
+
+def timing_fallback_us(rx: RxControl) -> int:
+    """Sensor time (µs) of a message without TIMING_META (optional in the spec): rx_ctrl's own
+    32-bit µs timestamp. That it runs on the same clock as global_timestamp_us is UNCONFIRMED;
+    it wraps every 71.6 min, which the per-frame STO removal (phase modulo one symbol) does not
+    mind, but published sensor_timestamps then wrap too."""
+    return rx.timestamp_us32
+
+
 def parse_csi_message(message: bytes, antenna_id: int) -> SensorReport | None:
     """Decode one reassembled message of antenna ``antenna_id`` (0..7).
 
@@ -211,7 +225,7 @@ def parse_csi_message(message: bytes, antenna_id: int) -> SensorReport | None:
         raise ProtocolError("missing_crc", "CSI message without CRC TLV")
     if TLV_CSI_COMPRESSED in tlvs and TLV_CSI_RAW not in tlvs:
         raise ProtocolError("compressed_csi", "compressed CSI is not supported; set compress_csi false")
-    if TLV_RX_CTRL_RAW in tlvs:
+    if TLV_RX_CTRL_RAW in tlvs:                          # both present: the raw one (see RX_CTRL_PREFERENCE)
         raw = tlvs[TLV_RX_CTRL_RAW]
         if len(raw) < 64:
             raise ProtocolError("truncated", f"rx_ctrl TLV of {len(raw)} bytes")
@@ -226,13 +240,14 @@ def parse_csi_message(message: bytes, antenna_id: int) -> SensorReport | None:
     check_rx_ctrl(rx)
     meta = tlvs.get(TLV_FRAME_META)
     if meta is None or len(meta) < 16:
-        raise ProtocolError("missing_frame_meta", "CSI message without frame metadata")
+        # Optional in the spec (only rx_ctrl and CRC are), but without the transmitter MAC and
+        # sequence number a report cannot be grouped with the other antennas' reports of its frame.
+        raise ProtocolError("missing_frame_meta", "CSI message without frame metadata (MAC and sequence "
+                                                  "number): it cannot be grouped into a frame")
     src, dst, seq_ctrl, flags = _META.unpack_from(meta)
     frame_ctrl = _U16.unpack_from(meta, 16)[0] if len(meta) >= 18 else 0
     timing = tlvs.get(TLV_TIMING_META)
-    if timing is None or len(timing) < 8:
-        raise ProtocolError("missing_timing", "CSI message without timing metadata")
-    global_us = _Q.unpack_from(timing)[0]
+    global_us = _Q.unpack_from(timing)[0] if timing is not None and len(timing) >= 8 else timing_fallback_us(rx)
     acquire_flags, rf_switch = 0, 255
     acquire = tlvs.get(TLV_ACQUIRE_META)
     if acquire is not None and len(acquire) >= 4:

@@ -58,8 +58,12 @@ def check_rx_ctrl(rx: RxControl) -> RxControl:
         raise ProtocolError("bad_channel", f"rx_ctrl channel {rx.channel} is no WiFi channel")
     if not is_secondary_code(rx.secondary_code):
         raise ProtocolError("bad_channel", f"rx_ctrl secondary-channel code {rx.secondary_code} (0, 1 or 2 expected)")
+    if rx.sig_mode == SIG_MODE_HT and rx.bandwidth_40mhz and rx.secondary_code == 0:
+        raise ProtocolError("bad_channel", "HT frame on a 40 MHz channel (HT-SIG CBW) without a secondary channel")
     return rx
 
+
+SIG_MODE_HT = 1
 
 _V3 = struct.Struct("<16I")
 
@@ -106,7 +110,7 @@ def parse_rx_ctrl_compact(data: bytes | memoryview) -> RxControl:
         cur_bb_format=bb,
         sig_mode=sig_mode,
         rate=rate,
-        he_siga1=(mcs & 0x7F) | (0x80 if flags & 1 else 0),
+        he_siga1=mcs | (0x80 if flags & 1 else 0),    # bit 7 of he_sig1_mcs is HT-SIG CBW too, as the vendor reads it
         rxstart_time_cyc=cyc & 0x7F,
         rxstart_time_cyc_dec=0,
         timestamp_us32=ts,
