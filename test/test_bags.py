@@ -118,6 +118,70 @@ def test_record_replay_round_trip(recorded, storage, ros_node, processes):
             assert x.azimuth == pytest.approx(y.azimuth, abs=1e-9) and x.azimuth_std == pytest.approx(y.azimuth_std, rel=1e-9)
 
 
+def mcap_channels(path: Path) -> dict[str, dict[str, str]]:
+    """Channel metadata of an uncompressed MCAP file by topic, read with this function alone (the
+    MCAP record layout: opcode u8, length u64, content; chunks hold records of their own)."""
+    def strings(data: bytes, pos: int) -> tuple[str, int]:
+        n = int.from_bytes(data[pos:pos + 4], "little")
+        return data[pos + 4:pos + 4 + n].decode(), pos + 4 + n
+
+    def records(data: bytes):
+        pos = 0
+        while pos + 9 <= len(data):
+            op, length = data[pos], int.from_bytes(data[pos + 1:pos + 9], "little")
+            yield op, data[pos + 9:pos + 9 + length]
+            pos += 9 + length
+
+    channels: dict[str, dict[str, str]] = {}
+
+    def visit(data: bytes) -> None:
+        for op, content in records(data):
+            if op == 0x04:                                          # Channel
+                topic, pos = strings(content, 4)
+                _, pos = strings(content, pos)                      # message encoding
+                end = pos + 4 + int.from_bytes(content[pos:pos + 4], "little")
+                pos += 4
+                meta = {}
+                while pos < end:
+                    k, pos = strings(content, pos)
+                    v, pos = strings(content, pos)
+                    meta[k] = v
+                channels[topic] = meta
+            elif op == 0x06:                                        # Chunk: 3 x u64, u32 crc, compression, records
+                compression, pos = strings(content, 28)
+                assert compression == "", f"compressed chunk ({compression})"
+                visit(content[pos + 8:])
+
+    raw = path.read_bytes()
+    assert raw[:8] == b"\x89MCAP0\r\n"
+    visit(raw[8:-8])
+    return channels
+
+
+def test_recorded_bag_carries_what_rosbag2_jazzy_writes(recorded):
+    """The type hash in every MCAP channel (read without rosbags), the ROS distro, and each
+    publisher's own QoS as discovery reports it (the recorder used to write a profile of its own,
+    with a zero deadline where the publishers have an infinite one)."""
+    store = espargos_typestore()
+    channels = mcap_channels(recorded / "mcap" / "mcap.mcap")
+    assert {"/rt/csi", "/rt/array_geometry", "/rt/bearings"} <= set(channels)
+    for topic, meta in channels.items():
+        assert meta["topic_type_hash"].startswith("RIHS01_") and "offered_qos_profiles" in meta, (topic, meta)
+    assert channels["/rt/csi"]["topic_type_hash"] == store.hash_rihs01("espargos_msgs/msg/CsiArray")
+    for storage in STORAGES:
+        info = yaml.safe_load((recorded / storage / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        assert info["ros_distro"] == "jazzy"
+        topics = {t["topic_metadata"]["name"]: t["topic_metadata"] for t in info["topics_with_message_count"]}
+        qos = {t: m["offered_qos_profiles"] if isinstance(m["offered_qos_profiles"], list)
+               else yaml.safe_load(m["offered_qos_profiles"]) for t, m in topics.items()}
+        # What discovery tells about each publisher (as rosbag2 records it; the depth is not
+        # discoverable): board_node's latched geometry, aoa_node's reliable volatile bearings.
+        assert [(q["reliability"], q["durability"]) for q in qos["/rt/bearings"]] == [("reliable", "volatile")], \
+            qos["/rt/bearings"]
+        assert [q["durability"] for q in qos["/rt/array_geometry"]] == ["transient_local"], qos["/rt/array_geometry"]
+        assert all(q["deadline"] == {"sec": 9223372036, "nsec": 854775807} for q in qos["/rt/bearings"])
+
+
 OLD_BEARING = """uint8[6] transmitter_mac
 float64 azimuth
 float64 elevation

@@ -2,15 +2,54 @@
 and the check that a recorded topic can be replayed with the installed message definitions."""
 from __future__ import annotations
 
+import os
+from io import BytesIO
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from rosbags.interfaces import Connection
-from rosbags.rosbag2 import StoragePlugin
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2.storage_mcap import Channel, McapWriter, write_channel, write_string
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+ROS_DISTRO = os.environ.get("ROS_DISTRO", "jazzy")
+"""Written as the bag's ``ros_distro`` (rosbags writes its own name there)."""
+
+
+def _with_distro(metadata_yaml: str) -> str:
+    return metadata_yaml.replace("ros_distro: rosbags", f"ros_distro: {ROS_DISTRO}")
+
+
+class JazzyMcapWriter(McapWriter):
+    """rosbags' MCAP storage, with the channel metadata rosbag2 Jazzy writes and reads: the type
+    hash (``topic_type_hash``) beside the offered QoS, so a lone .mcap keeps its type hashes.
+    (rosbags' own ``add_connection`` with the second key; its schema was written just before.)"""
+
+    def add_connection(self, connection: Connection, offered_qos_profiles: str) -> None:
+        metadata = BytesIO()
+        for key, value in (("offered_qos_profiles", offered_qos_profiles),
+                           ("topic_type_hash", connection.digest or "")):
+            write_string(metadata, key)
+            write_string(metadata, value)
+        self.channels.append(Channel(connection.id, connection.msgtype, connection.topic,
+                                     connection.ext.serialization_format, metadata.getvalue()))
+        self.channel_stats[connection.id] = 0
+        write_channel(self.chunk.bio, self.channels[-1], self.schemas)
+
+    def close(self, version: int, metadata: str) -> None:
+        super().close(version, _with_distro(metadata))
+
+
+class BagWriter(Writer):
+    """rosbags' rosbag2 writer with ``ros_distro`` set and the MCAP channel metadata of Jazzy."""
+
+    STORAGE_PLUGINS = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: JazzyMcapWriter}
+
+    def close(self) -> None:
+        super().close()
+        self.metapath.write_text(_with_distro(self.metapath.read_text()))
 
 
 def espargos_typestore() -> Typestore:

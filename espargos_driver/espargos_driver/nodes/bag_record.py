@@ -3,8 +3,9 @@
     bag_record -o my_bag [--storage mcap|sqlite3] [--duration 10] [/espargos/csi /espargos/array_geometry ...]
 
 Subscribes raw (serialized CDR, no decoding) and writes each message with its receive time,
-the message definitions (so any rosbag2 reader can decode espargos_msgs) and the publishers'
-QoS (so `ros2 bag play` re-latches array_geometry). Without topics: every topic whose type is
+the message definitions (so any rosbag2 reader can decode espargos_msgs), the publishers' own
+QoS profiles (so `ros2 bag play` re-latches array_geometry), the type hashes (also in the MCAP
+channels, as rosbag2 Jazzy writes them) and ``ros_distro``. Without topics: every topic whose type is
 known, as it appears.
 """
 from __future__ import annotations
@@ -19,9 +20,8 @@ import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-from rosbags.rosbag2 import Writer
 
-from ..bags import STORAGES, espargos_typestore
+from ..bags import STORAGES, BagWriter, espargos_typestore
 from .runtime import spin_node
 
 DISCOVERY_PERIOD_S = 0.5
@@ -36,20 +36,26 @@ def message_class(msgtype: str):
         return None
 
 
-def bag_qos(reliable: bool, latched: bool) -> Qos:
-    zero = QosTime(sec=0, nsec=0)
-    return Qos(history=QosHistory.KEEP_LAST, depth=1 if latched else 1000,
-               reliability=QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
-               durability=QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE,
-               deadline=zero, lifespan=zero, liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=zero,
-               avoid_ros_namespace_conventions=False)
+def _qos_time(duration) -> QosTime:
+    sec, nsec = divmod(int(duration.nanoseconds), 1_000_000_000)
+    return QosTime(sec=sec, nsec=nsec)
+
+
+def offered_qos(profile: QoSProfile) -> Qos:
+    """A publisher's QoS profile as rosbag2 records it (offered_qos_profiles)."""
+    return Qos(history=QosHistory(int(profile.history)), depth=profile.depth,
+               reliability=QosReliability(int(profile.reliability)), durability=QosDurability(int(profile.durability)),
+               deadline=_qos_time(profile.deadline), lifespan=_qos_time(profile.lifespan),
+               liveliness=QosLiveliness(int(profile.liveliness)),
+               liveliness_lease_duration=_qos_time(profile.liveliness_lease_duration),
+               avoid_ros_namespace_conventions=profile.avoid_ros_namespace_conventions)
 
 
 class BagRecorder(Node):
     def __init__(self, output: Path, storage: str, topics: list[str]) -> None:
         super().__init__("bag_record")
         self.store = espargos_typestore()
-        self.writer = Writer(output, version=9, storage_plugin=STORAGES[storage])
+        self.writer = BagWriter(output, version=9, storage_plugin=STORAGES[storage])
         self.writer.open()
         self.wanted = set(topics)
         self.connections = {}
@@ -70,7 +76,7 @@ class BagRecorder(Node):
             reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in publishers)
             latched = all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in publishers)
             self.connections[topic] = self.writer.add_connection(
-                topic, msgtype, typestore=self.store, offered_qos_profiles=[bag_qos(reliable, latched)])
+                topic, msgtype, typestore=self.store, offered_qos_profiles=[offered_qos(p.qos_profile) for p in publishers])
             qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
             self.counts[topic] = 0
