@@ -36,15 +36,16 @@ def outputs(azimuth_deg: float, elevation_deg: float, two_d: bool, stamp_s: int 
         csi, np.ones((20, 8), bool), FREQS_HZ, VALID)
     header = Header(frame_id="espargos_array")
     header.stamp.sec = stamp_s
-    return (spectrum_msg(result, header, "espargos", MAC, "music-narrowband"),
-            bearing_array_msg(result, header, "espargos", MAC, "music-narrowband"))
+    return (spectrum_msg(result, header, "espargos", MAC, "music-wideband"),
+            bearing_array_msg(result, header, "espargos", MAC, "music-wideband"))
 
 
 def red_columns(png) -> np.ndarray:
-    """Image columns holding the bearing's red marking (upper half: not the legend)."""
-    img = matplotlib.image.imread(png)[: 200]
+    """Image columns holding the bearing's red line across the whole plot height (not the
+    legend's sample, not the shorter line in the zoom inset)."""
+    img = matplotlib.image.imread(png)
     red = (img[..., 0] > 0.7) & (img[..., 1] < 0.45) & (img[..., 2] < 0.45)
-    return np.flatnonzero(red.any(axis=0))
+    return np.flatnonzero(red.sum(axis=0) >= 200)
 
 
 def write_bag(path, storage: StoragePlugin, messages: list[tuple[str, object]]) -> None:
@@ -75,6 +76,48 @@ def test_render_from_bag(tmp_path, storage):
     assert done.returncode == 0, done.stderr
     # The bearing line sits further right for +30 deg than for -40 deg.
     assert red_columns(tmp_path / "last.png").mean() > red_columns(tmp_path / "first.png").mean() + 100
+
+
+def colour_pixels(png, rgb: tuple[float, float, float], tol: float = 0.12) -> np.ndarray:
+    """Boolean image of the pixels within ``tol`` of an RGB colour."""
+    img = matplotlib.image.imread(png)[..., :3]
+    return np.all(np.abs(img - np.array(rgb)) < tol, axis=-1)
+
+
+BLUE, GREEN = matplotlib.colors.to_rgb("tab:blue"), matplotlib.colors.to_rgb("tab:green")
+BAND = tuple(0.75 + 0.25 * np.array(matplotlib.colors.to_rgb("tab:red")))         # tab:red at alpha 0.25 on white
+
+
+def test_render_shows_the_whole_curve_the_band_and_the_truth(tmp_path):
+    """A simulated scene (transmitter at 30 deg): the curve is drawn over >= 30 dB (not cut off
+    near the peak), the 1-sigma band is visible (in the zoom inset), the true bearing is drawn,
+    and the title shows a date rather than raw epoch seconds."""
+    scenario = tmp_path / "scene.yaml"
+    scenario.write_text('scenario: {transmitters: [{mac: "02:00:00:00:00:01", azimuth_deg: 30.0}]}\n')
+    spectrum, bearings = outputs(30.0, 0.0, False)
+    spectrum.header.stamp.sec = 1_796_000_000
+    bag = tmp_path / "bag"
+    write_bag(bag, StoragePlugin.MCAP, [("/espargos/spatial_spectrum", spectrum), ("/espargos/bearings", bearings)])
+    png = tmp_path / "scene.png"
+    done = run_render("--bag", str(bag), "--scenario", str(scenario), "-o", str(png))
+    assert done.returncode == 0, done.stderr
+    power = np.asarray(spectrum.power_db)
+    assert power.min() < -30.0                                       # the curve spans >= 30 dB ...
+    blue = colour_pixels(png, BLUE)
+    rows = np.flatnonzero(blue.any(axis=1))
+    assert rows.size and rows.max() - rows.min() > 250               # ... and is drawn over most of the plot height
+    columns = np.flatnonzero(blue[:, 80:760].any(axis=0))
+    assert columns.size > 0.9 * 680                                  # in (nearly) every azimuth column
+    band = colour_pixels(png, BAND, tol=0.06)
+    assert np.flatnonzero(band.any(axis=0)).size >= 8, "1-sigma band not visible"
+    green = colour_pixels(png, GREEN)
+    assert green.sum() > 100, "no true bearing drawn"
+    from espargos_aoa.render import stamp_text
+    assert stamp_text(1_796_000_000, 5_000_000).startswith("2026-") and stamp_text(5, 0) == "t = 5.000 s"
+    moving = tmp_path / "moving.yaml"
+    moving.write_text('scenario: {transmitters: [{mac: "02:00:00:00:00:01", azimuth_rate_deg_s: 5.0}]}\n')
+    refused = run_render("--bag", str(bag), "--scenario", str(moving), "-o", str(tmp_path / "m.png"))
+    assert refused.returncode == 1 and "moves" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_render_two_d_and_missing_topic(tmp_path):

@@ -2,6 +2,7 @@
 
     aoa_render --namespace /espargos -o spectrum.png          # next spectrum on /espargos/spatial_spectrum
     aoa_render --bag my_bag -o spectrum.png [--index -1]      # a spectrum recorded in a rosbag2 bag
+    ... [--scenario config/sim_scenario.yaml | --truth 20]    # draw the true bearing too
 """
 from __future__ import annotations
 
@@ -19,8 +20,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bag", help="read from this rosbag2 bag (directory) instead of the live topic")
     p.add_argument("--index", type=int, default=-1, help="with --bag: which matching spectrum (0 first, -1 last)")
     p.add_argument("--timeout", type=float, default=15.0, help="live: s to wait for a spectrum")
-    p.add_argument("--dynamic-range", type=float, default=40.0, help="dB of spectrum shown")
+    p.add_argument("--dynamic-range", type=float, help="dB of spectrum shown (default: all of it, 30..80 dB)")
+    p.add_argument("--truth", type=float, help="true azimuth to draw, deg")
+    p.add_argument("--scenario", help="board simulator scenario YAML: draw the true azimuth of the spectrum's "
+                                      "transmitter (static transmitters)")
     return p.parse_args(argv)
+
+
+def scenario_truth(path: str, mac: bytes) -> float:
+    """Azimuth (deg) of the transmitter ``mac`` in a board simulator scenario; ValueError if the
+    scenario has no such static transmitter."""
+    import yaml
+    from espargos_driver.sim.scenario import Scenario
+
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+        scenario = Scenario.from_dict(data.get("scenario", data))
+    except (OSError, TypeError, ValueError, yaml.YAMLError) as err:
+        raise ValueError(f"cannot read scenario {path}: {err}") from err
+    for tx in scenario.transmitters:
+        if tx.mac_bytes == mac:
+            if tx.azimuth_rate_deg_s or tx.sweep_limit_deg is not None:
+                raise ValueError(f"transmitter {tx.mac} moves in {path}: its true azimuth depends on scenario time")
+            return tx.azimuth_deg
+    raise ValueError(f"no transmitter {':'.join(f'{b:02x}' for b in mac)} in {path}")
 
 
 def _matches(msg, mac: str) -> bool:
@@ -101,7 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"aoa_render: {err}", file=sys.stderr)
         return 1
-    path = render_png(spectrum, bearings, args.output, args.dynamic_range)
+    try:
+        truth = (scenario_truth(args.scenario, bytes(int(b) for b in spectrum.transmitter_mac)) if args.scenario
+                 else args.truth)
+    except ValueError as err:
+        print(f"aoa_render: {err}", file=sys.stderr)
+        return 1
+    path = render_png(spectrum, bearings, args.output, args.dynamic_range, truth)
     count = len(bearings.bearings) if bearings is not None else 0
     print(f"aoa_render: wrote {path} ({count} bearing{'s' if count != 1 else ''})")
     return 0

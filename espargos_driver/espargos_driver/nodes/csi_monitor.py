@@ -16,26 +16,30 @@ from .runtime import spin_node
 
 
 def summary_line(frames: int, seconds: float, msg: CsiArray) -> str:
-    """``frames/s | antennas k/n | calibrated | phase of each antenna vs antenna 0 (deg)``."""
+    """``<array> (<frame>) | frames/s | antennas k/n | calibrated | phase of each antenna vs antenna 0 (deg)``:
+    the array's source_id and frame_id first, so the lines of several monitors can be told apart."""
     csi = msg_to_csi(msg).reshape(msg.rows * msg.cols, -1)
     ref = csi[0]
     phases = np.degrees(np.angle(np.nansum(csi * np.conj(ref), axis=1)))
     mac = ":".join(f"{b:02x}" for b in msg.transmitter_mac)
     shown = " ".join("  nan" if np.isnan(p) else f"{p:+5.0f}" for p in phases)
-    return (f"{frames / seconds:7.1f} frames/s | antennas {sum(msg.antenna_mask)}/{len(msg.antenna_mask)} | "
+    return (f"{msg.source_id or '?'} ({msg.header.frame_id or '?'}) | "
+            f"{frames / seconds:7.1f} frames/s | antennas {sum(msg.antenna_mask)}/{len(msg.antenna_mask)} | "
             f"{'calibrated  ' if msg.calibrated else 'UNCALIBRATED'} | ch {msg.channel}{msg.secondary_channel:+d} "
             f"| tx {mac} | phase vs ant 0 [deg]: {shown}")
 
 
 def bearing_text(arrays) -> str:
-    """`` | bearing <mac> az +20.0±0.5°`` per transmitter (strongest source), or ``""``."""
+    """`` | bearing <mac> az +20.02±0.031 deg`` per transmitter (strongest source; the 1-sigma to two
+    significant digits, however small), or ``""``."""
     parts = []
     for msg in arrays:
         if msg.bearings:
             b = msg.bearings[0]
             el = f" el {np.degrees(b.elevation):+.1f}" if b.elevation_estimated else ""
-            parts.append(f"{':'.join(f'{x:02x}' for x in msg.transmitter_mac)} az {np.degrees(b.azimuth):+.1f}"
-                         f"\u00b1{np.degrees(b.azimuth_std):.1f}{el} deg")
+            std = np.degrees(b.azimuth_std)
+            parts.append(f"{':'.join(f'{x:02x}' for x in msg.transmitter_mac)} az {np.degrees(b.azimuth):+.2f}"
+                         f"\u00b1{std:.2g}{el} deg")
     return " | bearing " + ", ".join(parts) if parts else ""
 
 
