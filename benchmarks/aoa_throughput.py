@@ -5,7 +5,7 @@ For 8 antennas (one 2x4 board) and 32 antennas (a 4x8 layout of four boards, 60 
 1-D azimuth at 0.5 deg and 2-D azimuth x elevation at 1 deg x 1 deg over the whole front
 half-space (-90..90 x -90..90 deg), narrowband and wideband (8 subbands): the full
 ``AoaEstimator.estimate`` call (covariance of a 20-frame HT40 window, eigendecomposition,
-MDL, spectrum, peak refinement, CRB) on the simulator's channel model. The process is pinned
+MDL, spectrum, peak refinement, CRB) on the simulator's (realistic) channel model. The process is pinned
 to one core and BLAS to one thread; the steering cache is warm (it is built once per channel).
 
 Run: source tools/env.sh && python benchmarks/aoa_throughput.py [--seconds 3]
