@@ -11,6 +11,7 @@ setup(
         ("share/" + package_name, ["package.xml"]),
     ],
     install_requires=["setuptools"],
+    extras_require={"test": ["pytest"]},          # colcon test runs the package's tests with pytest
     zip_safe=True,
     maintainer="espargos-ros maintainers",
     maintainer_email="maintainers@espargos-ros.org",

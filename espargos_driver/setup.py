@@ -15,6 +15,7 @@ setup(
         ("share/" + package_name + "/config", glob("../config/*")),
     ],
     install_requires=["setuptools"],
+    extras_require={"test": ["pytest"]},          # colcon test runs the package's tests with pytest
     zip_safe=True,
     maintainer="espargos-ros maintainers",
     maintainer_email="maintainers@espargos-ros.org",
