@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = ROOT / "install" / "espargos_aoa" / "lib" / "espargos_aoa"
-os.environ["ROS_DOMAIN_ID"] = str(random.randint(201, 230))
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+from process_stats import cpu_seconds, installed_executables, isolate_ros_graph
+
+BIN = installed_executables("espargos_aoa")
+isolate_ros_graph()
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
@@ -37,13 +35,6 @@ from espargos_driver.frame import CsiFrame  # noqa: E402
 from espargos_driver.wifi import CsiFormat  # noqa: E402
 from espargos_msgs.msg import ArrayGeometry, CsiArray  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def messages(count: int) -> list[CsiArray]:

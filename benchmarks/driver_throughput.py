@@ -14,35 +14,26 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = ROOT / "install" / "espargos_driver" / "lib" / "espargos_driver"
-os.environ["ROS_DOMAIN_ID"] = str(random.randint(201, 230))
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+from process_stats import cpu_seconds, installed_executables, isolate_ros_graph
+
+BIN = installed_executables("espargos_driver")
+isolate_ros_graph()
 
 import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def pinned(core: int):

@@ -17,23 +17,16 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-os.environ["ROS_DOMAIN_ID"] = str(random.randint(201, 230))
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+from process_stats import cpu_seconds as cpu_s
+from process_stats import installed_executables, isolate_ros_graph
+
+isolate_ros_graph()
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
 from espargos_driver.swarm.binary import build_datagram  # noqa: E402
 from espargos_msgs.msg import CsiArray  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def payloads(kind: str, nodes: int) -> list[bytes]:
@@ -49,7 +42,7 @@ def payloads(kind: str, nodes: int) -> list[bytes]:
 def measure(kind: str, offered: float, nodes: int, seconds: float) -> tuple[float, float, float]:
     """(published reports/s, node CPU %, µs CPU per report)."""
     port = random.randint(40000, 50000)
-    node = subprocess.Popen(["taskset", "-c", "1", str(ROOT / "install/espargos_driver/lib/espargos_driver/swarm_node"),
+    node = subprocess.Popen(["taskset", "-c", "1", str(installed_executables("espargos_driver") / "swarm_node"),
                              "--ros-args", "-p", "udp_host:=127.0.0.1", "-p", f"udp_port:={port}", "-p", "channel:=6"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     rclpy.init()
