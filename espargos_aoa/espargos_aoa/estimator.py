@@ -32,8 +32,8 @@ class AoaConfig:
     forward_backward: bool = False
     source_count: str = "mdl"
     max_sources: int = 3
-    """The board's four antenna columns resolve at most three directions in azimuth."""
-    """Upper limit of the source count (MDL/AIC), or the count itself with source_count=fixed."""
+    """Upper limit of the source count (MDL/AIC), or the count itself with source_count=fixed. The
+    board's four antenna columns resolve at most three directions in azimuth."""
     two_d: bool = False
     azimuth_min_deg: float = -90.0
     azimuth_max_deg: float = 90.0
@@ -48,8 +48,9 @@ class AoaConfig:
     each sensor about the shared reference): an error the per-bin noise of the CRB does not
     contain. It adds the bound of a noise of power 2 P phase_noise^2 (a phase-only error
     equals, in the phase direction that moves a bearing, a circular noise of twice its
-    variance) with one snapshot per frame. ASSUMED (no hardware figure yet): the simulator's realistic channel uses the same
-    0.5 deg; set it from the calibration's verified residual where one is known."""
+    variance) with one snapshot per frame. ASSUMED (no hardware figure yet): the simulator's
+    realistic channel uses the same 0.5 deg; set it from the calibration's verified residual
+    where one is known."""
     uncertainty_floor_deg: float = 0.0
     """Added in quadrature to the std (fixed model errors: calibration, geometry)."""
 

@@ -17,8 +17,6 @@ def compensate_gains(csi: np.ndarray, rx_gain_db: np.ndarray, fft_gain_db: np.nd
     csi: complex ``(N, S)``; rx_gain_db, fft_gain_db: ``(N,)`` dB, NaN where not reported
     (such a gain counts as 0 dB: nothing known, nothing removed).
     """
-    total = np.asarray(rx_gain_db, float) + np.asarray(fft_gain_db, float)
-    if not np.isfinite(total).all():
-        rx, fft = np.asarray(rx_gain_db, float), np.asarray(fft_gain_db, float)
-        total = np.where(np.isfinite(rx), rx, 0.0) + np.where(np.isfinite(fft), fft, 0.0)
+    rx, fft = np.asarray(rx_gain_db, float), np.asarray(fft_gain_db, float)
+    total = np.where(np.isfinite(rx), rx, 0.0) + np.where(np.isfinite(fft), fft, 0.0)
     return csi * (10 ** (-total / 20))[:, None].astype(np.float32 if csi.dtype == np.complex64 else float)

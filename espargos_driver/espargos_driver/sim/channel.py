@@ -91,7 +91,7 @@ class ArrayChannel:
                 tx.distance_m, refl.azimuth_deg, refl.elevation_deg, refl.excess_delay_ns, f)
         azimuth_deg = tx.azimuth_at(t_s)
         for p, az in zip(model.paths, model.path_directions(azimuth_deg)):
-            fade = (self.rng.standard_normal() + 1j * self.rng.standard_normal()) / np.sqrt(2)
+            fade = self._unit_gaussian()
             h = h + 10 ** (p["gain_db"] / 20) * fade * self._plane_wave(
                 tx.distance_m, az, tx.elevation_deg, p["excess_delay_ns"], f)
         if model.phase_noise_deg > 0:
@@ -106,13 +106,17 @@ class ArrayChannel:
         """Complex gain of the direct path in one frame, mean power 1."""
         if model.fading == "none":
             return 1.0
-        scattered = (self.rng.standard_normal() + 1j * self.rng.standard_normal()) / np.sqrt(2)
+        scattered = self._unit_gaussian()
         if model.fading == "rayleigh":
             return scattered
         if model.fading == "rician":
             k = 10 ** (model.k_factor_db / 10)
             return np.sqrt(k / (k + 1)) + np.sqrt(1 / (k + 1)) * scattered
         raise ValueError(f"unknown fading {model.fading!r}")
+
+    def _unit_gaussian(self) -> complex:
+        """One circular complex-Gaussian value of mean power 1 (a Rayleigh-fading gain)."""
+        return complex(self.rng.standard_normal() + 1j * self.rng.standard_normal()) / np.sqrt(2)
 
     def _plane_wave(self, distance_m: float, azimuth_deg: float, elevation_deg: float, excess_delay_ns: float,
                     f: np.ndarray) -> np.ndarray:
