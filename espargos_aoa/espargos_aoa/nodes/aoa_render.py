@@ -34,9 +34,7 @@ def scenario_truth(path: str, mac: bytes) -> float:
     from espargos_driver.sim.scenario import Scenario
 
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
-        scenario = Scenario.from_dict(data.get("scenario", data))
+        scenario = Scenario.from_file(path)
     except (OSError, TypeError, ValueError, yaml.YAMLError) as err:
         raise ValueError(f"cannot read scenario {path}: {err}") from err
     for tx in scenario.transmitters:
@@ -44,7 +42,7 @@ def scenario_truth(path: str, mac: bytes) -> float:
             if tx.azimuth_rate_deg_s or tx.sweep_limit_deg is not None:
                 raise ValueError(f"transmitter {tx.mac} moves in {path}: its true azimuth depends on scenario time")
             return tx.azimuth_deg
-    raise ValueError(f"no transmitter {':'.join(f'{b:02x}' for b in mac)} in {path}")
+    raise ValueError(f"no transmitter {mac.hex(':')} in {path}")
 
 
 def _matches(msg, mac: str) -> bool:

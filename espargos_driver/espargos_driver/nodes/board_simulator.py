@@ -43,12 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build_scenario(args: argparse.Namespace) -> Scenario:
-    data = {}
-    if args.scenario:
-        with open(args.scenario) as f:
-            data = yaml.safe_load(f) or {}
-        data = data.get("scenario", data)
-    scenario = Scenario.from_dict(data)
+    scenario = Scenario.from_file(args.scenario) if args.scenario else Scenario.from_dict({})
     if args.azimuth is not None:
         scenario.transmitters = [Transmitter(azimuth_deg=args.azimuth, elevation_deg=args.elevation)]
     if args.channel is not None:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import yaml
 
 from ..geometry import direction_vector
 
@@ -214,3 +216,10 @@ class Scenario:
         imp = Impairments(**data.pop("impairments", {}))
         faults = Faults(**data.pop("faults", {}))
         return cls(transmitters=txs, impairments=imp, faults=faults, **data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Scenario":
+        """Read a scenario YAML (the mapping itself or under ``scenario:``); OSError, yaml.YAMLError,
+        TypeError (unknown key) or ValueError (bad value) otherwise."""
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        return cls.from_dict(data.get("scenario", data))
