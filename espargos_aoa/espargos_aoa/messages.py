@@ -17,6 +17,17 @@ from .gains import compensate_gains
 from .steering import unit_vectors
 
 
+def checked_csi(msg: CsiArray) -> np.ndarray:
+    """The message's CSI as a complex64 view ``(rows*cols, S)``; ValueError if its size or its
+    antenna mask disagrees with rows x cols x subcarriers."""
+    bins = len(msg.subcarrier_indices)
+    antennas = msg.rows * msg.cols
+    if len(msg.csi) != 2 * antennas * bins or len(msg.antenna_mask) != antennas:
+        raise ValueError(f"CsiArray has {len(msg.csi) // 2} CSI values and {len(msg.antenna_mask)} mask entries "
+                         f"for rows x cols x subcarriers = {msg.rows} x {msg.cols} x {bins}")
+    return msg_to_csi(msg).reshape(antennas, bins)
+
+
 def csi_arrays(msg: CsiArray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """csi complex64 ``(N, S)`` with the reported receiver gains taken out (empty gain arrays:
     unknown, nothing removed), mask bool ``(N,)``,
@@ -24,17 +35,15 @@ def csi_arrays(msg: CsiArray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 
     Raises ValueError if the message's arrays disagree with its rows/cols/grid.
     """
-    bins = len(msg.subcarrier_indices)
-    antennas = msg.rows * msg.cols
-    if len(msg.csi) != 2 * antennas * bins or len(msg.antenna_mask) != antennas:
-        raise ValueError(f"CsiArray arrays do not match rows x cols x subcarriers = {msg.rows} x {msg.cols} x {bins}")
+    csi = checked_csi(msg)
+    antennas, bins = csi.shape
     gains = []
     for name in ("rx_gain_db", "fft_gain_db"):
         values = getattr(msg, name)
         if len(values) not in (0, antennas):
             raise ValueError(f"CsiArray {name} has {len(values)} entries for {antennas} antennas")
         gains.append(np.asarray(values, float) if len(values) else np.full(antennas, np.nan))
-    csi = compensate_gains(msg_to_csi(msg).reshape(antennas, bins), *gains)
+    csi = compensate_gains(csi, *gains)
     freqs_hz = msg.center_frequency_hz + np.asarray(msg.subcarrier_indices, float) * msg.subcarrier_spacing_hz
     valid = np.ones(bins, bool)
     valid[[i for i in msg.interpolated_bins if i < bins]] = False

@@ -21,8 +21,8 @@ from visualization_msgs.msg import MarkerArray
 
 from ..covariance import CovarianceError
 from ..estimator import AoaConfig, AoaEstimator
-from ..messages import (bearing_array_msg, bearing_markers, csi_arrays, geometry_positions, laser_scan_msg,
-                        mac_text, parse_mac, spectrum_msg, stamp_seconds)
+from ..messages import (bearing_array_msg, bearing_markers, checked_csi, csi_arrays, geometry_positions,
+                        laser_scan_msg, mac_text, parse_mac, spectrum_msg, stamp_seconds)
 from ..window import FrameCheck, TransmitterWindows, frame_problem
 
 NO_BEARING_WARN_S = 3
@@ -230,17 +230,16 @@ class AoaNode(Node):
                                  f"{sum(msg.antenna_mask)} reported, calibrated={msg.calibrated}, "
                                  f"geometry has {self.check.antennas}")
             return
-        bins = len(msg.subcarrier_indices)
-        if len(msg.csi) != 2 * antennas * bins:
-            self._count("bad_csi_message", f"CsiArray from {mac_text(mac)} has {len(msg.csi)} CSI values for "
-                                           f"{msg.rows} x {msg.cols} x {bins} subcarriers")
+        try:
+            csi = checked_csi(msg)
+        except ValueError as err:
+            self._count("bad_csi_message", f"from {mac_text(mac)}: {err}")
             return
-        values = np.frombuffer(msg.csi, np.float32).reshape(antennas, 2 * bins)
-        if not np.isfinite(values[np.asarray(msg.antenna_mask, bool)]).all():
+        if not np.isfinite(csi[np.asarray(msg.antenna_mask, bool)]).all():
             self._count("nan_csi", f"frame {msg.sequence_number} from {mac_text(mac)} has NaN or infinite CSI "
                                    f"on a reported antenna")
             return
-        grid = (msg.center_frequency_hz, msg.subcarrier_spacing_hz, bins, msg.format, antennas)
+        grid = (msg.center_frequency_hz, msg.subcarrier_spacing_hz, *csi.shape, msg.format)
         window = self.windows.add(mac, stamp_seconds(msg.header.stamp), [msg, None], grid)
         if window is None:
             return
