@@ -25,8 +25,8 @@ def warn_unknown_parameters(node: Node) -> None:
 
 
 SPIN_SLICE_S = 0.2
-"""Executors are spun in slices of this length (what rclpy's own spin() does, without a timeout):
-the events executor's spin() without a timeout can hang in the Jazzy wheels (spec/ros-toolchain.md)."""
+"""The events executor is spun in slices of this length: in the Jazzy wheels its spin() without a
+timeout can hang (spec/ros-toolchain.md)."""
 
 
 def events_executor():
@@ -39,8 +39,11 @@ def spin_node(node: Node, executor: Executor | None = None) -> int:
     executor = executor or SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        while node.context.ok():
-            executor.spin_once(timeout_sec=SPIN_SLICE_S)
+        if type(executor).__name__ == "EventsExecutor":     # rclpy.experimental's is a factory, not a class
+            while node.context.ok():
+                executor.spin_once(timeout_sec=SPIN_SLICE_S)
+        else:
+            executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
         pass
     finally:
