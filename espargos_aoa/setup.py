@@ -20,7 +20,6 @@ setup(
     entry_points={
         "console_scripts": [
             "aoa_node = espargos_aoa.nodes.aoa_node:main",
-            "aoa_render = espargos_aoa.nodes.aoa_render:main",
             "velocity_node = espargos_aoa.nodes.velocity_node:main",
         ],
     },

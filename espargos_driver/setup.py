@@ -11,8 +11,8 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
-        ("share/" + package_name + "/launch", glob("../launch/*.launch.py")),
-        ("share/" + package_name + "/config", glob("../config/*")),
+        ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
+        ("share/" + package_name + "/config", glob("config/*")),
     ],
     install_requires=["setuptools"],
     extras_require={"test": ["pytest"]},          # colcon test runs the package's tests with pytest
@@ -23,6 +23,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
+            "aoa_render = espargos_driver.nodes.aoa_render:main",
             "board_node = espargos_driver.nodes.board_node:main",
             "board_simulator = espargos_driver.nodes.board_simulator:main",
             "csi_monitor = espargos_driver.nodes.csi_monitor:main",

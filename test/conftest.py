@@ -17,15 +17,23 @@ from types import SimpleNamespace
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-INSTALL = ROOT / "install"
 
 
 def executable(name: str) -> Path:
-    """Installed console script ``name`` of any package of the workspace."""
-    found = sorted(INSTALL.glob(f"*/lib/*/{name}"))
-    if not found:
-        raise FileNotFoundError(f"{name} is not installed under {INSTALL}; run tools/setup")
-    return found[0]
+    """Installed console script ``name`` of a package of the suite (``ros2 run <package> <name>``),
+    found through the ament index of the sourced workspace."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    for package in ("espargos_driver", "espargos_aoa"):
+        try:
+            candidate = Path(get_package_prefix(package)) / "lib" / package / name
+        except PackageNotFoundError:
+            continue
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"{name} is not installed by espargos_driver or espargos_aoa; run tools/setup "
+                            "and source tools/env.sh (or your workspace's install/setup.bash)")
+
 
 os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(100, 200))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"

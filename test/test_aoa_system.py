@@ -310,7 +310,7 @@ def test_diagnostics_say_why_no_bearing_comes_out(ros_node, processes):
     assert spin_until(ros_node, lambda: w.level == DiagnosticStatus.WARN and "uncalibrated" in w.message, 5), \
         (w.message, w.diag)
     assert not w.bearings
-    client = ros_node.create_client(SetParameters, f"{ns}/espargos_aoa/set_parameters")
+    client = ros_node.create_client(SetParameters, f"{ns}/aoa_node/set_parameters")
     assert client.wait_for_service(timeout_sec=10)
     future = client.call_async(SetParameters.Request(parameters=[Parameter("min_antennas", value=12).to_parameter_msg()]))
     assert spin_until(ros_node, future.done, 10)
@@ -326,7 +326,7 @@ def test_diagnostics_say_why_no_bearing_comes_out(ros_node, processes):
 
 def test_invalid_parameters_are_rejected(ros_node, processes):
     processes.start_node({}, "/paramaoa", "aoa_node")
-    client = ros_node.create_client(SetParameters, "/paramaoa/espargos_aoa/set_parameters")
+    client = ros_node.create_client(SetParameters, "/paramaoa/aoa_node/set_parameters")
     assert client.wait_for_service(timeout_sec=20)
 
     def set_param(name, value):

@@ -170,7 +170,7 @@ def test_websocket_transport(ros_node, board):
 
 def test_parameters_are_validated(ros_node, board, processes):
     b = board(("--seed", "9"), {"calibration.policy": "none"})
-    client = ros_node.create_client(SetParameters, f"{b.ns}/espargos_board/set_parameters")
+    client = ros_node.create_client(SetParameters, f"{b.ns}/board_node/set_parameters")
     assert client.wait_for_service(timeout_sec=20)
 
     def set_int(name, value):

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 from ament_index_python.packages import get_package_share_directory
-from espargos_driver.graph import GraphError, array_graph, node_parameters, read_yaml, robot_graph, swarm_graph
+from espargos_driver.graph import (GraphError, array_graph, missing_packages, node_parameters, read_yaml, robot_graph,
+                                  swarm_graph)
 from espargos_msgs.msg import BearingArray, RadialVelocity
 
 from conftest import ROOT, executable, free_port, spin_until
 
 SHARE = Path(get_package_share_directory("espargos_driver"))
-BOARD_PARAMS = read_yaml(ROOT / "config" / "board.yaml", "parameters file")
+BOARD_YAML = ROOT / "config" / "board.yaml"
 
 
 def by_executable(graph):
@@ -26,41 +27,51 @@ def by_executable(graph):
 
 
 def test_board_graph_simulates_only_when_asked():
-    graph = array_graph(namespace="espargos", params=BOARD_PARAMS, frame_id="espargos_array", parent_frame="base_link",
+    graph = array_graph(namespace="espargos", params_file=BOARD_YAML, frame_id="espargos_array", parent_frame="base_link",
                         pose={"xyz": [0.2, 0.0, 0.1], "rpy": [0.0, 0.0, 1.0]}, share_dir=SHARE, rviz=True, simulate=True)
     nodes = by_executable(graph)
     assert set(nodes) == {"board_simulator", "board_node", "aoa_node"}
     sim, driver, aoa = nodes["board_simulator"], nodes["board_node"], nodes["aoa_node"]
     assert not sim.ros and sim.arguments[:4] == ["--http-port", "8400", "--stream-port", "53330"]
     assert sim.arguments[-1].endswith("config/sim_scenario.yaml")
-    assert driver.namespace == aoa.namespace == "/espargos" and driver.name == "espargos_board"
-    assert (driver.parameters["host"], driver.parameters["http_port"], driver.parameters["stream_port"]) == \
-        ("127.0.0.1", 8400, 53330)
-    assert driver.parameters["calibration.policy"] == "auto" and driver.parameters["frame_id"] == "espargos_array"
-    assert aoa.parameters["window_frames"] == 20 and aoa.parameters["mode"] == "wideband"
+    assert driver.namespace == aoa.namespace == "/espargos" and driver.name == "board_node"
+    assert driver.params_files == aoa.params_files == [str(BOARD_YAML)]          # given to the nodes as a file
+    assert driver.parameters == {"frame_id": "espargos_array", "autostart": True, "host": "127.0.0.1",
+                                 "http_port": 8400, "stream_port": 53330} and aoa.parameters == {}
+    effective = driver.effective_parameters()
+    assert (effective["host"], effective["http_port"], effective["calibration.policy"]) == ("127.0.0.1", 8400, "auto")
+    assert aoa.effective_parameters()["window_frames"] == 20 and aoa.effective_parameters()["mode"] == "wideband"
     [tf] = graph.transforms
     assert (tf.parent, tf.child, tf.xyz, tf.rpy) == ("base_link", "espargos_array", (0.2, 0.0, 0.1), (0.0, 0.0, 1.0))
     assert tf.arguments()[-4:] == ["--frame-id", "base_link", "--child-frame-id", "espargos_array"]
     assert "/espargos/bearing_markers" in graph.rviz_configs[0]
 
 
-def test_config_host_is_honoured():
+def test_config_host_is_honoured(tmp_path):
     """An empty host argument means the parameters file's host, never the simulator."""
-    params = {"/**/espargos_board": {"ros__parameters": {"host": "127.0.0.9", "http_port": 8080}}}
-    graph = array_graph(namespace="espargos", params=params, frame_id="f", parent_frame="", pose=None, share_dir=SHARE)
+    params = tmp_path / "host.yaml"
+    params.write_text("/**/board_node:\n  ros__parameters:\n    host: 127.0.0.9\n    http_port: 8080\n")
+    graph = array_graph(namespace="espargos", params_file=params, frame_id="f", parent_frame="", pose=None,
+                        share_dir=SHARE, publish_tf=False)
     nodes = by_executable(graph)
-    assert set(nodes) == {"board_node", "aoa_node"}
-    assert (nodes["board_node"].parameters["host"], nodes["board_node"].parameters["http_port"]) == ("127.0.0.9", 8080)
+    assert set(nodes) == {"board_node", "aoa_node"} and "host" not in nodes["board_node"].parameters
+    effective = nodes["board_node"].effective_parameters()
+    assert (effective["host"], effective["http_port"]) == ("127.0.0.9", 8080)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("/**:\n  ros__parameters: {}\n")
     with pytest.raises(GraphError, match="no board address"):
-        array_graph(namespace="e", params={}, frame_id="f", parent_frame="", pose=None, share_dir=SHARE)
+        array_graph(namespace="e", params_file=empty, frame_id="f", parent_frame="", pose=None, share_dir=SHARE,
+                    publish_tf=False)
     with pytest.raises(GraphError, match="exclude each other"):
-        array_graph(namespace="e", params=params, frame_id="f", parent_frame="", pose=None, share_dir=SHARE,
-                    host="10.0.0.1", simulate=True)
+        array_graph(namespace="e", params_file=params, frame_id="f", parent_frame="", pose=None, share_dir=SHARE,
+                    host="10.0.0.1", simulate=True, publish_tf=False)
+    with pytest.raises(GraphError, match="parent_frame is empty"):
+        array_graph(namespace="e", params_file=params, frame_id="f", parent_frame="", pose=None, share_dir=SHARE)
 
 
 def test_runner_connects_to_the_config_host_and_starts_no_simulator(tmp_path, processes):
     config = tmp_path / "my.yaml"
-    config.write_text("/**/espargos_board:\n  ros__parameters:\n    host: 127.0.0.9\n    http_port: 8099\n"
+    config.write_text("/**/board_node:\n  ros__parameters:\n    host: 127.0.0.9\n    http_port: 8099\n"
                       "    calibration:\n      policy: none\n")
     runner = processes.start("espargos_run", "board", "--config", str(config), "--namespace", "cfg", "--duration", "6")
     assert runner.wait(timeout=60) == 0
@@ -82,26 +93,27 @@ def test_runner_stops_when_its_simulator_cannot_bind(processes):
 
 
 def test_board_graph_with_host_and_other_namespace():
-    graph = array_graph(namespace="drone/front", params=BOARD_PARAMS, frame_id="front_array", parent_frame="",
-                        pose=None, host="192.168.1.7", share_dir=SHARE, rviz=True, remappings={"bearings": "/all/bearings"})
+    graph = array_graph(namespace="drone/front", params_file=BOARD_YAML, frame_id="front_array", parent_frame="",
+                        pose=None, host="192.168.1.7", share_dir=SHARE, rviz=True, remappings={"bearings": "/all/bearings"},
+                        publish_tf=False)
     nodes = by_executable(graph)
     assert set(nodes) == {"board_node", "aoa_node"} and not graph.transforms
     assert nodes["board_node"].parameters["host"] == "192.168.1.7" and nodes["board_node"].namespace == "/drone/front"
-    assert nodes["board_node"].parameters["board_id"] == "espargos"        # from board.yaml
+    assert nodes["board_node"].effective_parameters()["board_id"] == "espargos"        # from board.yaml
     assert nodes["aoa_node"].remappings == [("bearings", "/all/bearings")]
     assert "/drone/front/spectrum_scan" in graph.rviz_configs[0] and "Fixed Frame: front_array" in graph.rviz_configs[0]
 
 
 def test_combined_graph():
     layout = SHARE / "config" / "combined_array.yaml"
-    graph = array_graph(namespace="rig", params=BOARD_PARAMS, frame_id="rig_array", parent_frame="base_link",
+    graph = array_graph(namespace="rig", params_file=BOARD_YAML, frame_id="rig_array", parent_frame="base_link",
                         pose=None, simulate=True, array_config=str(layout), share_dir=SHARE)
     nodes = by_executable(graph)
     assert nodes["board_simulator"].arguments[:2] == ["--combined", str(layout)]
     assert nodes["board_node"].parameters["array_config"] == str(layout)
     with pytest.raises(GraphError, match="hosts come from that file"):
-        array_graph(namespace="rig", params=BOARD_PARAMS, frame_id="f", parent_frame="", pose=None,
-                    host="10.0.0.1", array_config=str(layout), share_dir=SHARE)
+        array_graph(namespace="rig", params_file=BOARD_YAML, frame_id="f", parent_frame="", pose=None,
+                    host="10.0.0.1", array_config=str(layout), share_dir=SHARE, publish_tf=False)
 
 
 def test_combined_graph_refuses_a_bad_layout(tmp_path):
@@ -110,8 +122,8 @@ def test_combined_graph_refuses_a_bad_layout(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(data))
     with pytest.raises(ValueError, match="overlapping antennas"):
-        array_graph(namespace="rig", params=BOARD_PARAMS, frame_id="f", parent_frame="", pose=None,
-                    simulate=True, array_config=str(bad), share_dir=SHARE)
+        array_graph(namespace="rig", params_file=BOARD_YAML, frame_id="f", parent_frame="", pose=None,
+                    simulate=True, array_config=str(bad), share_dir=SHARE, publish_tf=False)
 
 
 def test_robot_graph():
@@ -120,6 +132,7 @@ def test_robot_graph():
     assert [d.namespace for d in drivers] == ["/robot/front", "/robot/left"]
     assert [d.parameters["board_id"] for d in drivers] == ["front", "left"]
     assert [d.parameters["http_port"] for d in drivers] == [8420, 8421]
+    assert not robot_graph(read_yaml(SHARE / "config" / "robot.yaml", "robot YAML"), SHARE, publish_tf=False).transforms
     assert sum(not n.ros for n in graph.nodes) == 3                     # two board simulators, one swarm simulator
     assert [(t.parent, t.child) for t in graph.transforms] == [("base_link", "espargos_front"), ("base_link", "espargos_left")]
     assert graph.transforms[1].rpy == (0.0, 0.0, 1.5708)
@@ -144,14 +157,13 @@ def test_robot_graph_refusals(change, message):
 
 
 def test_swarm_graph():
-    params = read_yaml(ROOT / "config" / "swarm.yaml", "parameters file")
-    graph = swarm_graph(namespace="swarm", swarm_params=node_parameters(params, "swarm_node"),
-                        velocity_params=node_parameters(params, "velocity_node"), share_dir=SHARE, simulate=True)
+    graph = swarm_graph(namespace="swarm", params_file=ROOT / "config" / "swarm.yaml", share_dir=SHARE, simulate=True)
     nodes = by_executable(graph)
     assert set(nodes) == {"swarm_simulator", "swarm_node", "velocity_node"}
     assert nodes["swarm_node"].parameters["udp_host"] == "127.0.0.1" and nodes["swarm_node"].namespace == "/swarm"
     assert nodes["swarm_simulator"].arguments[-1] == "127.0.0.1:5005"
-    assert nodes["velocity_node"].parameters["nodes"] == ["node1=02:00:00:00:00:01", "node2=02:00:00:00:00:02"]
+    assert nodes["velocity_node"].effective_parameters()["nodes"] == ["node1=02:00:00:00:00:01",
+                                                                      "node2=02:00:00:00:00:02"]
     with pytest.raises(GraphError, match="sends UDP"):
         swarm_graph(namespace="s", swarm_params={"transport": "serial"}, velocity_params={}, share_dir=SHARE,
                     simulate=True)
@@ -170,12 +182,17 @@ def test_runner_starts_the_swarm_graph(ros_node, processes, tmp_path):
     assert {(m.endpoint_a, m.endpoint_b) for m in got} == {("node1", "node2")}
 
 
-def test_node_parameters_merge_wildcards_and_names():
-    params = {"/**": {"ros__parameters": {"a": 1}}, "/x/espargos_aoa": {"ros__parameters": {"b": {"c": 2}}},
-              "other": {"ros__parameters": {"d": 3}}}
-    assert node_parameters(params, "espargos_aoa") == {"a": 1, "b.c": 2}
+def test_node_parameters_match_keys_the_way_rcl_does():
+    """rcl: a key is a fully qualified node name with ``/**`` (any namespace depth) and ``*`` (one
+    token); a key without a leading slash is absolute (``aoa_node`` = ``/aoa_node``)."""
+    params = {"/**": {"ros__parameters": {"a": 1}}, "/x/aoa_node": {"ros__parameters": {"b": {"c": 2}}},
+              "aoa_node": {"ros__parameters": {"d": 3}}, "/*/aoa_node": {"ros__parameters": {"e": 4}},
+              "/**/aoa_node": {"ros__parameters": {"f": 5}}, "other": {"ros__parameters": {"g": 6}}}
+    assert node_parameters(params, "aoa_node", "/x") == {"a": 1, "b.c": 2, "e": 4, "f": 5}
+    assert node_parameters(params, "aoa_node") == {"a": 1, "d": 3, "f": 5}
+    assert node_parameters(params, "aoa_node", "/x/y") == {"a": 1, "f": 5}
     with pytest.raises(GraphError, match="ros__parameters"):
-        node_parameters({"espargos_aoa": {"nope": 1}}, "espargos_aoa")
+        node_parameters({"aoa_node": {"nope": 1}}, "aoa_node")
 
 
 def test_runner_starts_the_robot_graph(ros_node, processes, tmp_path):
@@ -211,14 +228,11 @@ def test_runner_refuses_bad_configuration_without_traceback(tmp_path):
 
 LAUNCH_RUNNER = """
 import sys
-import launch
-from launch.launch_description_sources import PythonLaunchDescriptionSource
-args = [a.split(":=", 1) for a in sys.argv[2:]]
-service = launch.LaunchService()
-service.include_launch_description(launch.actions.IncludeLaunchDescription(
-    PythonLaunchDescriptionSource(sys.argv[1]), launch_arguments=args))
-sys.exit(service.run())
+from ros2launch.api import launch_a_launch_file
+sys.exit(launch_a_launch_file(launch_file_path=sys.argv[1], launch_file_arguments=sys.argv[2:], noninteractive=True))
 """
+"""What ``ros2 launch <package> <file> <name:=value>...`` runs once it has found the file: ros2launch's own
+argument parsing and LaunchService (ros2cli's command-line layer adds nothing to either)."""
 
 
 @pytest.mark.parametrize("launch_file, topic", [("board.launch.py", "/espargos/bearings"),
@@ -228,18 +242,11 @@ sys.exit(service.run())
 def test_launch_file_with_launch_service(ros_node, processes, tmp_path, launch_file, topic):
     """What `ros2 launch espargos_driver <file>` does: a LaunchService (in its own process, as it
     must own the main thread) runs the installed launch file; bearings appear on the topic."""
-    pytest.importorskip("launch", reason="launch/launch_ros are not installable from PyPI here")
-    pytest.importorskip("launch_ros", reason="launch_ros is not installable from PyPI here")
-    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
-
-    if launch_file == "robot.launch.py":
-        try:
-            get_package_prefix("tf2_ros")
-        except PackageNotFoundError:
-            pytest.skip("robot.launch.py starts tf2_ros static_transform_publisher, which is not installed")
-    args = {"board.launch.py": ["simulate:=true", "parent_frame:="],
-            "combined_array.launch.py": ["simulate:=true", "parent_frame:="],
-            "robot.launch.py": [], "swarm.launch.py": ["simulate:=true"]}[launch_file]
+    for module in ("launch", "launch_ros", "ros2launch"):
+        pytest.importorskip(module, reason=f"{module} is not installable from PyPI here (it is part of ros-<distro>-ros-base)")
+    args = {"board.launch.py": ["simulate:=true", "publish_tf:=false"],
+            "combined_array.launch.py": ["simulate:=true", "publish_tf:=false"],
+            "robot.launch.py": ["publish_tf:=false"], "swarm.launch.py": ["simulate:=true"]}[launch_file]
     got = []
     ros_node.create_subscription(RadialVelocity if "swarm" in launch_file else BearingArray, topic, got.append, 10)
     log = tmp_path / "launch.log"
@@ -247,3 +254,32 @@ def test_launch_file_with_launch_service(ros_node, processes, tmp_path, launch_f
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     processes.procs.append((proc, log))
     assert spin_until(ros_node, lambda: len(got) >= 3, 60), f"no bearings on {topic}: {log.read_text()[-3000:]}"
+
+
+def test_missing_optional_packages_are_named_before_anything_starts():
+    graph = array_graph(namespace="e", params_file=BOARD_YAML, frame_id="f", parent_frame="base_link", pose=None,
+                        share_dir=SHARE, simulate=True, rviz=True)
+    assert missing_packages(graph, lambda package: True) == []
+    missing = missing_packages(graph, lambda package: package not in ("rviz2", "tf2_ros"))
+    assert [m.split(" (")[0] for m in missing] == ["package tf2_ros is not installed", "package rviz2 is not installed"]
+    assert "publish_tf:=false" in missing[0] and "rviz" in missing[1]
+    without = array_graph(namespace="e", params_file=BOARD_YAML, frame_id="f", parent_frame="", pose=None,
+                          share_dir=SHARE, simulate=True, publish_tf=False)
+    assert missing_packages(without, lambda package: package not in ("rviz2", "tf2_ros")) == []
+
+
+def test_launch_with_rviz_but_no_rviz2_starts_nothing(tmp_path):
+    """ros-base has no rviz2: rviz:=true must fail before the simulator or a node holds a port."""
+    for module in ("launch", "launch_ros", "ros2launch"):
+        pytest.importorskip(module, reason=f"{module} is not installable from PyPI here (it is part of ros-<distro>-ros-base)")
+    from espargos_driver.launch_actions import installed
+    if installed("rviz2"):
+        pytest.skip("rviz2 is installed here")
+    http_port, stream_port = free_port(), free_port(socket.SOCK_DGRAM)
+    done = subprocess.run([sys.executable, "-c", LAUNCH_RUNNER, str(SHARE / "launch" / "board.launch.py"),
+                           "simulate:=true", "rviz:=true", f"sim_http_port:={http_port}",
+                           f"sim_stream_port:={stream_port}"], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "package rviz2 is not installed" in done.stdout + done.stderr
+    assert "process started" not in done.stdout + done.stderr
+    with socket.socket() as s:                           # the simulator never bound its port
+        s.bind(("127.0.0.1", http_port))

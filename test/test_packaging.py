@@ -4,8 +4,11 @@ and package.xml declares every module the package's code imports."""
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -21,9 +24,9 @@ NO_ROSDEP_KEY = {"rosbags"}
 """Installed with pip (README, 'Dependencies without a rosdep key')."""
 
 
-def setup_keywords(package: str) -> dict:
-    """The literal keyword arguments of the package's setup() call."""
-    tree = ast.parse((ROOT / package / "setup.py").read_text())
+def setup_keywords(folder: Path) -> dict:
+    """The literal keyword arguments of the setup() call in ``folder``/setup.py."""
+    tree = ast.parse((folder / "setup.py").read_text())
     call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
     out = {}
     for kw in call.keywords:
@@ -34,19 +37,57 @@ def setup_keywords(package: str) -> dict:
     return out
 
 
-def declared(package: str, tags: tuple[str, ...]) -> set[str]:
-    root = ET.parse(ROOT / package / "package.xml").getroot()
+def declared(folder: Path, tags: tuple[str, ...]) -> set[str]:
+    """Dependency keys of ``folder``/package.xml under ``tags``."""
+    root = ET.parse(folder / "package.xml").getroot()
     return {e.text.strip() for tag in tags for e in root.iter(tag)}
 
 
-@pytest.mark.parametrize("package", PACKAGES)
+COLCON_PACKAGES = {"espargos_driver": "espargos_driver", "espargos_aoa": "espargos_aoa",
+                   "espargos_system_tests": "test"}
+"""The ament_python packages whose tests ``colcon test`` runs: name -> folder."""
+MIN_TESTS = {"espargos_driver": 120, "espargos_aoa": 25, "espargos_system_tests": 100}
+"""Fewer tests than this in a package means tests were lost (e.g. colcon falling back to unittest)."""
+
+
+@pytest.mark.parametrize("package", COLCON_PACKAGES)
 def test_colcon_test_runs_the_package_tests_with_pytest(package):
-    assert "pytest" in setup_keywords(package)["extras_require"]["test"]
-    assert "python3-pytest" in declared(package, ("test_depend",))
-    tests = sorted((ROOT / package / "test").glob("test_*.py"))
-    assert len(tests) >= 2, f"{package}/test has {len(tests)} test files"
-    count = sum(t.read_text().count("\ndef test_") for t in tests)
-    assert count >= 20, f"only {count} tests in {package}/test: colcon test would report next to nothing"
+    """What ``colcon test`` runs for an ament_python package: pytest (only if setup.py declares it
+    for tests), started in the package folder. Collect the same way and count."""
+    folder = ROOT / COLCON_PACKAGES[package]
+    assert "pytest" in setup_keywords(folder)["extras_require"]["test"]
+    assert "python3-pytest" in declared(folder, ("test_depend",))
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+                          cwd=folder, capture_output=True, text=True, timeout=300)
+    found = re.search(r"(\d+) tests? collected", done.stdout)
+    count = int(found.group(1)) if found else 0
+    assert done.returncode == 0 and count >= MIN_TESTS[package], \
+        f"{package}: pytest collects {count} tests (at least {MIN_TESTS[package]} expected): {done.stdout[-2000:]}"
+
+
+def test_the_packages_depend_on_each_other_without_a_cycle():
+    """colcon and bloom order packages by every dependency kind; a cycle makes both refuse."""
+    ours = {ET.parse(ROOT / folder / "package.xml").getroot().findtext("name"): ROOT / folder
+            for folder in ("espargos_msgs", *COLCON_PACKAGES.values())}
+    edges = {name: declared(path, ("depend", "build_depend", "exec_depend", "test_depend", "buildtool_depend"))
+             & set(ours) for name, path in ours.items()}
+    order: list[str] = []
+    while edges:
+        ready = sorted(name for name, deps in edges.items() if deps <= set(order))
+        assert ready, f"dependency cycle among {sorted(edges)}: {edges}"
+        order += ready
+        for name in ready:
+            del edges[name]
+    assert order.index("espargos_aoa") < order.index("espargos_driver") < order.index("espargos_system_tests")
+
+
+def test_launch_and_config_files_are_inside_the_package_that_installs_them():
+    """A per-package build (bloom, sdist) sees only the package folder; data_files must not leave it."""
+    for folder in COLCON_PACKAGES.values():
+        text = (ROOT / folder / "setup.py").read_text()
+        assert "data_files" in text and "../" not in text, f"{folder}/setup.py installs files from outside its folder"
+    installed = {p.name for p in (ROOT / "espargos_driver" / "launch").glob("*.launch.py")}
+    assert installed == {p.name for p in (ROOT / "launch").glob("*.launch.py")} and len(installed) == 4
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -59,6 +100,6 @@ def test_package_xml_declares_every_import(package):
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 imported.add(node.module.split(".")[0])
     third_party = imported - set(sys.stdlib_module_names) - {package, "__future__"} - NO_ROSDEP_KEY
-    keys = declared(package, ("depend", "exec_depend", "build_export_depend"))
+    keys = declared(ROOT / package, ("depend", "exec_depend", "build_export_depend"))
     missing = sorted(m for m in third_party if ROSDEP_KEYS.get(m, m) not in keys)
     assert not missing, f"{package}/package.xml lacks exec_depend for imports {missing}"

@@ -1,36 +1,61 @@
-"""Pure AoA core on the board simulator's channel model (ideally calibrated array)."""
-from __future__ import annotations
+"""Pure AoA core on plane waves made here, independently of the board simulator (whose channel
+model the system tests in test/ judge the estimator against).
 
-from dataclasses import replace
+Geometry: the 2x4 board grid (6 cm spacing) in the array's y-z plane; HT40 subcarriers -58..58
+around 2447 MHz, the three DC bins left out as the ESP32 interpolates them. Steering convention
+of espargos_aoa.steering: antenna p, direction u -> phase exp(+j 2 pi f u.p / c).
+"""
+from __future__ import annotations
 
 import numpy as np
 import pytest
-from espargos_driver.geometry import board_antenna_positions
-from espargos_driver.sim.channel import ArrayChannel
-from espargos_driver.sim.scenario import ChannelModel, Impairments, Reflection, Transmitter
-from espargos_driver.wifi import GRIDS, CsiFormat, grid_center_hz
 
 from espargos_aoa.bearing import crb_std
 from espargos_aoa.covariance import CovarianceError, exchange_permutation, forward_backward, sample_covariance
 from espargos_aoa.estimator import AoaConfig, AoaEstimator
 from espargos_aoa.sources import source_count
-from espargos_aoa.steering import SPEED_OF_LIGHT
 
-FMT = CsiFormat.HT40
-FREQS_HZ = grid_center_hz(FMT, 6, 1) + GRIDS[FMT].indices * GRIDS[FMT].spacing_hz
-VALID = np.isin(np.arange(FREQS_HZ.size), GRIDS[FMT].interpolated, invert=True)
+SPEED_OF_LIGHT = 299_792_458.0
+"""m/s, written out here so that the generator shares nothing with the code under test."""
+SPACING_M = 0.06
+ROWS, COLS = 2, 4
+BOARD = np.zeros((ROWS, COLS, 3))
+BOARD[..., 1] = (np.arange(COLS) - (COLS - 1) / 2)[None, :] * SPACING_M
+BOARD[..., 2] = ((ROWS - 1) / 2 - np.arange(ROWS))[:, None] * SPACING_M
+BINS = np.arange(-58, 59)
+FREQS_HZ = 2.447e9 + BINS * 312.5e3
+VALID = np.abs(BINS) > 1
 
 
-def frames(tx: Transmitter, count: int, snr_db: float, seed: int = 0, channel: str = "ideal") -> np.ndarray:
-    """``count`` OTA frames, complex (count, 8, bins), perfect calibration, on the simulator's
-    ``channel`` preset (ideal: constant direct path and the transmitter's own reflections)."""
-    tx = replace(tx, channel=ChannelModel.preset(channel))
-    array = ArrayChannel(Impairments(lo_phase=False, timing_offset_std_ns=0.0), np.zeros(8), np.random.default_rng(seed))
-    return np.stack([array.ota(tx, 0.0, FMT, 6, 1, snr_db) for _ in range(count)])
+def direction(azimuth_deg: float, elevation_deg: float = 0.0) -> np.ndarray:
+    """Unit vector (REP 103: azimuth from +x towards +y, elevation towards +z)."""
+    az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
+    return np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+
+
+def frames(sources: list[tuple[float, float, float]], count: int, snr_db: float, seed: int = 0,
+           positions: np.ndarray = BOARD) -> np.ndarray:
+    """``count`` frames, complex ``(count, antennas, bins)``: one plane wave per (azimuth deg,
+    elevation deg, gain dB) source, each with its own delay (30 ns apart) and a random phase per
+    frame; complex white noise ``snr_db`` below the first source's unit power."""
+    rng = np.random.default_rng(seed)
+    pos = positions.reshape(-1, 3)
+    csi = np.zeros((count, len(pos), FREQS_HZ.size), complex)
+    for i, (azimuth_deg, elevation_deg, gain_db) in enumerate(sources):
+        wave = np.exp(2j * np.pi * np.outer(pos @ direction(azimuth_deg, elevation_deg), FREQS_HZ) / SPEED_OF_LIGHT)
+        delay = np.exp(-2j * np.pi * FREQS_HZ * 30e-9 * i)
+        phases = np.exp(2j * np.pi * rng.random(count))
+        csi += 10 ** (gain_db / 20) * phases[:, None, None] * (wave * delay)[None]
+    noise = rng.standard_normal(csi.shape) + 1j * rng.standard_normal(csi.shape)
+    return csi + noise * 10 ** (-snr_db / 20) / np.sqrt(2)
+
+
+def source(azimuth_deg: float, elevation_deg: float = 0.0) -> list[tuple[float, float, float]]:
+    return [(azimuth_deg, elevation_deg, 0.0)]
 
 
 def estimate(csi: np.ndarray, mask: np.ndarray | None = None, **config) -> list:
-    est = AoaEstimator(AoaConfig(**config), board_antenna_positions())
+    est = AoaEstimator(AoaConfig(**config), BOARD)
     mask = np.ones(csi.shape[:2], bool) if mask is None else mask
     return est.estimate(csi, mask, FREQS_HZ, VALID)
 
@@ -38,7 +63,7 @@ def estimate(csi: np.ndarray, mask: np.ndarray | None = None, **config) -> list:
 @pytest.mark.parametrize("mode", ["narrowband", "wideband"])
 @pytest.mark.parametrize("azimuth_deg", [-55.0, -10.0, 0.0, 35.0, 60.0])
 def test_single_source_azimuth(mode, azimuth_deg):
-    result = estimate(frames(Transmitter(azimuth_deg=azimuth_deg), 20, 10.0), mode=mode)
+    result = estimate(frames(source(azimuth_deg), 20, 10.0), mode=mode)
     assert result.sources == 1 and len(result.bearings) == 1
     b = result.bearings[0]
     err = np.degrees(b.azimuth_rad) - azimuth_deg
@@ -49,7 +74,7 @@ def test_single_source_azimuth(mode, azimuth_deg):
 
 
 def test_two_d_finds_elevation():
-    result = estimate(frames(Transmitter(azimuth_deg=25.0, elevation_deg=30.0), 20, 20.0), two_d=True)
+    result = estimate(frames(source(25.0, 30.0), 20, 20.0), two_d=True)
     b = result.bearings[0]
     assert result.spectrum_db.shape == (181, 361)
     assert abs(np.degrees(b.azimuth_rad) - 25.0) < 0.2 and abs(np.degrees(b.elevation_rad) - 30.0) < 0.3
@@ -57,12 +82,12 @@ def test_two_d_finds_elevation():
 
 
 def test_one_d_has_no_elevation_std():
-    b = estimate(frames(Transmitter(azimuth_deg=5.0), 10, 20.0)).bearings[0]
+    b = estimate(frames(source(5.0), 10, 20.0)).bearings[0]
     assert b.elevation_rad == 0.0 and np.isnan(b.elevation_std_rad)
 
 
 def test_missing_antennas_use_pairwise_covariance():
-    csi = frames(Transmitter(azimuth_deg=-20.0), 30, 20.0, seed=3)
+    csi = frames(source(-20.0), 30, 20.0, seed=3)
     rng = np.random.default_rng(4)
     mask = rng.random(csi.shape[:2]) > 0.2
     csi[~mask] = np.nan
@@ -71,7 +96,7 @@ def test_missing_antennas_use_pairwise_covariance():
 
 
 def test_covariance_of_complete_frames_is_the_plain_sample_covariance():
-    csi = frames(Transmitter(), 5, 10.0)
+    csi = frames(source(0.0), 5, 10.0)
     cov = sample_covariance(csi, np.ones((5, 8), bool), FREQS_HZ, VALID)
     x = csi[:, :, VALID]
     x = x / np.sqrt(np.mean(np.abs(x) ** 2))                 # the window as a whole, not frame by frame
@@ -81,7 +106,7 @@ def test_covariance_of_complete_frames_is_the_plain_sample_covariance():
 
 
 def test_antennas_never_together_are_refused():
-    csi = frames(Transmitter(), 4, 10.0)
+    csi = frames(source(0.0), 4, 10.0)
     mask = np.ones((4, 8), bool)
     mask[:, 3] = False
     with pytest.raises(CovarianceError) as err:
@@ -90,7 +115,7 @@ def test_antennas_never_together_are_refused():
 
 
 def test_forward_backward_needs_centro_symmetry():
-    pos = board_antenna_positions().reshape(-1, 3)
+    pos = BOARD.reshape(-1, 3)
     perm = exchange_permutation(pos)
     np.testing.assert_allclose(pos[perm], -pos)
     assert exchange_permutation(pos[:5]) is None
@@ -103,9 +128,9 @@ def test_forward_backward_needs_centro_symmetry():
 
 @pytest.mark.parametrize("method", ["mdl", "aic"])
 def test_source_count(method):
-    one = frames(Transmitter(azimuth_deg=10.0), 20, 10.0)
-    two = frames(Transmitter(azimuth_deg=-20.0, reflections=[Reflection(azimuth_deg=20.0, gain_db=-3.0)]), 20, 10.0)
-    assert estimate(one, source_count=method, max_sources=3).sources == 1
+    single = frames(source(10.0), 20, 10.0)
+    two = frames([(-20.0, 0.0, 0.0), (20.0, 0.0, -3.0)], 20, 10.0)
+    assert estimate(single, source_count=method, max_sources=3).sources == 1
     result = estimate(two, source_count=method, max_sources=3)
     assert result.sources == 2
     got = sorted(np.degrees(b.azimuth_rad) for b in result.bearings)
@@ -128,7 +153,7 @@ def test_crb_matches_closed_form_for_one_source_on_a_line():
 
 def test_combined_layout_two_boards_in_two_d():
     """A 4x4 layout of two boards (arbitrary geometry): 2-D MUSIC from the positions alone."""
-    pos = board_antenna_positions().reshape(-1, 3)
+    pos = BOARD.reshape(-1, 3)
     layout = np.concatenate([pos + [0, 0, 0.06], pos - [0, 0, 0.06]])               # (16, 3)
     u = np.array([np.cos(np.radians(10)) * np.cos(np.radians(-30)), np.cos(np.radians(10)) * np.sin(np.radians(-30)),
                   np.sin(np.radians(10))])

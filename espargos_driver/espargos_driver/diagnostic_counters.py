@@ -1,12 +1,15 @@
-"""The one list of every counter the nodes report in /diagnostics, and their per-counter warnings.
+"""The counters board_node and swarm_node report in /diagnostics, and the README tables of all four
+nodes' counters (aoa_node's and velocity_node's lists live in espargos_aoa.diagnostic_counters).
 
-Pure (no ROS). board_node, swarm_node, aoa_node and velocity_node publish every counter named
-here; a test checks that the drivers count nothing that is not listed, and that the README's
-tables are generated from these lists.
+Pure (no ROS). Each node publishes every counter named in its list; a test checks that the drivers
+count nothing that is not listed, and that the README's tables are generated from these lists:
+``python -m espargos_driver.diagnostic_counters README.md``.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+from espargos_aoa.diagnostic_counters import AOA_COUNTERS, VELOCITY_COUNTERS
 
 BOARD_ACTIVITY = {
     "packets": "datagrams / WebSocket messages accepted from the board",
@@ -111,63 +114,8 @@ SWARM_COUNTERS = {
     "keepalive_unavailable": "keep-alive impossible (no ping or raw socket)",
     "keepalive_errors": "keep-alive sends that failed",
 }
-AOA_COUNTERS = {
-    "no_geometry": "CSI dropped for want of a usable ArrayGeometry (up to 200 frames are kept until one arrives)",
-    "bad_geometry": "ArrayGeometry the estimator cannot use",
-    "geometry_mismatch": "CSI whose antennas do not match the geometry",
-    "single_antenna": "CSI of a single antenna (no angle)",
-    "bad_csi_message": "CsiArray whose fields do not agree",
-    "uncalibrated": "uncalibrated CSI (require_calibrated)",
-    "too_few_antennas": "frames with fewer than min_antennas antennas",
-    "nan_csi": "CSI with NaN where the mask says measured",
-    "too_few_frames": "updates with fewer than min_frames frames in the window",
-    "antenna_pair_missing": "windows in which some antenna pair never reported together",
-    "no_signal": "windows without signal power",
-    "no_source": "updates without a spectrum peak above min_peak_db",
-    "window_restart_stamp_back": "windows restarted by a frame older than the newest (bag restarted, or out of order)",
-    "window_restart_grid_change": "windows restarted by a new subcarrier grid or antenna count",
-    "frames_missed": "frames missing from a transmitter's sequence numbers: lost in the air, by the driver, "
-                     "or by DDS when this node falls behind its input",
-}
-"""aoa_node: why an update gave no bearing, and input it never saw."""
-VELOCITY_COUNTERS = {
-    "not_single_antenna": "CsiArray with more than one antenna",
-    "bad_csi_message": "CsiArray whose fields do not agree",
-    "nan_csi": "CsiArray with NaN or infinite CSI",
-    "unknown_transmitter": "reports from a transmitter MAC the nodes map does not name",
-    "unpaired": "reports whose other direction never came (lost frame or report)",
-    "late_pairs": "exchanges that arrived after reorder_delay of newer ones (dropped)",
-    "unsupported_updates": "updates of links too noisy for velocity (published UNKNOWN, NaN velocity)",
-}
-"""velocity_node: reports and updates that give no velocity."""
 OTHER_PREFIX = "other_"
 """Swarm counters ``other_<name>``: RuView packets of other kinds on the port (see swarm.binary)."""
-WARN_EVERY_S = 5.0
-
-
-class CounterWarnings:
-    """Per-counter throttled warnings with exact counts: each counter that grew is reported at
-    most once per ``every_s``, with the number of new events since its last report."""
-
-    def __init__(self, names: list[str] | tuple[str, ...] | Mapping[str, str], every_s: float = WARN_EVERY_S) -> None:
-        self.names = tuple(names)
-        self.every_s = every_s
-        self._reported: dict[str, int] = {}
-        self._when: dict[str, float] = {}
-
-    def due(self, counts: Mapping[str, int], now: float) -> list[tuple[str, int]]:
-        """(counter, new events since its last report) for each counter due a warning at ``now`` (s)."""
-        out = []
-        for name in self.names:
-            value = counts.get(name, 0)
-            new = value - self._reported.get(name, 0)
-            if new > 0 and now - self._when.get(name, -float("inf")) >= self.every_s:
-                out.append((name, new))
-                self._reported[name] = value
-                self._when[name] = now
-        return out
-
-
 README_TABLES = {"board-counters": BOARD_COUNTERS, "swarm-counters": SWARM_COUNTERS, "aoa-counters": AOA_COUNTERS,
                  "velocity-counters": VELOCITY_COUNTERS}
 """README sections (between ``<!-- name -->`` and ``<!-- /name -->``) generated from the lists."""

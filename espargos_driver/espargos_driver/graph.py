@@ -5,6 +5,8 @@ runner (``espargos_run``) starts the same graph in one executor. Nothing here im
 """
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,8 +14,8 @@ import yaml
 
 from .layout import load_layout_file
 
-DRIVER_NODE = "espargos_board"
-AOA_NODE = "espargos_aoa"
+DRIVER_NODE = "board_node"
+AOA_NODE = "aoa_node"
 SIM_HTTP_PORT = 8400
 SIM_STREAM_PORT = 53330
 
@@ -31,9 +33,19 @@ class NodeSpec:
     name: str
     namespace: str = ""
     parameters: dict = field(default_factory=dict)
+    """Values set by the graph (flattened names), applied after ``params_files`` (they win)."""
     arguments: list[str] = field(default_factory=list)
     remappings: list[tuple[str, str]] = field(default_factory=list)
     ros: bool = True
+    params_files: list[str] = field(default_factory=list)
+    """ROS parameters files given to the node as files (``--params-file``), in order."""
+
+    def effective_parameters(self) -> dict:
+        """What the node gets: its sections of ``params_files`` (rcl's matching), then ``parameters``."""
+        out: dict = {}
+        for path in self.params_files:
+            out.update(node_parameters(read_yaml(path, "parameters file"), self.name, self.namespace))
+        return {**out, **self.parameters}
 
 
 @dataclass
@@ -77,14 +89,24 @@ def flatten(params: dict, prefix: str = "") -> dict:
     return out
 
 
-def node_parameters(params_file: dict, node_name: str) -> dict:
-    """Parameters a ROS params file gives the node ``node_name`` (keys ``/**``, ``node_name``,
-    ``/**/node_name`` or ``/<ns>/node_name``), flattened; later keys override earlier ones."""
+def _key_pattern(key: str) -> re.Pattern:
+    """A parameters-file key as rcl matches it against a node's fully qualified name: a key without
+    a leading ``/`` is absolute, ``/**`` stands for any number of namespace tokens, ``*`` for one."""
+    key = key if key.startswith("/") else "/" + key
+    pattern = re.escape(key.rstrip("/") or "/").replace(r"/\*\*", "(?:/[^/]+)*").replace(r"\*", "[^/]+")
+    return re.compile(pattern)
+
+
+def node_parameters(params_file: dict, node_name: str, namespace: str = "") -> dict:
+    """Parameters a ROS params file gives the node ``namespace/node_name``, flattened: the sections
+    whose key matches its fully qualified name the way rcl matches them (``/**``, ``/**/name``,
+    ``/ns/name``, ``/*/name``, ``name`` = ``/name``); later sections override earlier ones."""
     out: dict = {}
     if not isinstance(params_file, dict):
         raise GraphError("a parameters file must map node names to {ros__parameters: {...}}")
+    fqn = "/" + "/".join(t for t in (*namespace.split("/"), node_name) if t)
     for key, section in params_file.items():
-        if key == "/**" or str(key).rstrip("/").split("/")[-1] == node_name:
+        if _key_pattern(str(key)).fullmatch(fqn):
             values = (section or {}).get("ros__parameters") if isinstance(section, dict) else None
             if not isinstance(values, dict):
                 raise GraphError(f"parameters file: section {key!r} has no ros__parameters mapping")
@@ -120,24 +142,29 @@ def _pose(pose: dict | None, where: str) -> tuple[tuple, tuple]:
     return xyz, rpy
 
 
-def array_graph(*, namespace: str, params: dict, frame_id: str, parent_frame: str, pose: dict | None,
+def array_graph(*, namespace: str, params_file: str | Path, frame_id: str, parent_frame: str, pose: dict | None,
                 host: str = "", array_config: str = "", share_dir: Path, scenario: str = "", simulate: bool = False,
                 sim_ports: tuple[int, int] = (SIM_HTTP_PORT, SIM_STREAM_PORT), rviz: bool = False,
-                remappings: dict | None = None, board_id: str = "") -> Graph:
+                remappings: dict | None = None, board_id: str = "", publish_tf: bool = True,
+                autostart: bool = True) -> Graph:
     """Driver + aoa_node for one array under ``namespace``, and the array's static transform.
 
     One board, or a combined array from ``array_config`` (its hosts). The board is at ``host``
     if given, else at the ``host`` of the parameters file: a simulator is started only when
     ``simulate`` asks for one (on ``sim_ports``, or on the combined array's ports), never
     because an argument is empty.
-    ``params``: a ROS parameters file (dict) with sections for espargos_board and espargos_aoa;
+    ``params_file``: a ROS parameters file with sections for board_node and aoa_node, given to
+    both nodes as a file; the values the graph sets (frame_id, host, ...) override it.
     ``remappings``: topic remappings applied to both nodes (e.g. ``{bearings: /all/bearings}``);
-    ``board_id``: the array id (source_id, calibration file name), else the parameters file's.
+    ``board_id``: the array id (source_id, calibration file name), else the parameters file's;
+    ``publish_tf``: publish the static transform ``parent_frame`` -> ``frame_id`` at ``pose``;
+    ``autostart``: the (managed) driver configures and activates itself.
     """
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
-    driver = node_parameters(params, DRIVER_NODE)
-    aoa = node_parameters(params, AOA_NODE)
-    driver.update(frame_id=frame_id, board_id=board_id or driver.get("board_id") or "espargos")
+    files = [str(params_file)]
+    driver = {"frame_id": frame_id, "autostart": autostart}
+    if board_id:
+        driver["board_id"] = board_id
     graph = Graph()
     scenario = scenario or str(share_dir / "config" / "sim_scenario.yaml")
     if simulate and host:
@@ -154,7 +181,8 @@ def array_graph(*, namespace: str, params: dict, frame_id: str, parent_frame: st
     elif host:
         driver["host"] = host
     elif not simulate:
-        if not driver.get("host"):
+        if not NodeSpec("espargos_driver", "board_node", DRIVER_NODE, ns, params_files=files).effective_parameters() \
+                .get("host"):
             raise GraphError("no board address: give host, put host: in the parameters file, or simulate")
     else:
         http_port, stream_port = sim_ports
@@ -162,9 +190,16 @@ def array_graph(*, namespace: str, params: dict, frame_id: str, parent_frame: st
         graph.nodes.append(NodeSpec("espargos_driver", "board_simulator", "board_simulator", ns, ros=False, arguments=[
             "--http-port", str(http_port), "--stream-port", str(stream_port), "--scenario", scenario]))
     remap = [(str(k), str(v)) for k, v in (remappings or {}).items()]
-    graph.nodes += [NodeSpec("espargos_driver", "board_node", DRIVER_NODE, ns, driver, remappings=remap),
-                    NodeSpec("espargos_aoa", "aoa_node", AOA_NODE, ns, aoa, remappings=remap)]
-    if parent_frame:
+    graph.nodes += [NodeSpec("espargos_driver", "board_node", DRIVER_NODE, ns, driver, remappings=remap,
+                             params_files=files),
+                    NodeSpec("espargos_aoa", "aoa_node", AOA_NODE, ns, remappings=remap, params_files=files)]
+    for spec in graph.nodes:
+        if spec.ros:
+            spec.effective_parameters()                   # refuse an unreadable or malformed file here
+    if publish_tf:
+        if not parent_frame:
+            raise GraphError("parent_frame is empty: name the frame the array is mounted on, or turn the "
+                             "static transform off (publish_tf:=false, espargos_run --no-tf)")
         xyz, rpy = _pose(pose, f"array {namespace}")
         graph.transforms.append(StaticTransform(parent_frame, frame_id, xyz, rpy))
     if rviz:
@@ -173,9 +208,9 @@ def array_graph(*, namespace: str, params: dict, frame_id: str, parent_frame: st
     return graph
 
 
-def robot_graph(robot: dict, share_dir: Path) -> Graph:
+def robot_graph(robot: dict, share_dir: Path, publish_tf: bool = True, autostart: bool = True) -> Graph:
     """A rig of arrays (and optionally its swarm nodes) under one namespace with their static
-    transforms, from ``config/robot.yaml``."""
+    transforms (unless not ``publish_tf``), from ``config/robot.yaml``."""
     spec = robot.get("robot", robot) if isinstance(robot, dict) else None
     if not isinstance(spec, dict) or not isinstance(spec.get("arrays"), list) or not spec["arrays"]:
         raise GraphError("robot YAML: needs robot: {namespace: ..., base_frame: ..., arrays: [...]}")
@@ -192,7 +227,7 @@ def robot_graph(robot: dict, share_dir: Path) -> Graph:
             if value in seen:
                 raise GraphError(f"robot YAML: {what} {value!r} is used twice")
             seen.add(value)
-        params = read_yaml(in_config(arr.get("config", "board.yaml"), share_dir), "parameters file")
+        params_file = in_config(arr.get("config", "board.yaml"), share_dir)
         sim_ports = (int(arr.get("sim_http_port", SIM_HTTP_PORT + i)), int(arr.get("sim_stream_port", SIM_STREAM_PORT + i)))
         host = str(arr.get("host", ""))
         simulate = bool(arr.get("simulate", False))
@@ -201,12 +236,13 @@ def robot_graph(robot: dict, share_dir: Path) -> Graph:
             if set(sim_ports) & ports:
                 raise GraphError(f"robot YAML: array {name!r}: simulator ports {sim_ports} already in use by another array")
             ports.update(sim_ports)
-        graph.extend(array_graph(namespace=f"{namespace}/{name}" if namespace else name, params=params,
+        graph.extend(array_graph(namespace=f"{namespace}/{name}" if namespace else name, params_file=params_file,
                                  frame_id=frame_id, parent_frame=base, pose=arr.get("pose"), host=host,
                                  array_config=array_config, share_dir=share_dir,
                                  scenario=str(in_config(arr["scenario"], share_dir)) if arr.get("scenario") else "",
                                  simulate=simulate, sim_ports=sim_ports, remappings=arr.get("remappings"),
-                                 board_id=str(arr.get("board_id", name))))
+                                 board_id=str(arr.get("board_id", name)), publish_tf=publish_tf,
+                                 autostart=autostart))
     swarm = spec.get("swarm")
     if swarm:
         if not isinstance(swarm, dict):
@@ -215,27 +251,53 @@ def robot_graph(robot: dict, share_dir: Path) -> Graph:
         velocity = {"nodes": [str(n) for n in swarm.pop("nodes")]} if swarm.get("nodes") else {}
         graph.extend(swarm_graph(namespace=f"{namespace}/swarm", velocity_params=velocity, share_dir=share_dir,
                                  simulate=bool(swarm.pop("simulate", False)), scenario=str(swarm.pop("scenario", "")),
-                                 swarm_params=swarm))
+                                 swarm_params=swarm, autostart=autostart))
     return graph
 
 
-def swarm_graph(*, namespace: str, swarm_params: dict, velocity_params: dict, share_dir: Path,
-                simulate: bool = False, scenario: str = "") -> Graph:
+def swarm_graph(*, namespace: str, share_dir: Path, params_file: str | Path = "", swarm_params: dict | None = None,
+                velocity_params: dict | None = None, simulate: bool = False, scenario: str = "",
+                autostart: bool = True) -> Graph:
     """swarm_node + velocity_node under ``namespace`` (+ the swarm simulator sending to the
-    swarm_node's UDP port on loopback when ``simulate``)."""
+    swarm_node's UDP port on loopback when ``simulate``).
+
+    ``params_file``: a ROS parameters file with sections for swarm_node and velocity_node, given
+    to both as a file; ``swarm_params`` / ``velocity_params`` override it (flattened names).
+    """
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
-    params = {"transport": "udp", "udp_port": 5005, **swarm_params}
+    files = [str(params_file)] if params_file else []
+    swarm = NodeSpec("espargos_driver", "swarm_node", "swarm_node", ns,
+                     {**flatten(swarm_params or {}), "autostart": autostart}, params_files=files)
+    velocity = NodeSpec("espargos_aoa", "velocity_node", "velocity_node", ns, flatten(velocity_params or {}),
+                        params_files=files)
+    effective = {"transport": "udp", "udp_port": 5005, **swarm.effective_parameters()}
+    velocity.effective_parameters()                       # refuse an unreadable or malformed file here
     graph = Graph()
     if simulate:
-        if params["transport"] != "udp":
-            raise GraphError(f"the swarm simulator sends UDP; transport is {params['transport']!r}")
-        params["udp_host"] = "127.0.0.1"
+        if effective["transport"] != "udp":
+            raise GraphError(f"the swarm simulator sends UDP; transport is {effective['transport']!r}")
+        swarm.parameters["udp_host"] = "127.0.0.1"
         graph.nodes.append(NodeSpec("espargos_driver", "swarm_simulator", "swarm_simulator", ns, ros=False, arguments=[
             "--scenario", str(in_config(scenario or "swarm_scenario.yaml", share_dir)),
-            "--target", f"127.0.0.1:{params['udp_port']}"]))
-    graph.nodes += [NodeSpec("espargos_driver", "swarm_node", "swarm_node", ns, params),
-                    NodeSpec("espargos_aoa", "velocity_node", "velocity_node", ns, velocity_params)]
+            "--target", f"127.0.0.1:{effective['udp_port']}"]))
+    graph.nodes += [swarm, velocity]
     return graph
+
+
+REQUIRED_BY_GRAPH = {"tf2_ros": "static transforms (publish_tf:=false turns them off)",
+                     "rviz2": "rviz:=true (ros-base has no rviz2: install ros-<distro>-rviz2 or leave rviz off)"}
+"""Optional packages a graph may need, and what needs them."""
+
+
+def missing_packages(graph: Graph, installed: Callable[[str], bool]) -> list[str]:
+    """Why the graph cannot start: one line per package it needs that ``installed`` does not find
+    (the nodes' packages, tf2_ros for static transforms, rviz2 for rviz views)."""
+    needed = {spec.package: f"{spec.executable}" for spec in graph.nodes}
+    if graph.transforms:
+        needed["tf2_ros"] = REQUIRED_BY_GRAPH["tf2_ros"]
+    if graph.rviz_configs:
+        needed["rviz2"] = REQUIRED_BY_GRAPH["rviz2"]
+    return [f"package {name} is not installed (needed for {why})" for name, why in needed.items() if not installed(name)]
 
 
 def in_config(path: str, share_dir: Path) -> Path:

@@ -1,22 +1,44 @@
-"""Graph -> launch_ros actions, for the thin launch files in launch/ (needs launch_ros)."""
+"""Graph -> launch_ros actions, for the thin launch files in launch/ (needs launch and launch_ros)."""
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from .graph import SIM_HTTP_PORT, SIM_STREAM_PORT, Graph, array_graph, read_yaml
+from .graph import SIM_HTTP_PORT, SIM_STREAM_PORT, Graph, GraphError, array_graph, missing_packages
+
+
+def installed(package: str) -> bool:
+    """Whether the sourced ROS environment has ``package``."""
+    try:
+        get_package_prefix(package)
+    except PackageNotFoundError:
+        return False
+    return True
 
 
 def graph_actions(graph: Graph) -> list:
     """One launch_ros Node per graph node (the simulator too: it ignores ROS arguments), one
-    tf2_ros static_transform_publisher per transform, one rviz2 per rviz configuration."""
+    tf2_ros static_transform_publisher per transform, one rviz2 per rviz configuration.
+
+    Parameters files go to the nodes as files (``Node(parameters=[file, ..., overrides])``, the
+    ``ros2 run --params-file`` semantics). Nothing starts if a package the graph needs is missing:
+    the GraphError names each one.
+    """
+    missing = missing_packages(graph, installed)
+    if missing:
+        raise GraphError("cannot start: " + "; ".join(missing))
     actions = []
     for spec in graph.nodes:
+        parameters = [*spec.params_files, spec.parameters] if spec.ros else None
         actions.append(Node(package=spec.package, executable=spec.executable, name=spec.name,
-                            namespace=spec.namespace or None, parameters=[spec.parameters] if spec.ros else None,
+                            namespace=spec.namespace or None, parameters=parameters,
                             arguments=spec.arguments or None, remappings=spec.remappings or None, output="screen"))
     for t in graph.transforms:
         actions.append(Node(package="tf2_ros", executable="static_transform_publisher",
@@ -28,38 +50,52 @@ def graph_actions(graph: Graph) -> list:
     return actions
 
 
-def array_launch_description(share: Path, arguments: dict[str, tuple[str, str]],
-                             host: Callable[[dict], str], array_config: Callable[[dict], str]):
-    """The launch description of one array (board or combined): ``arguments`` (name -> (default,
-    description)) specific to the file, then the common ones (with ``simulate``); ``host`` /
-    ``array_config`` map the resolved argument values to :func:`array_graph`'s."""
-    from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
-    from launch.substitutions import LaunchConfiguration
-
-    every = {**arguments, **common_arguments(share)}
-
-    def make(context):
-        v = {name: LaunchConfiguration(name).perform(context) for name in every}
-        graph = array_graph(namespace=v["namespace"], params=read_yaml(v["config"], "parameters file"),
-                            frame_id=v["frame_id"], parent_frame=v["parent_frame"],
-                            pose={"xyz": [v["x"], v["y"], v["z"]], "rpy": [v["roll"], v["pitch"], v["yaw"]]},
-                            host=host(v), array_config=array_config(v), share_dir=share, scenario=v["scenario"],
-                            simulate=v["simulate"].lower() == "true",
-                            sim_ports=(int(v["sim_http_port"]), int(v["sim_stream_port"])),
-                            rviz=v["rviz"].lower() == "true")
-        return graph_actions(graph)
+def launch_description(arguments: dict[str, tuple[str, str]], make: Callable[[dict], Graph]) -> LaunchDescription:
+    """Declared ``arguments`` (name -> (default, description)) and one OpaqueFunction that turns
+    their resolved values into the graph ``make`` builds, checked before anything starts."""
+    def actions(context):
+        return graph_actions(make({name: LaunchConfiguration(name).perform(context) for name in arguments}))
 
     return LaunchDescription([DeclareLaunchArgument(name, default_value=default, description=text)
-                              for name, (default, text) in every.items()] + [OpaqueFunction(function=make)])
+                              for name, (default, text) in arguments.items()] + [OpaqueFunction(function=actions)])
+
+
+def flag(value: str, name: str) -> bool:
+    """A true/false launch argument; GraphError for anything else."""
+    if value.lower() not in ("true", "false"):
+        raise GraphError(f"{name}:={value}: expected true or false")
+    return value.lower() == "true"
+
+
+def array_launch_description(share: Path, arguments: dict[str, tuple[str, str]],
+                             host: Callable[[dict], str], array_config: Callable[[dict], str]) -> LaunchDescription:
+    """The launch description of one array (board or combined): ``arguments`` specific to the
+    file, then the common ones; ``host`` / ``array_config`` map the resolved argument values to
+    :func:`array_graph`'s."""
+    def make(v: dict) -> Graph:
+        return array_graph(namespace=v["namespace"], params_file=v["config"], frame_id=v["frame_id"],
+                           parent_frame=v["parent_frame"],
+                           pose={"xyz": [v["x"], v["y"], v["z"]], "rpy": [v["roll"], v["pitch"], v["yaw"]]},
+                           host=host(v), array_config=array_config(v), share_dir=share, scenario=v["scenario"],
+                           simulate=flag(v["simulate"], "simulate"), publish_tf=flag(v["publish_tf"], "publish_tf"),
+                           autostart=flag(v["autostart"], "autostart"),
+                           sim_ports=(int(v["sim_http_port"]), int(v["sim_stream_port"])), rviz=flag(v["rviz"], "rviz"))
+
+    return launch_description({**arguments, **common_arguments(share)}, make)
+
+
+AUTOSTART = ("true", "the managed driver configures and activates itself (false: it waits in unconfigured "
+                     "for lifecycle transitions)")
 
 
 def common_arguments(share: Path) -> dict[str, tuple[str, str]]:
+    """Arguments of every array launch file: name -> (default, description)."""
     return {
         "namespace": ("espargos", "namespace of the array's nodes and topics"),
         "config": (str(share / "config" / "board.yaml"), "parameters file of board_node and aoa_node"),
         "frame_id": ("espargos_array", "TF frame of the array (x boresight, y left, z up)"),
-        "parent_frame": ("base_link", "frame the array is mounted on (empty: no static transform)"),
+        "publish_tf": ("true", "publish the static transform parent_frame -> frame_id at x y z roll pitch yaw"),
+        "parent_frame": ("base_link", "frame the array is mounted on"),
         "x": ("0.0", "m"), "y": ("0.0", "m"), "z": ("0.0", "m"),
         "roll": ("0.0", "rad"), "pitch": ("0.0", "rad"), "yaw": ("0.0", "rad"),
         "rviz": ("false", "start rviz2 with the shipped view of bearings and spectrum"),
@@ -67,4 +103,5 @@ def common_arguments(share: Path) -> dict[str, tuple[str, str]]:
         "sim_http_port": (str(SIM_HTTP_PORT), "simulator HTTP port (one board)"),
         "sim_stream_port": (str(SIM_STREAM_PORT), "simulator UDP stream port (one board)"),
         "scenario": ("", "simulator scenario YAML (default config/sim_scenario.yaml)"),
+        "autostart": AUTOSTART,
     }

@@ -1,11 +1,10 @@
-"""CsiFrame / geometry / counters -> ROS messages (espargos_msgs, diagnostic_msgs)."""
+"""CsiFrame / swarm-node frame / geometry -> ROS messages (espargos_msgs)."""
 from __future__ import annotations
 
 import array
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from espargos_msgs.msg import ArrayGeometry, CsiArray
 from geometry_msgs.msg import Point
 
@@ -57,11 +56,6 @@ def frame_to_msg(frame: CsiFrame, stamp: Time, frame_id: str, source_id: str) ->
     return msg
 
 
-def msg_to_csi(msg: CsiArray) -> np.ndarray:
-    """CsiArray -> complex64 ``(rows, cols, subcarriers)`` (a copy-free view where possible)."""
-    return np.frombuffer(msg.csi, np.complex64).reshape(msg.rows, msg.cols, len(msg.subcarrier_indices))
-
-
 def geometry_msg(positions_m: np.ndarray, labels: list[str], stamp: Time, frame_id: str,
                  source_id: str) -> ArrayGeometry:
     """Antenna positions ``(rows, cols, 3)`` in metres -> ArrayGeometry."""
@@ -74,13 +68,6 @@ def geometry_msg(positions_m: np.ndarray, labels: list[str], stamp: Time, frame_
     msg.antenna_positions = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in positions_m.reshape(-1, 3)]
     msg.antenna_labels = labels
     return msg
-
-
-def diagnostic_status(name: str, hardware_id: str, level: bytes, message: str,
-                      values: dict[str, object]) -> DiagnosticStatus:
-    status = DiagnosticStatus(name=name, hardware_id=hardware_id, level=level, message=message)
-    status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-    return status
 
 
 def node_frame_to_msg(frame: NodeFrame, stamp: Time, frame_id: str) -> CsiArray:

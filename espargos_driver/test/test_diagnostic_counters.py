@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from espargos_aoa.diagnostic_counters import CounterWarnings
 from espargos_driver.diagnostic_counters import (BOARD_ACTIVITY, BOARD_COUNTERS, SWARM_ACTIVITY, SWARM_COUNTERS,
-                                                 CounterWarnings, update_readme)
+                                                 update_readme)
 
 PACKAGE = Path(__file__).resolve().parents[1] / "espargos_driver"
 README = Path(__file__).resolve().parents[2] / "README.md"

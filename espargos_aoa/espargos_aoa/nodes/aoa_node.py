@@ -7,10 +7,6 @@ from collections import deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from espargos_driver.diagnostic_counters import AOA_COUNTERS as ERROR_COUNTERS
-from espargos_driver.diagnostic_counters import CounterWarnings
-from espargos_driver.messages import diagnostic_status
-from espargos_driver.nodes.runtime import events_executor, run_node
 from espargos_msgs.msg import ArrayGeometry, BearingArray, CsiArray, SpatialSpectrum
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
@@ -20,9 +16,12 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from ..covariance import CovarianceError
+from ..diagnostic_counters import AOA_COUNTERS as ERROR_COUNTERS
+from ..diagnostic_counters import CounterWarnings
 from ..estimator import AoaConfig, AoaEstimator
-from ..messages import (bearing_array_msg, bearing_markers, checked_csi, csi_arrays, geometry_positions,
-                        laser_scan_msg, mac_text, parse_mac, spectrum_msg, stamp_seconds)
+from ..messages import (bearing_array_msg, bearing_markers, checked_csi, csi_arrays, diagnostic_status,
+                        geometry_positions, laser_scan_msg, mac_text, parse_mac, spectrum_msg, stamp_seconds)
+from ..runtime import events_executor, run_node
 from ..window import FrameCheck, TransmitterWindows, frame_problem
 
 NO_BEARING_WARN_S = 3
@@ -62,7 +61,7 @@ class AoaNode(Node):
 
     def __init__(self, **node_options) -> None:
         """node_options: rclpy Node keyword arguments (namespace, parameter_overrides, ...)."""
-        super().__init__("espargos_aoa", **node_options)
+        super().__init__("aoa_node", **node_options)
         p = self.declare_parameter
         for name, (attr, text) in ESTIMATOR_PARAMS.items():
             p(name, getattr(DEFAULT_CONFIG, attr), _desc(text))

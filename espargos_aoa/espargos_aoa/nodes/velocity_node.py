@@ -5,21 +5,19 @@ from collections import Counter, deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from espargos_driver.diagnostic_counters import VELOCITY_COUNTERS as ERROR_COUNTERS
-from espargos_driver.diagnostic_counters import CounterWarnings
-from espargos_driver.messages import diagnostic_status
-from espargos_driver.nodes.runtime import run_node
 from espargos_msgs.msg import CsiArray, RadialVelocity
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
 
-from ..messages import csi_arrays, mac_text, parse_mac, stamp_seconds
+from ..diagnostic_counters import VELOCITY_COUNTERS as ERROR_COUNTERS
+from ..diagnostic_counters import CounterWarnings
+from ..messages import csi_arrays, diagnostic_status, mac_text, parse_mac, stamp_seconds
+from ..runtime import run_node
 from ..sanitize import sanitize
 from ..steering import SPEED_OF_LIGHT
-from ..velocity import (CLOSING, MOVING, SEPARATING, STATIC, BidirectionalLink, Estimate, OneWayLink,
-                        VelocityConfig)
+from ..velocity import CLOSING, MOVING, SEPARATING, STATIC, BidirectionalLink, Estimate, OneWayLink, VelocityConfig
 
 STATES = {"UNKNOWN": RadialVelocity.STATE_UNKNOWN, STATIC: RadialVelocity.STATE_STATIC,
           CLOSING: RadialVelocity.STATE_CLOSING, SEPARATING: RadialVelocity.STATE_SEPARATING,

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 import rclpy
+from espargos_aoa.runtime import spin_node
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
 from ..bags import STORAGES, BagWriter, espargos_typestore
-from .runtime import spin_node
 
 DISCOVERY_PERIOD_S = 0.5
 

@@ -6,6 +6,9 @@ import sys
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from espargos_aoa.diagnostic_counters import CounterWarnings
+from espargos_aoa.messages import diagnostic_status
+from espargos_aoa.runtime import run_node
 from espargos_msgs.msg import ArrayGeometry, CsiArray
 from espargos_msgs.srv import Calibrate
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -15,14 +18,13 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from ..calibration import CalibrationError
-from ..diagnostic_counters import BOARD_COUNTERS, CounterWarnings
+from ..diagnostic_counters import BOARD_COUNTERS
 from ..driver import MAX_CALIBRATION_S, MIN_CALIBRATION_S, BoardDriver, DriverConfig
 from ..frame import CsiFrame
 from ..layout import load_layout_file
-from ..messages import diagnostic_status, frame_to_msg, geometry_msg
+from ..messages import frame_to_msg, geometry_msg
 from ..transport.http_control import BoardError
 from ..transport.streams import RECEIVE_BUFFER_BYTES
-from .runtime import run_node
 
 CSI_QUEUE_DEPTH = 1000
 """Reliable history of the csi publisher: a reliable subscriber (a recorder, aoa_node with
@@ -38,7 +40,7 @@ class BoardNode(Node):
 
     def __init__(self, **node_options) -> None:
         """node_options: rclpy Node keyword arguments (namespace, parameter_overrides, ...)."""
-        super().__init__("espargos_board", **node_options)
+        super().__init__("board_node", **node_options)
         p = self.declare_parameter
         p("host", "127.0.0.1", _desc("Board (controller) address; change needs a restart"))
         p("array_config", "", _desc("Combined-array YAML (pyespargos format, see config/combined_array.yaml): "

@@ -7,12 +7,11 @@ import time
 
 import numpy as np
 import rclpy
+from espargos_aoa.messages import msg_to_csi
+from espargos_aoa.runtime import spin_node
 from espargos_msgs.msg import BearingArray, CsiArray
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-
-from ..messages import msg_to_csi
-from .runtime import spin_node
 
 
 def summary_line(frames: int, seconds: float, msg: CsiArray) -> str:

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import rclpy
 from ament_index_python.packages import get_package_share_directory
+from espargos_aoa.runtime import warn_unknown_parameters
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
 from ..graph import (SIM_HTTP_PORT, SIM_STREAM_PORT, Graph, GraphError, NodeSpec, array_graph, in_config,
-                     node_parameters, read_yaml, robot_graph, swarm_graph)
+                     read_yaml, robot_graph, swarm_graph)
 from . import board_simulator, swarm_simulator
-from .runtime import warn_unknown_parameters
 
 NODE_CLASSES = {
     ("espargos_driver", "board_node"): "espargos_driver.nodes.board_node:BoardNode",
@@ -48,7 +48,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     common.add_argument("--namespace", default="espargos", help="namespace of the array's topics")
     common.add_argument("--config", default="board.yaml", help="parameters file (driver + aoa_node), path or name in config/")
     common.add_argument("--frame-id", default="espargos_array", help="TF frame of the array")
-    common.add_argument("--parent-frame", default="", help="publish a static transform parent -> array frame")
+    common.add_argument("--parent-frame", default="base_link", help="frame the array is mounted on")
+    common.add_argument("--no-tf", action="store_true",
+                        help="publish no static transform parent frame -> array frame (launch: publish_tf:=false)")
+    common.add_argument("--no-autostart", action="store_true",
+                        help="leave the managed drivers unconfigured, for lifecycle transitions (launch: autostart:=false)")
     common.add_argument("--pose", nargs=6, type=float, default=[0.0] * 6, metavar=("X", "Y", "Z", "ROLL", "PITCH", "YAW"),
                         help="array pose in the parent frame, m and rad")
     common.add_argument("--scenario", default="", help="simulator scenario YAML (default config/sim_scenario.yaml)")
@@ -72,18 +76,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build_graph(args: argparse.Namespace, share: Path) -> Graph:
+    """The graph of the launch file of the same name, from the same functions and defaults."""
+    publish_tf, autostart = not args.no_tf, not args.no_autostart
     if args.graph == "robot":
-        graph = robot_graph(read_yaml(in_config(args.robot_config, share), "robot YAML"), share)
+        graph = robot_graph(read_yaml(in_config(args.robot_config, share), "robot YAML"), share,
+                            publish_tf=publish_tf, autostart=autostart)
     elif args.graph == "swarm":
-        params = read_yaml(in_config("swarm.yaml" if args.config == "board.yaml" else args.config, share), "parameters file")
         graph = swarm_graph(namespace=args.namespace if args.namespace != "espargos" else "swarm",
-                            swarm_params=node_parameters(params, "swarm_node"),
-                            velocity_params=node_parameters(params, "velocity_node"), share_dir=share,
-                            simulate=args.simulate, scenario=args.scenario)
+                            params_file=in_config("swarm.yaml" if args.config == "board.yaml" else args.config, share),
+                            share_dir=share, simulate=args.simulate, scenario=args.scenario, autostart=autostart)
     else:
         graph = array_graph(
-            namespace=args.namespace, params=read_yaml(in_config(args.config, share), "parameters file"),
-            frame_id=args.frame_id, parent_frame=args.parent_frame,
+            namespace=args.namespace, params_file=in_config(args.config, share),
+            frame_id=args.frame_id, parent_frame=args.parent_frame, publish_tf=publish_tf, autostart=autostart,
             pose={"xyz": args.pose[:3], "rpy": args.pose[3:]}, share_dir=share,
             scenario=str(in_config(args.scenario, share)) if args.scenario else "",
             host=getattr(args, "host", ""), simulate=args.simulate,
@@ -96,11 +101,15 @@ def build_graph(args: argparse.Namespace, share: Path) -> Graph:
 
 
 def make_node(spec: NodeSpec):
+    """The node of ``spec`` in this process, with the arguments ``ros2 run`` would give it: its
+    parameters files (``--params-file``, rcl's parsing), then the graph's values, then remappings."""
     module, cls = NODE_CLASSES[(spec.package, spec.executable)].split(":")
     node_class = getattr(importlib.import_module(module), cls)
     overrides = [Parameter(name, value=value) for name, value in spec.parameters.items()]
-    remaps = ["--ros-args"] + [a for old, new in spec.remappings for a in ("-r", f"{old}:={new}")] if spec.remappings else None
-    return node_class(namespace=spec.namespace or "/", parameter_overrides=overrides, cli_args=remaps)
+    ros_args = [a for path in spec.params_files for a in ("--params-file", str(path))]
+    ros_args += [a for old, new in spec.remappings for a in ("-r", f"{old}:={new}")]
+    return node_class(namespace=spec.namespace or "/", parameter_overrides=overrides,
+                      cli_args=["--ros-args", *ros_args] if ros_args else None)
 
 
 def publish_transforms(graph: Graph, node) -> object | None:

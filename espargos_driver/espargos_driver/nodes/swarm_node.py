@@ -6,16 +6,18 @@ from collections import Counter
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from espargos_aoa.diagnostic_counters import CounterWarnings
+from espargos_aoa.messages import diagnostic_status
+from espargos_aoa.runtime import run_node
 from espargos_msgs.msg import CsiArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from ..diagnostic_counters import OTHER_PREFIX, SWARM_COUNTERS, CounterWarnings
-from ..messages import diagnostic_status, node_frame_to_msg
+from ..diagnostic_counters import OTHER_PREFIX, SWARM_COUNTERS
+from ..messages import node_frame_to_msg
 from ..swarm.ingest import NodeConfig, SwarmIngest
 from ..swarm.sources import FileSource, SerialSource, UdpSource
-from .runtime import run_node
 
 TRANSPORTS = ("udp", "serial", "file")
 

@@ -31,7 +31,8 @@ def scenario_truth(path: str, mac: bytes) -> float:
     """Azimuth (deg) of the transmitter ``mac`` in a board simulator scenario; ValueError if the
     scenario has no such static transmitter."""
     import yaml
-    from espargos_driver.sim.scenario import Scenario
+
+    from ..sim.scenario import Scenario
 
     try:
         scenario = Scenario.from_file(path)
@@ -58,7 +59,7 @@ def from_bag(args: argparse.Namespace):
     from rosbags.highlevel import AnyReader
     from rosbags.highlevel.anyreader import AnyReaderError
 
-    from espargos_driver.bags import espargos_typestore
+    from ..bags import espargos_typestore
 
     ns = args.namespace.rstrip("/")
     try:
@@ -116,7 +117,7 @@ def from_topic(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from ..render import render_png
+    from espargos_aoa.render import render_png
 
     try:
         spectrum, bearings = from_bag(args) if args.bag else from_topic(args)

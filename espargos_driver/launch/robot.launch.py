@@ -1,0 +1,25 @@
+"""A robot (or drone) rig: several arrays under one namespace with their static transforms, from one YAML.
+
+    ros2 launch espargos_driver robot.launch.py                          # config/robot.yaml
+    ros2 launch espargos_driver robot.launch.py robot_config:=/path/my_drone.yaml publish_tf:=false
+"""
+from pathlib import Path
+
+from ament_index_python.packages import get_package_share_directory
+
+from espargos_driver.graph import read_yaml, robot_graph
+from espargos_driver.launch_actions import AUTOSTART, flag, launch_description
+
+SHARE = Path(get_package_share_directory("espargos_driver"))
+ARGUMENTS = {
+    "robot_config": (str(SHARE / "config" / "robot.yaml"),
+                     "robot YAML: namespace, base frame, arrays with hosts and poses"),
+    "publish_tf": ("true", "publish each array's static transform from the base frame"),
+    "autostart": AUTOSTART,
+}
+
+
+def generate_launch_description():
+    return launch_description(ARGUMENTS, lambda v: robot_graph(
+        read_yaml(v["robot_config"], "robot YAML"), SHARE, publish_tf=flag(v["publish_tf"], "publish_tf"),
+        autostart=flag(v["autostart"], "autostart")))
