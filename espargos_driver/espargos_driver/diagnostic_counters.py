@@ -17,6 +17,8 @@ BOARD_ACTIVITY = {
     "frames": "frames published",
 }
 BOARD_COUNTERS = {
+    # lifecycle
+    "invalid_transitions": "lifecycle transitions requested that the current state does not have (refused)",
     # what arrives from outside the board
     "foreign_source": "datagrams not from the board's address and stream port, dropped unparsed",
     "kernel_drops": "datagrams the kernel dropped because the socket's receive buffer was full",
@@ -83,6 +85,7 @@ SWARM_ACTIVITY = {
     "keepalive_sent": "ICMP echo requests sent",
 }
 SWARM_COUNTERS = {
+    "invalid_transitions": "lifecycle transitions requested that the current state does not have (refused)",
     "foreign_source": "datagrams from addresses the allowlist does not name, dropped unparsed",
     "not_allowed": "reports of nodes or MACs the allowlist does not name",
     "sender_evicted": "senders forgotten to keep per-sender state bounded (MAX_SENDERS)",

@@ -104,13 +104,15 @@ class BoardDriver:
     delays, for a combined array) and hands out calibrated frames in the layout's rows x cols."""
 
     def __init__(self, config: DriverConfig, publish: Callable[[CsiFrame], None],
-                 log: Callable[[str], None], warn: Callable[[str], None]) -> None:
+                 log: Callable[[str], None], warn: Callable[[str], None], counters: Counter | None = None) -> None:
+        """``counters``: where to count (a node passes the same one to each driver it starts, so
+        that its totals span reconfigurations); a new one by default."""
         config.validate()
         self.config = config
         self.layout = config.boards()
         self.publish = publish
         self.log, self.warn = log, warn
-        self.counters: Counter = Counter()
+        self.counters: Counter = Counter() if counters is None else counters
         boards = len(self.layout.boards)
         self.clusterer = FrameClusterer(self.counters, boards=boards, antennas_required=config.antennas_required or None,
                                         frame_timeout_s=config.frame_timeout_s)

@@ -13,8 +13,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "espargos_driver"
 README = Path(__file__).resolve().parents[2] / "README.md"
 COUNTED = re.compile(r'counters\["([a-z_0-9]+)"\]|_count\("([a-z_0-9]+)"\)|(?:Protocol|Report|Board)Error\(\s*"([a-z_0-9]+)"'
                      r'|"([a-z_]+)" if existing')
-BOARD_MODULES = ["protocol", "transport", "cluster.py", "receiver.py", "driver.py", "calibration.py"]
-SWARM_MODULES = ["swarm"]
+BOARD_MODULES = ["protocol", "transport", "cluster.py", "receiver.py", "driver.py", "calibration.py", "nodes/managed.py"]
+SWARM_MODULES = ["swarm", "nodes/managed.py"]
 
 
 def counted_in(parts: list[str]) -> set[str]:

@@ -11,13 +11,13 @@ from espargos_aoa.messages import diagnostic_status
 from espargos_aoa.runtime import run_node
 from espargos_msgs.msg import CsiArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from ..diagnostic_counters import OTHER_PREFIX, SWARM_COUNTERS
 from ..messages import node_frame_to_msg
 from ..swarm.ingest import NodeConfig, SwarmIngest
-from ..swarm.sources import FileSource, SerialSource, UdpSource
+from ..swarm.sources import FileSource, SerialSource, Source, UdpSource
+from .managed import ManagedDriverNode
 
 TRANSPORTS = ("udp", "serial", "file")
 
@@ -38,8 +38,8 @@ def _node_map(entries: list[str], what: str) -> dict[str, str]:
     return out
 
 
-class SwarmNode(Node):
-    """Thin shell around SwarmIngest and one source."""
+class SwarmNode(ManagedDriverNode):
+    """Thin managed shell around SwarmIngest and one source (see nodes.managed)."""
 
     def __init__(self, **node_options) -> None:
         """node_options: rclpy Node keyword arguments (namespace, parameter_overrides, ...)."""
@@ -67,10 +67,26 @@ class SwarmNode(Node):
         p("node_timeout", 5.0, _desc("s of silence after which a node counts as lost",
                                      floating_point_range=[FloatingPointRange(from_value=0.1, to_value=3600.0)]))
         p("frame_id", "swarm_node", _desc("TF frame put in CsiArray headers"))
-        g = lambda name: self.get_parameter(name).value  # noqa: E731
-        transport = g("transport")
-        if transport not in TRANSPORTS:
-            raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
+        self.ingest = self._make_ingest()
+        self.source: Source | None = None
+        self.csi_pub = None
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._last_counts: Counter = Counter()
+        self._last_diag = time.monotonic()
+        self._warnings = CounterWarnings(SWARM_COUNTERS)
+        self.create_timer(1.0, self._tick)
+        self.autostart()
+
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    def _make_ingest(self) -> SwarmIngest:
+        """The report decoder from the parameters; ValueError if they cannot work."""
+        g = self._param
+        if g("transport") not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}, got {g('transport')!r}")
+        if g("transport") == "file" and not g("file"):
+            raise ValueError("transport file needs the parameter file")
         default = NodeConfig(g("chip"), g("secondary_channel"), g("channel"))
         default.validate()
         chips = _node_map(g("node_chips"), "node_chips")
@@ -84,38 +100,54 @@ class SwarmNode(Node):
                 raise ValueError(f"node_secondary of {name}: {err}") from err
             config.validate()
             nodes[name] = config
-        self.counters: Counter = Counter()
-        self.ingest = SwarmIngest(self.counters, default, nodes, {a for a in g("allow") if a.strip()})
         self.frame_id = g("frame_id")
         self.node_timeout = g("node_timeout")
-        self.csi_pub = self.create_publisher(CsiArray, "csi", QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        log = self.get_logger().info
-        if transport == "udp":
+        return SwarmIngest(self.counters, default, nodes, {a for a in g("allow") if a.strip()})
+
+    def _open_source(self) -> Source:
+        """The configured input, opened (UDP port bound); ValueError if it cannot be."""
+        g, log = self._param, self.get_logger().info
+        if g("transport") == "udp":
             try:
-                self.source = UdpSource(g("udp_host"), g("udp_port"), self._feed_datagram, self.counters, log,
-                                        g("keepalive_rate"))
+                return UdpSource(g("udp_host"), g("udp_port"), self._feed_datagram, self.counters, log,
+                                 g("keepalive_rate"))
             except OSError as err:
                 raise ValueError(f"cannot receive on UDP {g('udp_host')}:{g('udp_port')}: {err}") from err
-        elif transport == "serial":
-            self.source = SerialSource(g("serial_port"), g("baud"), g("node_name") or Path(g("serial_port")).name,
-                                       self._feed_line, self.counters, log)
-        else:
-            if not g("file"):
-                raise ValueError("transport file needs the parameter file")
-            self.source = FileSource(g("file"), g("file_rate"), g("node_name") or Path(g("file")).stem,
-                                     self._feed_line, self.counters, log)
-        self._last_counts: Counter = Counter()
-        self._last_diag = time.monotonic()
-        self._warnings = CounterWarnings(SWARM_COUNTERS)
-        self.create_timer(1.0, self._tick)
+        if g("transport") == "serial":
+            return SerialSource(g("serial_port"), g("baud"), g("node_name") or Path(g("serial_port")).name,
+                                self._feed_line, self.counters, log)
+        return FileSource(g("file"), g("file_rate"), g("node_name") or Path(g("file")).stem,
+                          self._feed_line, self.counters, log)
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def configure(self) -> None:
+        """Check the parameters, make the report decoder and the csi publisher."""
+        self.ingest = self._make_ingest()
+        self.csi_pub = self.create_lifecycle_publisher(CsiArray, "csi",
+                                                       QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
+
+    def activate(self) -> None:
+        """Open the input (bind the UDP port, open the serial port or file) and read it."""
+        self.source = self._open_source()
         self.source.start()
+
+    def deactivate(self) -> None:
+        """Stop reading; the UDP port is closed (another process may take it)."""
+        source, self.source = self.source, None
+        if source is not None:
+            source.stop()
+            self.get_logger().info("deactivated: input closed")
+
+    def release(self) -> None:
+        if self.csi_pub is not None:
+            self.destroy_lifecycle_publisher(self.csi_pub)
+        self.csi_pub = None
 
     def _feed_datagram(self, data: bytes, source: str, now: float) -> None:
         frames = self.ingest.datagram(data, source, now)
         for frame in frames:
             self._publish(frame)
-        keepalive = getattr(self.source, "keepalive", None)
+        keepalive = getattr(self.source, "keepalive", None)             # self.source is None while deactivating
         if frames and keepalive is not None:
             keepalive.heard(source.split(":")[1])
 
@@ -143,31 +175,30 @@ class SwarmNode(Node):
         for key, new in self._warnings.due(errors, now):
             detail = self.ingest.last_error if self.ingest.last_error and self.ingest.last_error.reason == key else None
             self.get_logger().warning(f"{key}: {new} new ({SWARM_COUNTERS[key]}" + (f"; {detail})" if detail else ")"))
-        dead = self.source.dead
+        source = self.source
+        dead = source is not None and source.dead
         if dead:
-            self.get_logger().error(f"the reader thread died ({self.source.state_detail}); restarting it")
-            self.source.restart_if_dead()
+            self.get_logger().error(f"the reader thread died ({source.state_detail}); restarting it")
+            source.restart_if_dead()
         other = {k: v for k, v in counts.items() if k.startswith(OTHER_PREFIX)}
         nodes = self.ingest.nodes_heard()
-        values = {"source": self.source.state, "source_detail": self.source.state_detail,
+        state = source.state if source is not None else f"{self.lifecycle_state}: not reading"
+        detail = source.state_detail if source is not None else ""
+        values = {"lifecycle_state": self.lifecycle_state, "source": state, "source_detail": detail,
                   "reports_per_s": f"{rate:.1f}", "reports": counts["reports"],
                   "nodes": ",".join(nodes), "keepalive_sent": counts["keepalive_sent"],
                   **errors, **other}
         if dead:
             level = DiagnosticStatus.ERROR
-        elif self.source.state in ("receiving", "reading", "finished"):
+        elif source is not None and source.state in ("receiving", "reading", "finished"):
             level = DiagnosticStatus.OK
         else:
             level = DiagnosticStatus.WARN
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.status = [diagnostic_status(f"espargos_swarm: {self.get_fully_qualified_name()}", self.source.state_detail, level,
-                                        f"{self.source.state}; {len(nodes)} nodes", values)]
+        msg.status = [diagnostic_status(f"espargos_swarm: {self.get_fully_qualified_name()}", detail, level,
+                                        f"{state}; {len(nodes)} nodes", values)]
         self.diag_pub.publish(msg)
-
-    def destroy_node(self) -> None:
-        self.source.stop()
-        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:
