@@ -283,3 +283,39 @@ def test_launch_with_rviz_but_no_rviz2_starts_nothing(tmp_path):
     assert "process started" not in done.stdout + done.stderr
     with socket.socket() as s:                           # the simulator never bound its port
         s.bind(("127.0.0.1", http_port))
+
+
+def test_readme_lists_every_launch_argument():
+    from espargos_driver.graph import update_readme
+    text = (ROOT / "README.md").read_text()
+    assert update_readme(text) == text, "README launch arguments differ: run python -m espargos_driver.graph README.md"
+
+
+@pytest.mark.parametrize("graph, launch_file", [("board", "board.launch.py"), ("combined", "combined_array.launch.py"),
+                                                ("swarm", "swarm.launch.py"), ("robot", "robot.launch.py")])
+def test_runner_has_the_launch_files_defaults(graph, launch_file):
+    """espargos_run <graph> and ros2 launch espargos_driver <launch_file> build the same graph by default."""
+    from espargos_driver.graph import launch_arguments
+    from espargos_driver.nodes.run import build_graph, parse_args
+
+    defaults = {name: default for name, (default, _) in launch_arguments(launch_file, SHARE).items()}
+    args = parse_args([graph])
+    if "namespace" in defaults and graph != "swarm":
+        assert (args.namespace, args.frame_id, args.parent_frame) == \
+            (defaults["namespace"], defaults["frame_id"], defaults["parent_frame"])
+    if "sim_http_port" in defaults and graph == "board":
+        assert (str(args.sim_http_port), str(args.sim_stream_port)) == (defaults["sim_http_port"],
+                                                                           defaults["sim_stream_port"])
+    assert str(not args.no_autostart).lower() == defaults["autostart"]
+    if "publish_tf" in defaults:
+        assert str(not args.no_tf).lower() == defaults["publish_tf"]
+    if graph in ("board", "combined"):
+        args.simulate = True                                           # the launch files' graph with simulate:=true
+        runner = build_graph(args, SHARE)
+        launched = array_graph(namespace=defaults["namespace"], params_file=defaults["config"],
+                               frame_id=defaults["frame_id"], parent_frame=defaults["parent_frame"], pose=None,
+                               share_dir=SHARE, simulate=True,
+                               array_config=defaults.get("array_config", ""))
+        assert [(n.executable, n.namespace, n.parameters, [str(p) for p in n.params_files]) for n in runner.nodes] == \
+            [(n.executable, n.namespace, n.parameters, n.params_files) for n in launched.nodes]
+        assert runner.transforms == launched.transforms

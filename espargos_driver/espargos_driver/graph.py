@@ -20,6 +20,71 @@ SIM_HTTP_PORT = 8400
 SIM_STREAM_PORT = 53330
 
 
+SHARE_PLACEHOLDER = "<share>"
+"""Stands for the installed share/espargos_driver directory in argument defaults."""
+AUTOSTART_ARGUMENT = ("true", "board_node / swarm_node configure and activate themselves (false: they wait in "
+                              "unconfigured for lifecycle transitions)")
+ARRAY_ARGUMENTS = {
+    "namespace": ("espargos", "namespace of the array's nodes and topics"),
+    "config": ("<share>/config/board.yaml", "parameters file of board_node and aoa_node (given to them as a file)"),
+    "frame_id": ("espargos_array", "TF frame of the array (x boresight, y left, z up)"),
+    "publish_tf": ("true", "publish the static transform parent_frame -> frame_id at x y z roll pitch yaw (tf2_ros)"),
+    "parent_frame": ("base_link", "frame the array is mounted on"),
+    "x": ("0.0", "array position in parent_frame, m"), "y": ("0.0", "m"), "z": ("0.0", "m"),
+    "roll": ("0.0", "array orientation in parent_frame, rad"), "pitch": ("0.0", "rad"), "yaw": ("0.0", "rad"),
+    "rviz": ("false", "start rviz2 with the shipped view of bearings and spectrum (needs rviz2)"),
+    "simulate": ("false", "start the built-in simulator and use it instead of a board"),
+    "sim_http_port": (str(SIM_HTTP_PORT), "simulator HTTP port (one board)"),
+    "sim_stream_port": (str(SIM_STREAM_PORT), "simulator UDP stream port (one board)"),
+    "scenario": ("", "simulator scenario YAML (empty: <share>/config/sim_scenario.yaml)"),
+    "autostart": AUTOSTART_ARGUMENT,
+}
+LAUNCH_ARGUMENTS: dict[str, dict[str, tuple[str, str]]] = {
+    "board.launch.py": {"host": ("", "board address (empty: the host in the parameters file)"), **ARRAY_ARGUMENTS},
+    "combined_array.launch.py": {"array_config": ("<share>/config/combined_array.yaml",
+                                                  "combined-array YAML: boards, layout, cables"), **ARRAY_ARGUMENTS},
+    "robot.launch.py": {
+        "robot_config": ("<share>/config/robot.yaml", "robot YAML: namespace, base frame, arrays with hosts and poses"),
+        "publish_tf": ("true", "publish each array's static transform from the base frame (tf2_ros)"),
+        "autostart": AUTOSTART_ARGUMENT,
+    },
+    "swarm.launch.py": {
+        "namespace": ("swarm", "namespace of swarm_node and velocity_node"),
+        "config": ("<share>/config/swarm.yaml", "parameters file of swarm_node and velocity_node (given as a file)"),
+        "simulate": ("false", "start the built-in swarm simulator (UDP on loopback)"),
+        "scenario": ("", "swarm simulator scenario YAML (empty: <share>/config/swarm_scenario.yaml)"),
+        "autostart": AUTOSTART_ARGUMENT,
+    },
+}
+"""Every launch file's arguments: name -> (default, description). The launch files declare these
+(with ``<share>`` resolved), espargos_run offers the same defaults, the README table is generated
+from them (``python -m espargos_driver.graph README.md``)."""
+
+
+def launch_arguments(launch_file: str, share_dir: Path) -> dict[str, tuple[str, str]]:
+    """The arguments of ``launch_file`` with ``<share>`` resolved to ``share_dir``."""
+    return {name: (default.replace(SHARE_PLACEHOLDER, str(share_dir)), text)
+            for name, (default, text) in LAUNCH_ARGUMENTS[launch_file].items()}
+
+
+def launch_arguments_table() -> str:
+    """The README's Markdown table of every launch file's arguments."""
+    rows = ["| launch file | argument | default | meaning |", "|---|---|---|---|"]
+    for launch_file, arguments in LAUNCH_ARGUMENTS.items():
+        for name, (default, text) in arguments.items():
+            rows.append(f"| `{launch_file}` | `{name}` | {f'`{default}`' if default else '(empty)'} | {text} |")
+    return "\n".join(rows)
+
+
+def update_readme(text: str) -> str:
+    """``text`` with the ``<!-- launch-arguments -->`` section replaced by the generated table."""
+    start, end = "<!-- launch-arguments -->", "<!-- /launch-arguments -->"
+    head, found, rest = text.partition(start)
+    if not found:
+        raise ValueError(f"README has no {start} section")
+    return head + start + "\n" + launch_arguments_table() + "\n" + end + rest.partition(end)[2]
+
+
 class GraphError(ValueError):
     """A launch configuration that cannot work; the message says what to fix."""
 
@@ -304,3 +369,10 @@ def in_config(path: str, share_dir: Path) -> Path:
     """A path as given, or relative to the installed config/ directory."""
     p = Path(str(path)).expanduser()
     return p if p.is_absolute() or p.exists() else share_dir / "config" / p
+
+
+if __name__ == "__main__":
+    import sys
+
+    readme = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    readme.write_text(update_readme(readme.read_text()))

@@ -11,7 +11,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from .graph import SIM_HTTP_PORT, SIM_STREAM_PORT, Graph, GraphError, array_graph, missing_packages
+from .graph import Graph, GraphError, array_graph, launch_arguments, missing_packages
 
 
 def installed(package: str) -> bool:
@@ -67,11 +67,10 @@ def flag(value: str, name: str) -> bool:
     return value.lower() == "true"
 
 
-def array_launch_description(share: Path, arguments: dict[str, tuple[str, str]],
-                             host: Callable[[dict], str], array_config: Callable[[dict], str]) -> LaunchDescription:
-    """The launch description of one array (board or combined): ``arguments`` specific to the
-    file, then the common ones; ``host`` / ``array_config`` map the resolved argument values to
-    :func:`array_graph`'s."""
+def array_launch_description(launch_file: str, share: Path, host: Callable[[dict], str],
+                             array_config: Callable[[dict], str]) -> LaunchDescription:
+    """The launch description of one array (board or combined) with ``launch_file``'s arguments;
+    ``host`` / ``array_config`` map the resolved argument values to :func:`array_graph`'s."""
     def make(v: dict) -> Graph:
         return array_graph(namespace=v["namespace"], params_file=v["config"], frame_id=v["frame_id"],
                            parent_frame=v["parent_frame"],
@@ -81,27 +80,4 @@ def array_launch_description(share: Path, arguments: dict[str, tuple[str, str]],
                            autostart=flag(v["autostart"], "autostart"),
                            sim_ports=(int(v["sim_http_port"]), int(v["sim_stream_port"])), rviz=flag(v["rviz"], "rviz"))
 
-    return launch_description({**arguments, **common_arguments(share)}, make)
-
-
-AUTOSTART = ("true", "the managed driver configures and activates itself (false: it waits in unconfigured "
-                     "for lifecycle transitions)")
-
-
-def common_arguments(share: Path) -> dict[str, tuple[str, str]]:
-    """Arguments of every array launch file: name -> (default, description)."""
-    return {
-        "namespace": ("espargos", "namespace of the array's nodes and topics"),
-        "config": (str(share / "config" / "board.yaml"), "parameters file of board_node and aoa_node"),
-        "frame_id": ("espargos_array", "TF frame of the array (x boresight, y left, z up)"),
-        "publish_tf": ("true", "publish the static transform parent_frame -> frame_id at x y z roll pitch yaw"),
-        "parent_frame": ("base_link", "frame the array is mounted on"),
-        "x": ("0.0", "m"), "y": ("0.0", "m"), "z": ("0.0", "m"),
-        "roll": ("0.0", "rad"), "pitch": ("0.0", "rad"), "yaw": ("0.0", "rad"),
-        "rviz": ("false", "start rviz2 with the shipped view of bearings and spectrum"),
-        "simulate": ("false", "start the built-in simulator and use it instead of a board"),
-        "sim_http_port": (str(SIM_HTTP_PORT), "simulator HTTP port (one board)"),
-        "sim_stream_port": (str(SIM_STREAM_PORT), "simulator UDP stream port (one board)"),
-        "scenario": ("", "simulator scenario YAML (default config/sim_scenario.yaml)"),
-        "autostart": AUTOSTART,
-    }
+    return launch_description(launch_arguments(launch_file, share), make)

@@ -2,7 +2,7 @@
 
     ros2 launch espargos_driver board.launch.py simulate:=true       # built-in board simulator
     ros2 launch espargos_driver board.launch.py host:=192.168.1.2 parent_frame:=base_link x:=0.2 rviz:=true
-    ros2 launch espargos_driver board.launch.py config:=my_board.yaml   # the host named in that file
+    ros2 launch espargos_driver board.launch.py config:=my_board.yaml publish_tf:=false
 """
 from pathlib import Path
 
@@ -14,6 +14,4 @@ SHARE = Path(get_package_share_directory("espargos_driver"))
 
 
 def generate_launch_description():
-    return array_launch_description(
-        SHARE, {"host": ("", "board address (empty: the host in the parameters file)")},
-        host=lambda v: v["host"], array_config=lambda v: "")
+    return array_launch_description("board.launch.py", SHARE, host=lambda v: v["host"], array_config=lambda v: "")

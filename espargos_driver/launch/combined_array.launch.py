@@ -13,6 +13,5 @@ SHARE = Path(get_package_share_directory("espargos_driver"))
 
 
 def generate_launch_description():
-    return array_launch_description(
-        SHARE, {"array_config": (str(SHARE / "config" / "combined_array.yaml"), "combined-array YAML: boards, layout, cables")},
-        host=lambda v: "", array_config=lambda v: v["array_config"])
+    return array_launch_description("combined_array.launch.py", SHARE, host=lambda v: "",
+                                    array_config=lambda v: v["array_config"])

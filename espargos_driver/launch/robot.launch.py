@@ -7,19 +7,13 @@ from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 
-from espargos_driver.graph import read_yaml, robot_graph
-from espargos_driver.launch_actions import AUTOSTART, flag, launch_description
+from espargos_driver.graph import launch_arguments, read_yaml, robot_graph
+from espargos_driver.launch_actions import flag, launch_description
 
 SHARE = Path(get_package_share_directory("espargos_driver"))
-ARGUMENTS = {
-    "robot_config": (str(SHARE / "config" / "robot.yaml"),
-                     "robot YAML: namespace, base frame, arrays with hosts and poses"),
-    "publish_tf": ("true", "publish each array's static transform from the base frame"),
-    "autostart": AUTOSTART,
-}
 
 
 def generate_launch_description():
-    return launch_description(ARGUMENTS, lambda v: robot_graph(
+    return launch_description(launch_arguments("robot.launch.py", SHARE), lambda v: robot_graph(
         read_yaml(v["robot_config"], "robot YAML"), SHARE, publish_tf=flag(v["publish_tf"], "publish_tf"),
         autostart=flag(v["autostart"], "autostart")))

@@ -7,20 +7,13 @@ from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 
-from espargos_driver.graph import swarm_graph
-from espargos_driver.launch_actions import AUTOSTART, flag, launch_description
+from espargos_driver.graph import launch_arguments, swarm_graph
+from espargos_driver.launch_actions import flag, launch_description
 
 SHARE = Path(get_package_share_directory("espargos_driver"))
-ARGUMENTS = {
-    "namespace": ("swarm", "namespace of swarm_node and velocity_node"),
-    "config": (str(SHARE / "config" / "swarm.yaml"), "parameters file of swarm_node and velocity_node"),
-    "simulate": ("false", "start the built-in swarm simulator (UDP on loopback)"),
-    "scenario": ("", "swarm simulator scenario YAML (default config/swarm_scenario.yaml)"),
-    "autostart": AUTOSTART,
-}
 
 
 def generate_launch_description():
-    return launch_description(ARGUMENTS, lambda v: swarm_graph(
+    return launch_description(launch_arguments("swarm.launch.py", SHARE), lambda v: swarm_graph(
         namespace=v["namespace"], params_file=v["config"], share_dir=SHARE, simulate=flag(v["simulate"], "simulate"),
         scenario=v["scenario"], autostart=flag(v["autostart"], "autostart")))

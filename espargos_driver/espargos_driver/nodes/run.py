@@ -25,8 +25,8 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
-from ..graph import (SIM_HTTP_PORT, SIM_STREAM_PORT, Graph, GraphError, NodeSpec, array_graph, in_config,
-                     read_yaml, robot_graph, swarm_graph)
+from ..graph import (ARRAY_ARGUMENTS, SIM_HTTP_PORT, SIM_STREAM_PORT, Graph, GraphError, NodeSpec, array_graph,
+                     in_config, read_yaml, robot_graph, swarm_graph)
 from . import board_simulator, swarm_simulator
 
 NODE_CLASSES = {
@@ -45,10 +45,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Run an espargos graph (board, combined array or robot) in one process.")
     sub = p.add_subparsers(dest="graph", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--namespace", default="espargos", help="namespace of the array's topics")
+    common.add_argument("--namespace", default=ARRAY_ARGUMENTS["namespace"][0], help="namespace of the array's topics")
     common.add_argument("--config", default="board.yaml", help="parameters file (driver + aoa_node), path or name in config/")
-    common.add_argument("--frame-id", default="espargos_array", help="TF frame of the array")
-    common.add_argument("--parent-frame", default="base_link", help="frame the array is mounted on")
+    common.add_argument("--frame-id", default=ARRAY_ARGUMENTS["frame_id"][0], help="TF frame of the array")
+    common.add_argument("--parent-frame", default=ARRAY_ARGUMENTS["parent_frame"][0], help="frame the array is mounted on")
     common.add_argument("--no-tf", action="store_true",
                         help="publish no static transform parent frame -> array frame (launch: publish_tf:=false)")
     common.add_argument("--no-autostart", action="store_true",
@@ -63,8 +63,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if name == "board":
             sp.add_argument("--host", default="", help="board address (default: host in the parameters file)")
             sp.add_argument("--simulate", action="store_true", help="start the built-in board simulator and use it")
-            sp.add_argument("--sim-http-port", type=int, default=SIM_HTTP_PORT, help="simulator HTTP port")
-            sp.add_argument("--sim-stream-port", type=int, default=SIM_STREAM_PORT, help="simulator UDP stream port")
+            sp.add_argument("--sim-http-port", type=int, default=int(ARRAY_ARGUMENTS["sim_http_port"][0]),
+                            help="simulator HTTP port")
+            sp.add_argument("--sim-stream-port", type=int, default=int(ARRAY_ARGUMENTS["sim_stream_port"][0]),
+                            help="simulator UDP stream port")
         elif name == "combined":
             sp.add_argument("--array-config", default="combined_array.yaml", help="combined-array YAML")
             sp.add_argument("--simulate", action="store_true", help="simulate the combined array's boards")
