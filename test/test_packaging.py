@@ -4,6 +4,7 @@ and package.xml declares every module the package's code imports."""
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -103,3 +104,29 @@ def test_package_xml_declares_every_import(package):
     keys = declared(ROOT / package, ("depend", "exec_depend", "build_export_depend"))
     missing = sorted(m for m in third_party if ROSDEP_KEYS.get(m, m) not in keys)
     assert not missing, f"{package}/package.xml lacks exec_depend for imports {missing}"
+
+
+def test_the_suite_runs_beside_a_sourced_jazzy_and_its_pytest_plugins(tmp_path):
+    """A sourced /opt/ros/jazzy puts launch_testing's pytest plugin on the path; its hooks take the
+    ``path`` argument pytest 9 removed, which stops pytest before it runs anything (exit 3). Stand-in
+    plugin with that very hook signature, registered the way the jazzy package registers it."""
+    site = tmp_path / "site"
+    (site / "launch_testing-3.4.3.dist-info").mkdir(parents=True)
+    (site / "launch_testing-3.4.3.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: launch_testing\nVersion: 3.4.3\n")
+    (site / "launch_testing-3.4.3.dist-info" / "entry_points.txt").write_text(
+        "[pytest11]\nlaunch_testing = stand_in_launch_testing_hooks\n")
+    (site / "stand_in_launch_testing_hooks.py").write_text(
+        "def pytest_pycollect_makemodule(path, parent):\n    return None\n")
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
+    clash = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(bare)], cwd=bare,
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert clash.returncode == 3 and "declared in the hookimpl" in clash.stdout + clash.stderr, \
+        "the stand-in does not reproduce the clash"
+    for folder in COLCON_PACKAGES.values():                # what colcon test runs, and tools/test (from the root)
+        done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+                              cwd=ROOT / folder, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0 and " collected" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
