@@ -233,7 +233,8 @@ def main() -> None:
     print(f"CRB self-check (24 bins, az 20 deg, 10 dB, 20 frames): closed form {closed:.5f} deg, "
           f"numerical Slepian-Bangs {numeric:.5f} deg")
     cfg = AoaConfig(**overrides)
-    print(f"estimator: AoaConfig() defaults{' with ' + ' '.join(args.set) if args.set else ''}, mode {cfg.mode}, source_count {cfg.source_count}, "
+    print(f"estimator: AoaConfig() defaults{' with ' + ' '.join(args.set) if args.set else ''}, "
+          f"mode {cfg.mode}, source_count {cfg.source_count}, "
           f"max_sources {cfg.max_sources}, uncertainty_floor {cfg.uncertainty_floor_deg} deg, "
           "phase_noise told the generator's")
     snrs = SNRS_DB + (HIGH_SNRS_DB if args.high_snr else ())

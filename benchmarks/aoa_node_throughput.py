@@ -4,7 +4,8 @@
 The publisher first proves what it offers (messages published per second, counted as it
 publishes); aoa_node's own diagnostics then say how many frames it took in (``frames``), how
 many updates it made, and how many frames it counted as missing from the sequence numbers
-(``frames_missed``: what DDS dropped must show there), and /proc gives its CPU time per input frame. HT40, 8 antennas, one transmitter on the simulator's realistic channel,
+(``frames_missed``: what DDS dropped must show there), and /proc gives its CPU time per input frame.
+HT40, 8 antennas, one transmitter on the simulator's realistic channel,
 20-frame windows at 10 Hz of stamp time.
 
 Run: source tools/env.sh && python benchmarks/aoa_node_throughput.py [--rate 5000] [--seconds 10]

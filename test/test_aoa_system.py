@@ -220,7 +220,8 @@ class CsiSource:
         self.geometry_pub.publish(geometry_msg(positions, labels, self.node.get_clock().now().to_msg(), "arr", "bad"))
 
     def frame(self, t_s: float, azimuth_deg: float = 10.0, calibrated: bool = True) -> CsiArray:
-        csi = self.channel.ota(Transmitter(azimuth_deg=azimuth_deg, channel=ChannelModel.preset("ideal")), 0.0, FMT, 6, 1, 20.0).astype(np.complex64)
+        tx = Transmitter(azimuth_deg=azimuth_deg, channel=ChannelModel.preset("ideal"))
+        csi = self.channel.ota(tx, 0.0, FMT, 6, 1, 20.0).astype(np.complex64)
         self.seq += 1
         msg = CsiArray(source_id="bad", transmitter_mac=[2, 0, 0, 0, 0, 1], sequence_number=self.seq % 4096,
                        channel=6, secondary_channel=1, format=int(FMT), rows=2, cols=4, calibrated=calibrated,

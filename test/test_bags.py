@@ -40,7 +40,8 @@ def test_sample_bag_replay_matches_ground_truth(ros_node, processes):
     got = collect(ros_node, "/sample/bearings")
     play = processes.start("bag_play", str(SAMPLE), "--rate", "2", "--wait-subscribers", "--delay", "1", "--ros-args",
                            "-r", "/espargos/csi:=/sample/csi", "-r", "/espargos/array_geometry:=/sample/array_geometry")
-    assert spin_until(ros_node, lambda: play.poll() is not None and len(got) >= 20, 30), (len(got), processes.log_of(play), processes.log_of(processes.procs[0][0]))
+    assert spin_until(ros_node, lambda: play.poll() is not None and len(got) >= 20, 30), \
+        (len(got), processes.log_of(play), processes.log_of(processes.procs[0][0]))
     assert play.returncode == 0 and "/espargos/csi: 250" in processes.log_of(play)
     errors = [np.degrees(m.bearings[0].azimuth) - truth["azimuth_deg"] for m in got.values()]
     assert len(errors) >= 20 and np.max(np.abs(errors)) < 1.0, errors
@@ -66,7 +67,7 @@ def debug_counts(bag, processes) -> str:
     with AnyReader([bag]) as reader:
         n = sum(1 for conn, _, _ in reader.messages() if conn.topic == "/rt/csi")
     return f"{n} CSI frames in the bag; logs: " + " | ".join(processes.log_of(p)[-600:] for p, _ in processes.procs
-                                                          if "aoa" in str(p.args))
+                                                             if "aoa" in str(p.args))
 
 
 @pytest.mark.parametrize("storage", sorted(STORAGES))

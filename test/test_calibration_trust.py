@@ -62,7 +62,8 @@ class Levels(Watch):
 
 
 def test_calibration_of_another_board_is_not_applied(ros_node, board, tmp_path):
-    a = board(("--hostname", "espargos-a", "--seed", "31", "--channel", "ideal", "--azimuth", "20"), {"calibration.policy": "startup"},
+    a = board(("--hostname", "espargos-a", "--seed", "31", "--channel", "ideal", "--azimuth", "20"),
+              {"calibration.policy": "startup"},
               namespace="board_a")
     wa = Watch(ros_node, a.ns)
     assert spin_until(ros_node, lambda: sum(m.calibrated for m in wa.frames) >= 20, 40), wa.diag
@@ -73,7 +74,8 @@ def test_calibration_of_another_board_is_not_applied(ros_node, board, tmp_path):
 
     # Board B (other name, other LO phases) with policy `file`: the stored file is A's, so B stays
     # uncalibrated and says so with an ERROR.
-    b = board(("--hostname", "espargos-b", "--seed", "32", "--channel", "ideal", "--azimuth", "-35"), {"calibration.policy": "file"},
+    b = board(("--hostname", "espargos-b", "--seed", "32", "--channel", "ideal", "--azimuth", "-35"),
+              {"calibration.policy": "file"},
               namespace="board_b")
     wb = Levels(ros_node, b.ns)
     assert spin_until(ros_node, lambda: wb.diag.get("calibration_status") == "failed" and len(wb.frames) > 50, 30), \
@@ -84,7 +86,8 @@ def test_calibration_of_another_board_is_not_applied(ros_node, board, tmp_path):
     assert b.node.wait(timeout=15) == 0
 
     # Policy `auto` on B: A's file is refused, B is calibrated afresh; no calibrated frame is wrong.
-    b2 = board(("--hostname", "espargos-b", "--seed", "32", "--channel", "ideal", "--azimuth", "-35"), {"calibration.policy": "auto"},
+    b2 = board(("--hostname", "espargos-b", "--seed", "32", "--channel", "ideal", "--azimuth", "-35"),
+               {"calibration.policy": "auto"},
                namespace="board_b2")
     wb2 = Watch(ros_node, b2.ns)
     assert spin_until(ros_node, lambda: sum(m.calibrated for m in wb2.frames) >= 30
@@ -170,7 +173,8 @@ def test_a_failed_start_up_calibration_is_retried(ros_node, board):
     def no_reference_packets(b) -> None:      # before the node starts, so its first burst fails
         assert http(b, "/set_wificonf", b'{"calib-mode": 0}') == "ok"
 
-    b = board(("--seed", "37", "--channel", "ideal", "--azimuth", "-5"), {"calibration.policy": "startup"}, prepare=no_reference_packets)
+    b = board(("--seed", "37", "--channel", "ideal", "--azimuth", "-5"), {"calibration.policy": "startup"},
+              prepare=no_reference_packets)
     w = Watch(ros_node, b.ns)
     assert spin_until(ros_node, lambda: w.diag.get("calibration_status") == "failed", 30), w.diag
     assert http(b, "/set_wificonf", b'{"calib-mode": 1}') == "ok"

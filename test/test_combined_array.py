@@ -30,8 +30,8 @@ def test_combined_array_bearing(ros_node, processes, tmp_path):
     layout = combined_yaml(tmp_path)
     scenario = tmp_path / "scenario.yaml"
     # The ideal channel: single calibrated frames are compared with the plane wave below.
-    scenario.write_text('scenario: {snr_db: 20, seed: 31, transmitters: [{azimuth_deg: -25.0, elevation_deg: 15.0, '
-                        'channel: ideal}]}\n')
+    scenario.write_text("scenario: {snr_db: 20, seed: 31, transmitters: [{azimuth_deg: -25.0, elevation_deg: 15.0, "
+                        "channel: ideal}]}\n")
     processes.start("board_simulator", "--combined", layout, "--scenario", str(scenario))
     processes.start_node({"array_config": layout, "board_id": "rig", "calibration.policy": "startup",
                           "calibration.duration": 1.0, "calibration.file": str(tmp_path / "rig.json")}, "/rig")

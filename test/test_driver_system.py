@@ -66,7 +66,7 @@ def plane_wave_errors_deg(msgs, geometry: ArrayGeometry, azimuth_deg: float, ele
 
 def test_calibrated_csi_matches_plane_wave(ros_node, board):
     b = board(("--channel", "ideal", "--azimuth", "35", "--elevation", "0", "--snr", "20", "--seed", "11"),
-                     {"calibration.policy": "startup"})
+              {"calibration.policy": "startup"})
     w = Watch(ros_node, b.ns)
     assert spin_until(ros_node, lambda: sum(m.calibrated for m in w.frames) >= 60, 40), \
         f"no calibrated CSI; diagnostics: {w.diag}"
@@ -122,7 +122,7 @@ scenario:
            drop_fragment: 0.02, repeat_fragment: 0.03}
 """)
     b = board(("--scenario", str(scenario), "--fragment-size", "150", "--rate", "200"),
-                        {"calibration.policy": "none", "antennas_required": 6})
+              {"calibration.policy": "none", "antennas_required": 6})
     w = Watch(ros_node, b.ns)
     keys = ("bad_magic", "truncated", "bad_crc", "duplicate_fragment", "incomplete_message")
     assert spin_until(ros_node, lambda: all(w.count(k) > 0 for k in keys), 30), w.diag

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from ament_index_python.packages import get_package_share_directory
 from espargos_driver.graph import (GraphError, array_graph, missing_packages, node_parameters, read_yaml, robot_graph,
-                                  swarm_graph)
+                                   swarm_graph)
 from espargos_msgs.msg import BearingArray, RadialVelocity
 
 from conftest import ROOT, executable, free_port, spin_until
@@ -305,7 +305,7 @@ def test_runner_has_the_launch_files_defaults(graph, launch_file):
             (defaults["namespace"], defaults["frame_id"], defaults["parent_frame"])
     if "sim_http_port" in defaults and graph == "board":
         assert (str(args.sim_http_port), str(args.sim_stream_port)) == (defaults["sim_http_port"],
-                                                                           defaults["sim_stream_port"])
+                                                                        defaults["sim_stream_port"])
     assert str(not args.no_autostart).lower() == defaults["autostart"]
     if "publish_tf" in defaults:
         assert str(not args.no_tf).lower() == defaults["publish_tf"]

@@ -38,16 +38,17 @@ MACS = {i: f"02:00:00:00:00:{i:02x}" for i in range(1, 11)}
 SCENARIO = {"swarm": {"rate_hz": 50, "crystal_ppm_limit": 20, "seed": 5, "network_delay_s": 0.005,
                       "network_jitter_s": 0.1, "reorder_probability": 0.01, "burst_period_s": 2.0,
                       "burst_hold_s": 0.08, "nodes": [
-    {"id": 1, "mac": MACS[1], "waypoints": [[0, 0, 0, 1]]}, {"id": 2, "mac": MACS[2], "waypoints": MOTION},
-    {"id": 3, "mac": MACS[3], "waypoints": [[0, 10, 0, 1]]}, {"id": 4, "mac": MACS[4], "waypoints": [[0, 15, 3, 1.5]]},
-    {"id": 5, "mac": MACS[5], "waypoints": [[0, 0, 20, 1]]}, {"id": 6, "mac": MACS[6], "waypoints":
-        [[t, x, y + 20, z] for t, x, y, z in MOTION]},
-    {"id": 7, "mac": MACS[7], "waypoints": [[0, 0, 40, 1]], "crystal_ppm": 20.0},
-    {"id": 8, "mac": MACS[8], "waypoints": [[0, 5, 40, 1]], "crystal_ppm": -20.0},
-    {"id": 9, "mac": MACS[9], "waypoints": [[0, 0, 60, 1]], "crystal_ppm": 20.0},
-    {"id": 10, "mac": MACS[10], "waypoints": [[0, 5, 60, 1]], "crystal_ppm": -20.0}],
-    "links": [{"a": 1, "b": 2}, {"a": 3, "b": 4}, {"a": 5, "b": 6, "bidirectional": False},
-              {"a": 7, "b": 8, "reply_jitter_s": 1e-6}, {"a": 9, "b": 10, "reply_jitter_s": 1e-5}]}}
+                          {"id": 1, "mac": MACS[1], "waypoints": [[0, 0, 0, 1]]}, {"id": 2, "mac": MACS[2], "waypoints": MOTION},
+                          {"id": 3, "mac": MACS[3], "waypoints": [[0, 10, 0, 1]]},
+                          {"id": 4, "mac": MACS[4], "waypoints": [[0, 15, 3, 1.5]]},
+                          {"id": 5, "mac": MACS[5], "waypoints": [[0, 0, 20, 1]]}, {"id": 6, "mac": MACS[6], "waypoints":
+                                                                                    [[t, x, y + 20, z] for t, x, y, z in MOTION]},
+                          {"id": 7, "mac": MACS[7], "waypoints": [[0, 0, 40, 1]], "crystal_ppm": 20.0},
+                          {"id": 8, "mac": MACS[8], "waypoints": [[0, 5, 40, 1]], "crystal_ppm": -20.0},
+                          {"id": 9, "mac": MACS[9], "waypoints": [[0, 0, 60, 1]], "crystal_ppm": 20.0},
+                          {"id": 10, "mac": MACS[10], "waypoints": [[0, 5, 60, 1]], "crystal_ppm": -20.0}],
+                      "links": [{"a": 1, "b": 2}, {"a": 3, "b": 4}, {"a": 5, "b": 6, "bidirectional": False},
+                                {"a": 7, "b": 8, "reply_jitter_s": 1e-6}, {"a": 9, "b": 10, "reply_jitter_s": 1e-5}]}}
 
 
 def truth_state(rate: np.ndarray) -> np.ndarray:
@@ -77,7 +78,8 @@ def swarm_run(ros_context, tmp_path_factory):
         nodes = ",".join(f'"node{i}={mac}"' for i, mac in MACS.items())
         procs.start_node({"nodes": f"[{nodes}]"}, "/swarm", "velocity_node")
         assert spin_until(node, lambda: node.count_subscribers("/swarm/csi") >= 1
-                          and node.count_publishers("/swarm/csi") >= 1 and node.count_publishers("/swarm/radial_velocity") >= 1, 30)
+                          and node.count_publishers("/swarm/csi") >= 1
+                          and node.count_publishers("/swarm/radial_velocity") >= 1, 30)
         spin_until(node, lambda: False, 1.0)
         sim = procs.start("swarm_simulator", "--scenario", str(scenario), "--target", f"127.0.0.1:{port}",
                           "--duration", "62")
@@ -219,7 +221,7 @@ def test_serial_port_that_vanishes_is_reopened(ros_node, processes, tmp_path):
                           "node_name": "esp_a"}, "/ser", "swarm_node")
     frames, diag = [], Diag(ros_node, "/ser")
     ros_node.create_subscription(CsiArray, "/ser/csi", frames.append, 100)
-    lines = [line for line in (DATA / "esp-csi_ht20-stbc_with-head.csv").read_bytes().splitlines(keepends=True)]
+    lines = (DATA / "esp-csi_ht20-stbc_with-head.csv").read_bytes().splitlines(keepends=True)
     assert spin_until(ros_node, lambda: diag.values.get("source") == "receiving"
                       and ros_node.count_publishers("/ser/csi") >= 1, 20), diag.values
     spin_until(ros_node, lambda: False, 0.5)          # let the publisher match our subscription

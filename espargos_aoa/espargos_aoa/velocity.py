@@ -153,7 +153,6 @@ class PhaseKalman:
         """The learnt 1-sigma of one measurement, degrees."""
         return float(np.degrees(np.sqrt(self.r)))
 
-
     def _reacquire(self) -> None:
         """Restart from the recent measurements: phase from the last, rate from their increments."""
         (t0, z0), *_, (t1, z1) = self.recent

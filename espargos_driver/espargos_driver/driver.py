@@ -148,7 +148,7 @@ class BoardDriver:
 
     @property
     def state(self) -> str:
-        """"streaming" when every board streams, "reader_dead" when a receive thread died, else the
+        """The connection state: "streaming" when every board streams, "reader_dead" when a receive thread died, else the
         state of the first board that does not stream."""
         if any(link.dead for link in self.links):
             return "reader_dead"

@@ -126,7 +126,7 @@ def load_layout(data: dict) -> ArrayLayout:
         for j, entry in enumerate(row):
             parts = str(entry).rsplit(".", 2)
             if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
-                raise LayoutError(f"array[{i}][{j}] = {entry!r}: expected \"<board>.<row>.<col>\"")
+                raise LayoutError(f"array[{i}][{j}] = {entry!r}: expected '<board>.<row>.<col>'")
             name, r, c = parts[0], int(parts[1]), int(parts[2])
             if name not in index:
                 raise LayoutError(f"array[{i}][{j}] = {entry!r}: board {name!r} is not defined under 'boards'")

@@ -1,8 +1,8 @@
 """One ESPARGOS board: driver + aoa_node under a namespace, the array's static transform, optional rviz2.
 
-    ros2 launch espargos_driver board.launch.py simulate:=true       # built-in board simulator
-    ros2 launch espargos_driver board.launch.py host:=192.168.1.2 parent_frame:=base_link x:=0.2 rviz:=true
-    ros2 launch espargos_driver board.launch.py config:=my_board.yaml publish_tf:=false
+ros2 launch espargos_driver board.launch.py simulate:=true       # built-in board simulator
+ros2 launch espargos_driver board.launch.py host:=192.168.1.2 parent_frame:=base_link x:=0.2 rviz:=true
+ros2 launch espargos_driver board.launch.py config:=my_board.yaml publish_tf:=false
 """
 from pathlib import Path
 

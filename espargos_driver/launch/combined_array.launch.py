@@ -1,7 +1,7 @@
 """Several ESPARGOS boards as one phase-coherent array (pyespargos combined-array YAML in config/).
 
-    ros2 launch espargos_driver combined_array.launch.py simulate:=true      # built-in simulated rig
-    ros2 launch espargos_driver combined_array.launch.py array_config:=/path/aperture-kit-8x4.yml
+ros2 launch espargos_driver combined_array.launch.py simulate:=true      # built-in simulated rig
+ros2 launch espargos_driver combined_array.launch.py array_config:=/path/aperture-kit-8x4.yml
 """
 from pathlib import Path
 

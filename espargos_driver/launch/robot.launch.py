@@ -1,7 +1,7 @@
 """A robot (or drone) rig: several arrays under one namespace with their static transforms, from one YAML.
 
-    ros2 launch espargos_driver robot.launch.py                          # config/robot.yaml
-    ros2 launch espargos_driver robot.launch.py robot_config:=/path/my_drone.yaml publish_tf:=false
+ros2 launch espargos_driver robot.launch.py                          # config/robot.yaml
+ros2 launch espargos_driver robot.launch.py robot_config:=/path/my_drone.yaml publish_tf:=false
 """
 from pathlib import Path
 

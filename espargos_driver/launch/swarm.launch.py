@@ -1,7 +1,7 @@
 """Swarm nodes: swarm_node (UDP, serial or file) + velocity_node, optionally the built-in swarm simulator.
 
-    ros2 launch espargos_driver swarm.launch.py simulate:=true
-    ros2 launch espargos_driver swarm.launch.py config:=/path/my_swarm.yaml
+ros2 launch espargos_driver swarm.launch.py simulate:=true
+ros2 launch espargos_driver swarm.launch.py config:=/path/my_swarm.yaml
 """
 from pathlib import Path
 

@@ -94,7 +94,8 @@ def test_classic_table_places_every_subcarrier(secondary, entries, ht40, stbc, f
     for seg in segments:
         grid = GRIDS[seg.format]
         for e, k in enumerate(seg.k):
-            if grid.k_min <= k <= grid.k_max and k != 0 and e not in seg.masked and abs(k) >= (2 if seg.format == CsiFormat.HT40 else 1):
+            edge = 2 if seg.format == CsiFormat.HT40 else 1
+            if grid.k_min <= k <= grid.k_max and k != 0 and e not in seg.masked and abs(k) >= edge:
                 k_of_entry[seg.start + e] = int(k)
     report = NodeReport(values=values_for(k_of_entry, h_of), declared_len=2 * entries, secondary=secondary,
                         bandwidth_40=ht40, stbc=stbc)
@@ -193,7 +194,8 @@ def test_classic_lines_both_array_syntaxes():
 
 def test_header_line_is_honoured():
     p = LineParser()
-    header = "type,seq,mac,rssi,rate,noise_floor,fft_gain,agc_gain,channel,local_timestamp,esp_epoch_us,sig_len,rx_format,len,first_word,data"
+    header = ("type,seq,mac,rssi,rate,noise_floor,fft_gain,agc_gain,channel,local_timestamp,esp_epoch_us,sig_len,"
+              "rx_format,len,first_word,data")
     assert p.parse(header) is None
     r = p.parse(f"CSI_DATA,9,aa:bb:cc:dd:ee:ff,-40,11,159,8,30,11,555,999999,100,2,128,0,[{' '.join(['1'] * 128)}]")
     assert r.noise_floor_dbm == -97 and r.channel == 11 and r.sensor_time_us == 555 and r.bb_format == 2
@@ -206,8 +208,8 @@ def test_c5_c6_columns_without_header():
 
 
 def test_console_test_base64_and_csi_tool_columns():
-    meta = ",".join(["CSI_DATA", "1", "2", "3", "4", "aa:bb:cc:dd:ee:ff", "-40"] + ["0"] * 12 + ["6", "0", "1000", "0",
-                                                                                                  "100", "0", "20", "8", "128", "0"])
+    meta = ",".join(["CSI_DATA", "1", "2", "3", "4", "aa:bb:cc:dd:ee:ff", "-40"] + ["0"] * 12
+                    + ["6", "0", "1000", "0", "100", "0", "20", "8", "128", "0"])
     data = base64.b64encode(bytes(np.ones(128, np.int8))).decode()
     r = LineParser().parse(f"{meta},{data}")
     assert r.values.size == 128 and r.agc_gain_db == 20 and r.fft_gain_db == 2.0
@@ -330,7 +332,8 @@ def test_out_of_range_text_fields_are_refused(line, reason):
 
 def test_fft_gain_of_a_huge_number_is_refused():
     p = LineParser()
-    header = "type,seq,mac,rssi,rate,noise_floor,fft_gain,agc_gain,channel,local_timestamp,esp_epoch_us,sig_len,rx_format,len,first_word,data"
+    header = ("type,seq,mac,rssi,rate,noise_floor,fft_gain,agc_gain,channel,local_timestamp,esp_epoch_us,sig_len,"
+              "rx_format,len,first_word,data")
     p.parse(header)
     with pytest.raises(ReportError) as err:
         p.parse(f"CSI_DATA,9,aa:bb:cc:dd:ee:ff,-40,11,159,{'7' * 300},30,11,555,999999,100,2,128,0,[{' '.join(['1'] * 128)}]")

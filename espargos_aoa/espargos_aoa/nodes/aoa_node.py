@@ -65,7 +65,8 @@ class AoaNode(Node):
         p = self.declare_parameter
         for name, (attr, text) in ESTIMATOR_PARAMS.items():
             p(name, getattr(DEFAULT_CONFIG, attr), _desc(text))
-        p("window_frames", 20, _desc("CSI frames per covariance window", integer_range=[IntegerRange(from_value=2, to_value=10000)]))
+        p("window_frames", 20, _desc("CSI frames per covariance window",
+                                     integer_range=[IntegerRange(from_value=2, to_value=10000)]))
         p("min_frames", 5, _desc("Fewer frames in the window: no update (counted as too_few_frames)",
                                  integer_range=[IntegerRange(from_value=1, to_value=10000)]))
         p("window_max_age", 1.0, _desc("s; frames older than this before the newest leave the window",
@@ -89,7 +90,7 @@ class AoaNode(Node):
             raise ValueError(f"csi_qos must be sensor_data or reliable, got {qos_name!r}")
         self.config = self._config_from({})
         self.config.validate()
-        self.counters: dict[str, int] = {k: 0 for k in ERROR_COUNTERS} | {"frames": 0, "updates": 0, "bearings": 0}
+        self.counters: dict[str, int] = dict.fromkeys(ERROR_COUNTERS, 0) | {"frames": 0, "updates": 0, "bearings": 0}
         self.last_detail: dict[str, str] = {}
         self._warnings = CounterWarnings(ERROR_COUNTERS)
         self._previous: dict[str, int] = dict(self.counters)
@@ -106,7 +107,8 @@ class AoaNode(Node):
         self.last_sequence: dict[bytes, int] = {}
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        csi_qos = qos_profile_sensor_data if qos_name == "sensor_data" else QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+        csi_qos = (qos_profile_sensor_data if qos_name == "sensor_data"
+                   else QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
         self.create_subscription(CsiArray, "csi", self._on_csi, csi_qos)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(ArrayGeometry, "array_geometry", self._on_geometry, latched)
@@ -313,7 +315,6 @@ class AoaNode(Node):
                                         self.get_fully_qualified_name(), level, message, values)]
         self.diag_pub.publish(msg)
 
-
     def _status(self) -> tuple[bytes, str]:
         """OK only while bearings come out; otherwise WARN (or ERROR for a setting that cannot work)
         with the most frequent reason of the last seconds."""
@@ -339,6 +340,7 @@ class AoaNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     return run_node(AoaNode, "espargos aoa_node", args, events_executor)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,8 +1,8 @@
 """Console entry point: render a spatial spectrum and its bearings to a PNG, from a live topic or a bag.
 
-    aoa_render --namespace /espargos -o spectrum.png          # next spectrum on /espargos/spatial_spectrum
-    aoa_render --bag my_bag -o spectrum.png [--index -1]      # a spectrum recorded in a rosbag2 bag
-    ... [--scenario config/sim_scenario.yaml | --truth 20]    # draw the true bearing too
+aoa_render --namespace /espargos -o spectrum.png          # next spectrum on /espargos/spatial_spectrum
+aoa_render --bag my_bag -o spectrum.png [--index -1]      # a spectrum recorded in a rosbag2 bag
+... [--scenario config/sim_scenario.yaml | --truth 20]    # draw the true bearing too
 """
 from __future__ import annotations
 

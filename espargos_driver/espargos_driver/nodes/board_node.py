@@ -49,7 +49,8 @@ class BoardNode(ManagedDriverNode):
         p("host", "127.0.0.1", _desc("Board (controller) address; change needs a restart"))
         p("array_config", "", _desc("Combined-array YAML (pyespargos format, see config/combined_array.yaml): "
                                     "several boards as one array; host/http_port/stream_port are then unused"))
-        p("http_port", 80, _desc("HTTP/WebSocket port of the controller", integer_range=[IntegerRange(from_value=1, to_value=65535)]))
+        p("http_port", 80, _desc("HTTP/WebSocket port of the controller",
+                                 integer_range=[IntegerRange(from_value=1, to_value=65535)]))
         p("stream_port", 53330, _desc("Controller's UDP stream port", integer_range=[IntegerRange(from_value=1, to_value=65535)]))
         p("transport", "auto", _desc("Sensor stream transport: udp, websocket, or auto (UDP, then WebSocket)"))
         p("receive_buffer", RECEIVE_BUFFER_BYTES, _desc("SO_RCVBUF of the UDP stream socket, bytes (the kernel may grant "
@@ -64,7 +65,8 @@ class BoardNode(ManagedDriverNode):
                                        floating_point_range=[FloatingPointRange(from_value=0.001, to_value=5.0)]))
         p("channel", 0, _desc("WiFi primary channel to set on the board (0 keeps the board's)"))
         p("secondary_channel", 0, _desc("Secondary channel with `channel`: +1 above, -1 below, 0 none"))
-        p("calibration.policy", "auto", _desc("auto: load matching file else calibrate; startup: always calibrate; file: load only; none"))
+        p("calibration.policy", "auto", _desc("auto: load matching file else calibrate; startup: always calibrate; "
+                                              "file: load only; none"))
         p("calibration.duration", 2.0, _desc("s of reference packets per calibration"))
         p("calibration.file", "", _desc("Calibration file (default ~/.ros/espargos/<board_id>-<board identity>"
                                         ".calibration.json)"))
@@ -265,8 +267,10 @@ class BoardNode(ManagedDriverNode):
         return driver.state_detail if key in ("silence", "unreachable", "api_version", "reconnects", "reader_error") \
             else "see /diagnostics"
 
+
 def main(args: list[str] | None = None) -> int:
     return run_node(BoardNode, "espargos board_node", args, lambda: MultiThreadedExecutor(num_threads=3))
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,7 +17,8 @@ from ..layout import ArrayLayout, single_board_layout
 from ..protocol.constants import ANTENNAS, g3_antenna_row_col
 from ..wifi import CsiFormat, secondary_from_code, secondary_to_code
 from .channel import ArrayChannel
-from .encoder import ACQUIRE_LLTF_8BIT, apply_timestamp_slope, csi_message, csi_to_bytes, quantise_timestamp, rx_ctrl_v3, sensor_packets
+from .encoder import (ACQUIRE_LLTF_8BIT, apply_timestamp_slope, csi_message, csi_to_bytes, quantise_timestamp, rx_ctrl_v3,
+                      sensor_packets)
 from .scenario import Scenario
 
 RF_REFERENCE = 1

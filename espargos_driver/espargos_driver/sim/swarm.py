@@ -179,7 +179,7 @@ class SwarmSimulation:
                          self.sensor_time_us(rx, t_s))
 
     def datagram(self, report: SimReport) -> bytes:
-        """The node's ADR-018 v2 datagram (with the transmitter MAC and its µs timestamp)."""
+        """This node's ADR-018 v2 datagram, with the transmitter MAC and its µs timestamp."""
         return build_datagram(report.rx, report.sequence, int(self.f_c / 1e6), -50, -92, report.values,
                               sensor_time_us=report.sensor_time_us, transmitter_mac=self.sc.node(report.tx).mac_bytes)
 
@@ -210,7 +210,7 @@ class SwarmSimulation:
                 jitter = self.sc.reply_jitter_s if link.reply_jitter_s is None else link.reply_jitter_s
                 for tx, rx, when in ([(link.a, link.b, t)] + ([(link.b, link.a, t + self.sc.reply_delay_s
                                                                + self.rng.normal(0, jitter))]
-                                                             if link.bidirectional else [])):
+                                                              if link.bidirectional else [])):
                     report = self.report(tx, rx, when)
                     if report is not None:
                         out.append(report)

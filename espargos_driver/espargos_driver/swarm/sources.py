@@ -94,7 +94,6 @@ class Source(ReaderThread):
                      f"(first bytes {bytes(data[:32]).hex()}): {err}")
 
 
-
 def icmp_echo(identifier: int, sequence: int) -> bytes:
     """An ICMP echo request (type 8) with its checksum."""
     body = struct.pack("!BBHHH", 8, 0, 0, identifier & 0xFFFF, sequence & 0xFFFF) + b"espargos-keepalive"
@@ -134,7 +133,6 @@ class KeepAlive:
                     self.counters["keepalive_sent"] += 1
                 except OSError:
                     self.counters["keepalive_errors"] += 1
-
 
     def heard(self, address: str) -> None:
         """A node at ``address`` sent a usable report."""

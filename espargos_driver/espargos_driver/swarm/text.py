@@ -97,7 +97,7 @@ def _split(line: str) -> tuple[list[str], np.ndarray, list[str]]:
     if ints and (min(ints) < -128 or max(ints) > 127):
         raise ReportError("bad_value", f"CSI value {min(ints) if min(ints) < -128 else max(ints)} outside int8")
     values = np.array(ints, np.int16)
-    tail = [t for t in line[end + 1:].lstrip('"').split(",")[1:]]
+    tail = line[end + 1:].lstrip('"').split(",")[1:]
     return meta, values, tail
 
 
@@ -157,4 +157,4 @@ def classic_line(sequence: int, mac: str, rssi_dbm: int, noise_floor_dbm: int, c
     """An esp-csi classic ``CSI_DATA`` line (25 columns, quoted comma list), as csi_recv prints it."""
     data = ",".join(str(int(v)) for v in values)
     return (f"CSI_DATA,{sequence},{mac},{rssi_dbm},11,{int(ht)},7,0,1,1,1,0,0,1,{noise_floor_dbm},0,{channel},"
-            f"{secondary_code},{local_timestamp_us},0,100,0,{len(values)},0,\"[{data}]\"\n").encode()
+            f'{secondary_code},{local_timestamp_us},0,100,0,{len(values)},0,"[{data}]"\n').encode()
