@@ -18,7 +18,7 @@ from conftest import ROOT
 PACKAGES = ("espargos_driver", "espargos_aoa")
 ROSDEP_KEYS = {
     "numpy": "python3-numpy", "yaml": "python3-yaml", "aiohttp": "python3-aiohttp", "websockets": "python3-websockets",
-    "serial": "python3-serial", "scipy": "python3-scipy", "matplotlib": "python3-matplotlib",
+    "serial": "python3-serial", "scipy": "python3-scipy", "matplotlib": "python3-matplotlib", "pytest": "python3-pytest",
 }
 """Imported module -> rosdep key, where they differ; ROS packages are their own key."""
 NO_ROSDEP_KEY = {"rosbags"}
@@ -91,19 +91,38 @@ def test_launch_and_config_files_are_inside_the_package_that_installs_them():
     assert installed == {p.name for p in (ROOT / "launch").glob("*.launch.py")} and len(installed) == 4
 
 
-@pytest.mark.parametrize("package", PACKAGES)
-def test_package_xml_declares_every_import(package):
+def imports(files) -> set[str]:
+    """Top-level modules the files import absolutely."""
     imported = set()
-    for path in (ROOT / package / package).rglob("*.py"):
+    for path in files:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 imported |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 imported.add(node.module.split(".")[0])
-    third_party = imported - set(sys.stdlib_module_names) - {package, "__future__"} - NO_ROSDEP_KEY
+    return imported - set(sys.stdlib_module_names) - {"__future__"} - NO_ROSDEP_KEY
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_package_xml_declares_every_import(package):
+    third_party = imports((ROOT / package / package).rglob("*.py")) - {package}
     keys = declared(ROOT / package, ("depend", "exec_depend", "build_export_depend"))
     missing = sorted(m for m in third_party if ROSDEP_KEYS.get(m, m) not in keys)
     assert not missing, f"{package}/package.xml lacks exec_depend for imports {missing}"
+    tests = imports((ROOT / package / "test").glob("*.py")) - {package}
+    keys |= declared(ROOT / package, ("test_depend",))
+    missing = sorted(m for m in tests if ROSDEP_KEYS.get(m, m) not in keys)
+    assert not missing, f"{package}/package.xml lacks test_depend for test imports {missing}"
+
+
+def test_the_system_tests_declare_what_they_import():
+    files = [p for p in (ROOT / "test").glob("*.py") if p.name != "setup.py"]
+    local = {p.stem for p in files}
+    modules = imports(files) - local
+    modules |= set(re.findall(r'importorskip\("([a-z_0-9]+)"', "".join(p.read_text() for p in files)))
+    keys = declared(ROOT / "test", ("test_depend",))
+    missing = sorted(m for m in modules if ROSDEP_KEYS.get(m, m) not in keys)
+    assert not missing, f"test/package.xml lacks test_depend for {missing}"
 
 
 def test_the_suite_runs_beside_a_sourced_jazzy_and_its_pytest_plugins(tmp_path):
