@@ -319,3 +319,25 @@ def test_runner_has_the_launch_files_defaults(graph, launch_file):
         assert [(n.executable, n.namespace, n.parameters, [str(p) for p in n.params_files]) for n in runner.nodes] == \
             [(n.executable, n.namespace, n.parameters, n.params_files) for n in launched.nodes]
         assert runner.transforms == launched.transforms
+
+
+def test_launch_stops_when_its_simulator_cannot_bind(processes):
+    """Like espargos_run: a simulator that cannot bind its ports ends the launch, instead of leaving
+    board_node and aoa_node talking to whatever holds them."""
+    for module in ("launch", "launch_ros", "ros2launch"):
+        pytest.importorskip(module, reason=f"{module} is not installable from PyPI here (it is part of ros-<distro>-ros-base)")
+    http_port, stream_port = free_port(), free_port(socket.SOCK_DGRAM)
+    taken = processes.start("board_simulator", "--http-port", str(http_port), "--stream-port", str(stream_port))
+    time.sleep(2.0)
+    assert taken.poll() is None
+    done = subprocess.run([sys.executable, "-c", LAUNCH_RUNNER, str(SHARE / "launch" / "board.launch.py"),
+                           "simulate:=true", "publish_tf:=false", "namespace:=clash_launch",
+                           f"sim_http_port:={http_port}", f"sim_stream_port:={stream_port}"],
+                          capture_output=True, text=True, timeout=120)
+    out = done.stdout + done.stderr
+    assert "cannot serve" in out and "exited with status 1" in out and "stopping the launch" in out, out[-3000:]
+    left = [p for p in Path("/proc").glob("[0-9]*/cmdline") if b"__ns:=/clash_launch" in p.read_bytes()]
+    assert not left, "nodes of the launch are still running"
+    bad = subprocess.run([sys.executable, "-c", LAUNCH_RUNNER, str(SHARE / "launch" / "board.launch.py"),
+                          "simulate:=true", "sim_http_port:=abc"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "sim_http_port:=abc: expected a port number" in bad.stdout + bad.stderr

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, RegisterEventHandler, Shutdown
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -29,7 +30,8 @@ def graph_actions(graph: Graph) -> list:
 
     Parameters files go to the nodes as files (``Node(parameters=[file, ..., overrides])``, the
     ``ros2 run --params-file`` semantics). Nothing starts if a package the graph needs is missing:
-    the GraphError names each one.
+    the GraphError names each one. A simulator that exits with an error (e.g. its ports are taken)
+    shuts the whole launch down, rather than leaving the driver talking to whatever holds them.
     """
     missing = missing_packages(graph, installed)
     if missing:
@@ -37,9 +39,12 @@ def graph_actions(graph: Graph) -> list:
     actions = []
     for spec in graph.nodes:
         parameters = [*spec.params_files, spec.parameters] if spec.ros else None
-        actions.append(Node(package=spec.package, executable=spec.executable, name=spec.name,
-                            namespace=spec.namespace or None, parameters=parameters,
-                            arguments=spec.arguments or None, remappings=spec.remappings or None, output="screen"))
+        node = Node(package=spec.package, executable=spec.executable, name=spec.name,
+                    namespace=spec.namespace or None, parameters=parameters,
+                    arguments=spec.arguments or None, remappings=spec.remappings or None, output="screen")
+        actions.append(node)
+        if not spec.ros:
+            actions.append(RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_shutdown_on_failure)))
     for t in graph.transforms:
         actions.append(Node(package="tf2_ros", executable="static_transform_publisher",
                             name=f"static_tf_{t.child}", arguments=t.arguments(), output="log"))
@@ -48,6 +53,25 @@ def graph_actions(graph: Graph) -> list:
             f.write(text)
         actions.append(Node(package="rviz2", executable="rviz2", arguments=["-d", f.name], output="log"))
     return actions
+
+
+def _shutdown_on_failure(event, context) -> list:
+    """Shut the launch down when a simulator exits with an error status."""
+    if event.returncode:
+        reason = f"{event.action.name} exited with status {event.returncode} (see its message above): stopping the launch"
+        return [LogInfo(msg=reason), Shutdown(reason=reason)]
+    return []
+
+
+def port(value: str, name: str) -> int:
+    """A TCP/UDP port launch argument; GraphError naming the argument otherwise."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 65535:
+        raise GraphError(f"{name}:={value}: expected a port number 1..65535")
+    return number
 
 
 def launch_description(arguments: dict[str, tuple[str, str]], make: Callable[[dict], Graph]) -> LaunchDescription:
@@ -78,6 +102,8 @@ def array_launch_description(launch_file: str, share: Path, host: Callable[[dict
                            host=host(v), array_config=array_config(v), share_dir=share, scenario=v["scenario"],
                            simulate=flag(v["simulate"], "simulate"), publish_tf=flag(v["publish_tf"], "publish_tf"),
                            autostart=flag(v["autostart"], "autostart"),
-                           sim_ports=(int(v["sim_http_port"]), int(v["sim_stream_port"])), rviz=flag(v["rviz"], "rviz"))
+                           sim_ports=(port(v["sim_http_port"], "sim_http_port"),
+                                      port(v["sim_stream_port"], "sim_stream_port")),
+                           rviz=flag(v["rviz"], "rviz"))
 
     return launch_description(launch_arguments(launch_file, share), make)
