@@ -51,19 +51,44 @@ MIN_TESTS = {"espargos_driver": 120, "espargos_aoa": 25, "espargos_system_tests"
 """Fewer tests than this in a package means tests were lost (e.g. colcon falling back to unittest)."""
 
 
+@pytest.fixture(scope="module")
+def sourced_jazzy_plugins(tmp_path_factory) -> dict:
+    """An environment with what a sourced /opt/ros/jazzy adds for pytest: launch_testing's plugin,
+    whose hook takes the ``path`` argument pytest 9 removed (pytest stops with exit 3). A stand-in
+    with that very hook signature, registered the way the jazzy package registers it."""
+    site = tmp_path_factory.mktemp("site")
+    (site / "launch_testing-3.4.3.dist-info").mkdir()
+    (site / "launch_testing-3.4.3.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: launch_testing\nVersion: 3.4.3\n")
+    (site / "launch_testing-3.4.3.dist-info" / "entry_points.txt").write_text(
+        "[pytest11]\nlaunch_testing = stand_in_launch_testing_hooks\n")
+    (site / "stand_in_launch_testing_hooks.py").write_text(
+        "def pytest_pycollect_makemodule(path, parent):\n    return None\n")
+    return {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def test_the_stand_in_plugin_stops_a_bare_pytest(sourced_jazzy_plugins, tmp_path):
+    (tmp_path / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
+    clash = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                           cwd=tmp_path, env=sourced_jazzy_plugins, capture_output=True, text=True, timeout=120)
+    assert clash.returncode == 3 and "declared in the hookimpl" in clash.stdout + clash.stderr
+
+
 @pytest.mark.parametrize("package", COLCON_PACKAGES)
-def test_colcon_test_runs_the_package_tests_with_pytest(package):
+def test_colcon_test_runs_the_package_tests_with_pytest(package, sourced_jazzy_plugins):
     """What ``colcon test`` runs for an ament_python package: pytest (only if setup.py declares it
-    for tests), started in the package folder. Collect the same way and count."""
+    for tests), started in the package folder. Collect the same way, beside the plugins a sourced
+    Jazzy adds (pytest.ini turns them off), and count."""
     folder = ROOT / COLCON_PACKAGES[package]
     assert "pytest" in setup_keywords(folder)["extras_require"]["test"]
     assert "python3-pytest" in declared(folder, ("test_depend",))
     done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
-                          cwd=folder, capture_output=True, text=True, timeout=300)
+                          cwd=folder, env=sourced_jazzy_plugins, capture_output=True, text=True, timeout=300)
     found = re.search(r"(\d+) tests? collected", done.stdout)
     count = int(found.group(1)) if found else 0
     assert done.returncode == 0 and count >= MIN_TESTS[package], \
-        f"{package}: pytest collects {count} tests (at least {MIN_TESTS[package]} expected): {done.stdout[-2000:]}"
+        f"{package}: pytest collects {count} tests (at least {MIN_TESTS[package]} expected): " \
+        f"{done.stdout[-2000:]}{done.stderr[-2000:]}"
 
 
 def test_the_packages_depend_on_each_other_without_a_cycle():
@@ -123,29 +148,3 @@ def test_the_system_tests_declare_what_they_import():
     keys = declared(ROOT / "test", ("test_depend",))
     missing = sorted(m for m in modules if ROSDEP_KEYS.get(m, m) not in keys)
     assert not missing, f"test/package.xml lacks test_depend for {missing}"
-
-
-def test_the_suite_runs_beside_a_sourced_jazzy_and_its_pytest_plugins(tmp_path):
-    """A sourced /opt/ros/jazzy puts launch_testing's pytest plugin on the path; its hooks take the
-    ``path`` argument pytest 9 removed, which stops pytest before it runs anything (exit 3). Stand-in
-    plugin with that very hook signature, registered the way the jazzy package registers it."""
-    site = tmp_path / "site"
-    (site / "launch_testing-3.4.3.dist-info").mkdir(parents=True)
-    (site / "launch_testing-3.4.3.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: launch_testing\nVersion: 3.4.3\n")
-    (site / "launch_testing-3.4.3.dist-info" / "entry_points.txt").write_text(
-        "[pytest11]\nlaunch_testing = stand_in_launch_testing_hooks\n")
-    (site / "stand_in_launch_testing_hooks.py").write_text(
-        "def pytest_pycollect_makemodule(path, parent):\n    return None\n")
-    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    bare = tmp_path / "bare"
-    bare.mkdir()
-    (bare / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
-    clash = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(bare)], cwd=bare,
-                           env=env, capture_output=True, text=True, timeout=120)
-    assert clash.returncode == 3 and "declared in the hookimpl" in clash.stdout + clash.stderr, \
-        "the stand-in does not reproduce the clash"
-    for folder in COLCON_PACKAGES.values():                # what colcon test runs, and tools/test (from the root)
-        done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
-                              cwd=ROOT / folder, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0 and " collected" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]

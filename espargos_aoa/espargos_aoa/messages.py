@@ -1,34 +1,23 @@
-"""ROS messages in and out of the AoA core: CsiArray -> arrays; AoaResult -> bearings, spectrum, rviz views;
-the /diagnostics status every node of the suite publishes."""
+"""ROS messages in and out of the AoA core: CsiArray -> arrays; AoaResult -> bearings, spectrum, rviz views."""
 from __future__ import annotations
 
 import array
+from typing import TYPE_CHECKING
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
-from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from espargos_msgs.msg import ArrayGeometry, Bearing, BearingArray, CsiArray, SpatialSpectrum
 from geometry_msgs.msg import Point
 from sensor_msgs.msg import LaserScan
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from .estimator import AoaResult
+from .common_messages import msg_to_csi
 from .gains import compensate_gains
 from .steering import unit_vectors
 
-
-def msg_to_csi(msg: CsiArray) -> np.ndarray:
-    """CsiArray -> complex64 ``(rows, cols, subcarriers)`` (a copy-free view where possible)."""
-    return np.frombuffer(msg.csi, np.complex64).reshape(msg.rows, msg.cols, len(msg.subcarrier_indices))
-
-
-def diagnostic_status(name: str, hardware_id: str, level: bytes, message: str,
-                      values: dict[str, object]) -> DiagnosticStatus:
-    """One /diagnostics status; ``values`` become its key/value pairs (as strings)."""
-    status = DiagnosticStatus(name=name, hardware_id=hardware_id, level=level, message=message)
-    status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-    return status
+if TYPE_CHECKING:                                    # the estimator pulls in scipy: not at import
+    from .estimator import AoaResult
 
 
 def checked_csi(msg: CsiArray) -> np.ndarray:

@@ -15,12 +15,13 @@ from sensor_msgs.msg import LaserScan
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
+from ..common_messages import diagnostic_status
 from ..covariance import CovarianceError
 from ..diagnostic_counters import AOA_COUNTERS as ERROR_COUNTERS
 from ..diagnostic_counters import CounterWarnings
 from ..estimator import AoaConfig, AoaEstimator
-from ..messages import (bearing_array_msg, bearing_markers, checked_csi, csi_arrays, diagnostic_status,
-                        geometry_positions, laser_scan_msg, mac_text, parse_mac, spectrum_msg, stamp_seconds)
+from ..messages import (bearing_array_msg, bearing_markers, checked_csi, csi_arrays, geometry_positions, laser_scan_msg,
+                        mac_text, parse_mac, spectrum_msg, stamp_seconds)
 from ..runtime import events_executor, run_node
 from ..window import FrameCheck, TransmitterWindows, frame_problem
 

@@ -11,9 +11,10 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
 
+from ..common_messages import diagnostic_status
 from ..diagnostic_counters import VELOCITY_COUNTERS as ERROR_COUNTERS
 from ..diagnostic_counters import CounterWarnings
-from ..messages import csi_arrays, diagnostic_status, mac_text, parse_mac, stamp_seconds
+from ..messages import csi_arrays, mac_text, parse_mac, stamp_seconds
 from ..runtime import run_node
 from ..sanitize import sanitize
 from ..steering import SPEED_OF_LIGHT

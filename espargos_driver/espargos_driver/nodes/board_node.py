@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from espargos_aoa.diagnostic_counters import CounterWarnings
-from espargos_aoa.messages import diagnostic_status
+from espargos_aoa.common_messages import diagnostic_status
 from espargos_aoa.runtime import run_node
 from espargos_msgs.msg import ArrayGeometry, CsiArray
 from espargos_msgs.srv import Calibrate

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import rclpy
-from espargos_aoa.messages import msg_to_csi
+from espargos_aoa.common_messages import msg_to_csi
 from espargos_aoa.runtime import spin_node
 from espargos_msgs.msg import BearingArray, CsiArray
 from rclpy.node import Node
