@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 from espargos_aoa.diagnostic_counters import AOA_COUNTERS, VELOCITY_COUNTERS
 
+from .readme_sections import regenerate, replace_section
+
 BOARD_ACTIVITY = {
     "packets": "datagrams / WebSocket messages accepted from the board",
     "reports": "sensor reports decoded",
@@ -132,17 +134,9 @@ def markdown_table(counters: Mapping[str, str]) -> str:
 def update_readme(text: str) -> str:
     """``text`` with every README_TABLES section replaced by its generated table."""
     for name, counters in README_TABLES.items():
-        start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
-        head, found, rest = text.partition(start)
-        if not found:
-            raise ValueError(f"README has no {start} section")
-        text = head + start + "\n" + markdown_table(counters) + "\n" + end + rest.partition(end)[2]
+        text = replace_section(text, name, markdown_table(counters))
     return text
 
 
 if __name__ == "__main__":
-    import sys
-    from pathlib import Path
-
-    readme = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
-    readme.write_text(update_readme(readme.read_text()))
+    regenerate(update_readme)
