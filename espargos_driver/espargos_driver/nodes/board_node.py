@@ -144,12 +144,6 @@ class BoardNode(ManagedDriverNode):
             driver.stop()
             self.get_logger().info("deactivated: not streaming; the board is left as found")
 
-    def release(self) -> None:
-        for pub in (self.csi_pub, self.geometry_pub):
-            if pub is not None:
-                self.destroy_lifecycle_publisher(pub)
-        self.csi_pub = self.geometry_pub = None
-
     def _publish(self, frame: CsiFrame) -> None:
         """Called on a receive thread; after Ctrl-C the context goes away under it: frames are then dropped."""
         try:

@@ -8,7 +8,7 @@ States as ROS 2 defines them (design article "Node lifecycle"), driven through t
 - inactive -> activate: open the input (connect and stream / bind the UDP port), publish;
 - active -> deactivate: stop the input and publishing; the board is left as found (a calibration
   burst in progress restores the RF switch and MAC filter);
-- inactive -> cleanup: release what configure prepared; shutdown (from any state): release all.
+- inactive -> cleanup: release the publishers configure made; shutdown (from any state): stop and release all.
 
 With ``autostart`` (the default, as launch files and espargos_run set it) the node configures and
 activates itself at start-up: the unmanaged behaviour (start and publish). A parameter that cannot
@@ -25,9 +25,10 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 
 
 class ManagedDriverNode(LifecycleNode):
-    """A LifecycleNode whose subclasses implement ``configure`` / ``activate`` / ``deactivate`` /
-    ``release`` and raise ValueError (a parameter or resource that cannot work) to fail a
-    transition; the reason is logged and kept in ``failure``."""
+    """A LifecycleNode whose subclasses implement ``configure`` / ``activate`` / ``deactivate``
+    and raise ValueError (a parameter or resource that cannot work) to fail a transition; the
+    reason is logged and kept in ``failure``. The lifecycle publishers a subclass creates are
+    destroyed here on cleanup, shutdown, error or a failed configure."""
 
     def __init__(self, name: str, **node_options) -> None:
         """node_options: rclpy Node keyword arguments (namespace, parameter_overrides, ...)."""
@@ -42,6 +43,8 @@ class ManagedDriverNode(LifecycleNode):
         """Why the last transition failed ("" if it did not)."""
         self.configured = False
         self.active = False
+        self._publishers_made: list = []
+        """Lifecycle publishers created since the last release."""
 
     def _refuse_invalid_transitions(self) -> None:
         """A ChangeState request for a transition the current state does not have (e.g. activate
@@ -91,7 +94,7 @@ class ManagedDriverNode(LifecycleNode):
         if result == TransitionCallbackReturn.SUCCESS:
             self.configured = True
         else:
-            self.release()
+            self._release_publishers()
         return result
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -126,7 +129,18 @@ class ManagedDriverNode(LifecycleNode):
             self.active = False
             self.deactivate()
         self.configured = False
-        self.release()
+        self._release_publishers()
+
+    def create_lifecycle_publisher(self, *args, **kwargs):
+        """rclpy's, remembered for release."""
+        publisher = super().create_lifecycle_publisher(*args, **kwargs)
+        self._publishers_made.append(publisher)
+        return publisher
+
+    def _release_publishers(self) -> None:
+        publishers, self._publishers_made = self._publishers_made, []
+        for publisher in publishers:
+            self.destroy_lifecycle_publisher(publisher)
 
     @property
     def lifecycle_state(self) -> str:
@@ -144,10 +158,6 @@ class ManagedDriverNode(LifecycleNode):
 
     def deactivate(self) -> None:
         """Stop the input (idempotent); leave the hardware as found."""
-        raise NotImplementedError
-
-    def release(self) -> None:
-        """Release what configure made (idempotent)."""
         raise NotImplementedError
 
     def destroy_node(self) -> None:

@@ -138,11 +138,6 @@ class SwarmNode(ManagedDriverNode):
             source.stop()
             self.get_logger().info("deactivated: input closed")
 
-    def release(self) -> None:
-        if self.csi_pub is not None:
-            self.destroy_lifecycle_publisher(self.csi_pub)
-        self.csi_pub = None
-
     def _feed_datagram(self, data: bytes, source: str, now: float) -> None:
         frames = self.ingest.datagram(data, source, now)
         for frame in frames:
