@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from .layout import load_layout_file
+from .readme_sections import regenerate, replace_section
 
 DRIVER_NODE = "board_node"
 AOA_NODE = "aoa_node"
@@ -78,11 +79,7 @@ def launch_arguments_table() -> str:
 
 def update_readme(text: str) -> str:
     """``text`` with the ``<!-- launch-arguments -->`` section replaced by the generated table."""
-    start, end = "<!-- launch-arguments -->", "<!-- /launch-arguments -->"
-    head, found, rest = text.partition(start)
-    if not found:
-        raise ValueError(f"README has no {start} section")
-    return head + start + "\n" + launch_arguments_table() + "\n" + end + rest.partition(end)[2]
+    return replace_section(text, "launch-arguments", launch_arguments_table())
 
 
 class GraphError(ValueError):
@@ -226,10 +223,15 @@ def array_graph(*, namespace: str, params_file: str | Path, frame_id: str, paren
     ``autostart``: the (managed) driver configures and activates itself.
     """
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    remap = [(str(k), str(v)) for k, v in (remappings or {}).items()]
     files = [str(params_file)]
     driver = {"frame_id": frame_id, "autostart": autostart}
     if board_id:
         driver["board_id"] = board_id
+    nodes = [NodeSpec("espargos_driver", "board_node", DRIVER_NODE, ns, driver, remappings=remap, params_files=files),
+             NodeSpec("espargos_aoa", "aoa_node", AOA_NODE, ns, remappings=remap, params_files=files)]
+    file_driver = nodes[0].effective_parameters()          # refuses an unreadable or malformed file here
+    nodes[1].effective_parameters()
     graph = Graph()
     scenario = scenario or str(share_dir / "config" / "sim_scenario.yaml")
     if simulate and host:
@@ -246,21 +248,14 @@ def array_graph(*, namespace: str, params_file: str | Path, frame_id: str, paren
     elif host:
         driver["host"] = host
     elif not simulate:
-        if not NodeSpec("espargos_driver", "board_node", DRIVER_NODE, ns, params_files=files).effective_parameters() \
-                .get("host"):
+        if not file_driver.get("host"):
             raise GraphError("no board address: give host, put host: in the parameters file, or simulate")
     else:
         http_port, stream_port = sim_ports
         driver.update(host="127.0.0.1", http_port=http_port, stream_port=stream_port)
         graph.nodes.append(NodeSpec("espargos_driver", "board_simulator", "board_simulator", ns, ros=False, arguments=[
             "--http-port", str(http_port), "--stream-port", str(stream_port), "--scenario", scenario]))
-    remap = [(str(k), str(v)) for k, v in (remappings or {}).items()]
-    graph.nodes += [NodeSpec("espargos_driver", "board_node", DRIVER_NODE, ns, driver, remappings=remap,
-                             params_files=files),
-                    NodeSpec("espargos_aoa", "aoa_node", AOA_NODE, ns, remappings=remap, params_files=files)]
-    for spec in graph.nodes:
-        if spec.ros:
-            spec.effective_parameters()                   # refuse an unreadable or malformed file here
+    graph.nodes += nodes
     if publish_tf:
         if not parent_frame:
             raise GraphError("parent_frame is empty: name the frame the array is mounted on, or turn the "
@@ -372,7 +367,4 @@ def in_config(path: str, share_dir: Path) -> Path:
 
 
 if __name__ == "__main__":
-    import sys
-
-    readme = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
-    readme.write_text(update_readme(readme.read_text()))
+    regenerate(update_readme)
