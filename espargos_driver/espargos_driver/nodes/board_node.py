@@ -23,7 +23,7 @@ from ..driver import MAX_CALIBRATION_S, MIN_CALIBRATION_S, BoardDriver, DriverCo
 from ..frame import CsiFrame
 from ..layout import load_layout_file
 from ..protocol.constants import ANTENNAS
-from ..messages import frame_to_msg, geometry_msg
+from ..messages import CsiArraySerializer, frame_to_msg, geometry_msg, serializer_matches_middleware
 from ..transport.http_control import BoardError, BoardHttp
 from ..transport.streams import RECEIVE_BUFFER_BYTES
 from .managed import ManagedDriverNode
@@ -76,6 +76,8 @@ class BoardNode(ManagedDriverNode):
         self.config = self._read_config()
         self.driver: BoardDriver | None = None
         self.csi_pub = self.geometry_pub = None
+        self.serializer: CsiArraySerializer | None = None
+        """Writes CsiArray bytes directly; None where the middleware reads them differently."""
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(Calibrate, "calibrate", self._on_calibrate, callback_group=MutuallyExclusiveCallbackGroup())
@@ -112,6 +114,11 @@ class BoardNode(ManagedDriverNode):
             CsiArray, "csi", QoSProfile(depth=CSI_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE))
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
         self.geometry_pub = self.create_lifecycle_publisher(ArrayGeometry, "array_geometry", latched)
+        self.serializer = CsiArraySerializer(self.frame_id, self.board_id)
+        if not serializer_matches_middleware(self.serializer):
+            self.serializer = None
+            self.get_logger().warning("the middleware reads CsiArray bytes differently from espargos_aoa.csi_wire: "
+                                      "publishing rclpy messages instead (slower)")
         for spec in self.config.boards().boards:
             try:
                 info = BoardHttp(spec.host, spec.http_port, timeout_s=PROBE_TIMEOUT_S).identify()
@@ -147,7 +154,10 @@ class BoardNode(ManagedDriverNode):
     def _publish(self, frame: CsiFrame) -> None:
         """Called on a receive thread; after Ctrl-C the context goes away under it: frames are then dropped."""
         try:
-            self.csi_pub.publish(frame_to_msg(frame, self.get_clock().now().to_msg(), self.frame_id, self.board_id))
+            if self.serializer is not None:
+                self.csi_pub.publish(self.serializer(frame, self.get_clock().now().nanoseconds))
+            else:
+                self.csi_pub.publish(frame_to_msg(frame, self.get_clock().now().to_msg(), self.frame_id, self.board_id))
         except Exception:
             if self.context.ok():
                 raise
@@ -242,6 +252,7 @@ class BoardNode(ManagedDriverNode):
                   "calibration_gains_db": (" ".join(f"{g:+.2f}" for g in driver.calibration.gain_db.reshape(-1))
                                            if driver.calibration else ""),
                   "channel": driver.channel, "secondary_channel": driver.secondary,
+                  "csi_serialization": "direct CDR" if self.serializer is not None else "rclpy message",
                   "latency_p50_ms": f"{p50:.3f}", "latency_p99_ms": f"{p99:.3f}",
                   "stream_local_port": ",".join(str(link.local_port) for link in driver.links),
                   "receive_buffer_granted": ",".join(str(link.receive_buffer_granted) for link in driver.links),
