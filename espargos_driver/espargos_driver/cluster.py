@@ -22,6 +22,8 @@ from .protocol.errors import ProtocolError
 from .protocol.report import SensorReport
 from .wifi import GRIDS, secondary_from_code
 
+PER_ANTENNA_FIELDS = 6
+"""Sensor time, RSSI, noise floor, RX gain, FFT gain, CFO: gathered into one array per frame."""
 MAX_PENDING_BYTES = 16 * 1024 * 1024
 """Byte budget of the reports held in open frames (both caches). A full frame of 4 boards is
 32 reports of ~1 kB; at the default 50 ms frame timeout and 5,000 frames/s about 250 frames
@@ -147,21 +149,16 @@ class FrameClusterer:
         csi[indices] = values
         mask = np.zeros(self.antennas, bool)
         mask[indices] = True
-
-        def per_antenna(values: list[float], dtype=np.float32) -> np.ndarray:
-            arr = np.full(self.antennas, np.nan, dtype)
-            arr[indices] = values
-            return arr.reshape(shape)
-
+        per_antenna = np.full((PER_ANTENNA_FIELDS, self.antennas), np.nan)
+        per_antenna[:, indices] = np.array([(r.timestamp_ns, r.rx.rssi_dbm, r.rx.noise_floor_dbm, r.rx.rx_gain_db,
+                                             r.rx.fft_gain_db, r.rx.cfo_hz) for r in reports], np.float64).T
+        timestamps_ns = per_antenna[0].reshape(shape)
+        rssi_dbm, noise_floor_dbm, rx_gain_db, fft_gain_db, cfo_hz = per_antenna[1:].astype(np.float32).reshape((-1,) + shape)
         first = reports[0]
         return CsiFrame(
             key=key, format=decoding.format, channel=first.rx.channel,
             secondary=secondary_from_code(first.rx.secondary_code),
-            csi=csi.reshape(shape + (grid.size,)), mask=mask.reshape(shape),
-            timestamps_ns=per_antenna([r.timestamp_ns for r in reports], np.float64),
-            rssi_dbm=per_antenna([r.rx.rssi_dbm for r in reports]),
-            noise_floor_dbm=per_antenna([r.rx.noise_floor_dbm for r in reports]),
-            rx_gain_db=per_antenna([r.rx.rx_gain_db for r in reports]),
-            fft_gain_db=per_antenna([r.rx.fft_gain_db for r in reports]),
-            cfo_hz=per_antenna([r.rx.cfo_hz for r in reports]),
+            csi=csi.reshape(shape + (grid.size,)), mask=mask.reshape(shape), timestamps_ns=timestamps_ns,
+            rssi_dbm=rssi_dbm, noise_floor_dbm=noise_floor_dbm, rx_gain_db=rx_gain_db, fft_gain_db=fft_gain_db,
+            cfo_hz=cfo_hz,
             is_reference=first.is_calib, host_time=pending.host_time, completed_at=now)
