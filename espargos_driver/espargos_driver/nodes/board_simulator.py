@@ -35,7 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fragment-size", type=int, default=0, help="split messages into fragments of this size")
     p.add_argument("--hostname", default="espargos-sim")
     p.add_argument("--precompute", type=int, default=0,
-                   help="encode this many frames up front and replay them (throughput benchmarks)")
+                   help="encode this many frames up front and replay them (throughput benchmarks; 4096, the "
+                        "802.11 sequence space, makes the replay gap-free to the driver)")
     argv = sys.argv[1:] if argv is None else argv
     if "--ros-args" in argv:                      # started as a launch_ros Node: ROS arguments are not ours
         argv = argv[:argv.index("--ros-args")]

@@ -17,8 +17,8 @@ from ..layout import ArrayLayout, single_board_layout
 from ..protocol.constants import ANTENNAS, g3_antenna_row_col
 from ..wifi import CsiFormat, secondary_from_code, secondary_to_code
 from .channel import ArrayChannel
-from .encoder import (ACQUIRE_LLTF_8BIT, apply_timestamp_slope, csi_message, csi_to_bytes, quantise_timestamp, rx_ctrl_v3,
-                      sensor_packets)
+from .encoder import (ACQUIRE_LLTF_8BIT, apply_timestamp_slope, can_restamp, csi_message, csi_to_bytes, quantise_timestamp,
+                      restamp, rx_ctrl_v3, sensor_packets)
 from .scenario import Scenario
 
 RF_REFERENCE = 1
@@ -29,6 +29,12 @@ BOOT_TIME_NS = 3_600e9
 """The simulated sensors' clocks read one hour at scenario time zero."""
 NOMINAL_RX_GAIN_DB = 20
 """RX gain (dB) reported when the AGC adds nothing; it adds its per-frame gain to this."""
+REPLAY_SPAN_S = 0.5
+"""Sensor time spanned by a precomputed replay, s: less than the driver's reboot back-step
+(supervisor.REBOOT_BACKSTEP_S), which a replay's wrap would otherwise trip."""
+RESTAMP_STEP_US = 64
+"""Replayed packets are moved to the live sensor time in steps of 64 µs: whole periods of the
+OFDM symbol of every format (3.2 µs, HE 12.8 µs), so the CSI's STO phase stays right."""
 MAX_BACKLOG_S = 0.2
 """After a stall longer than this the rig skips frames instead of bursting them."""
 
@@ -72,13 +78,16 @@ class SimulatedRig:
 
     def precompute(self, frames: int) -> None:
         """Encode ``frames`` OTA frames of each transmitter now and let every board replay its
-        packets cyclically (distinct sequence numbers while frames <= 4096), so that the
-        simulator can offer far more frames per second than it could compute: for benchmarks."""
+        packets cyclically, so that the simulator can offer far more frames per second than it
+        could compute: for benchmarks. Each replayed packet is moved to the live sensor time
+        (``encoder.restamp``), so the replay's sensor clock runs on like the reference frames' and
+        never looks like a reboot to the driver; with 4096 frames (the 802.11 sequence space) the
+        sequence numbers also continue across the wrap, so the driver counts no gap."""
         for k in range(frames):
             for i in range(len(self.scenario.transmitters)):
-                self._ota_frame(i, k / self.scenario.frame_rate_hz)
+                self._ota_frame(i, k * REPLAY_SPAN_S / frames)
                 for board in self.boards:                 # one replay entry = every packet of one frame
-                    board.replay.append(board.queue)
+                    board.replay.append((k * REPLAY_SPAN_S / frames, board.queue))
                     board.queue = []
 
     def advance(self, t_s: float) -> None:
@@ -100,7 +109,9 @@ class SimulatedRig:
             while self._next_ota[i] <= t_s:
                 if any(b.replay for b in self.boards):
                     for b in self.boards:
-                        b.queue += b.replay[b.replay_index % len(b.replay)]
+                        encoded_at_s, packets = b.replay[b.replay_index % len(b.replay)]
+                        shift_us = int((self._next_ota[i] - encoded_at_s) * 1e6) // RESTAMP_STEP_US * RESTAMP_STEP_US
+                        b.queue += [restamp(p, shift_us) if can_restamp(p) else p for p in packets]
                         b.replay_index += 1
                 else:
                     self._ota_frame(i, self._next_ota[i])
@@ -173,7 +184,8 @@ class SimulatedBoard:
         self.tx_control: dict = {}
         self.reset_state()
         self.queue: list[bytes] = []
-        self.replay: list[list[bytes]] = []
+        self.replay: list[tuple[float, list[bytes]]] = []
+        """Precomputed frames: (scenario time they were encoded at, s; their packets)."""
         self.replay_index = 0
         self._uid = [0] * ANTENNAS
         self.rig = rig if rig is not None else SimulatedRig(scenario, single_board_layout("board", "sim"), hostname,

@@ -86,3 +86,29 @@ def sensor_packets(message: bytes, uid: int, fragment_size: int = 0) -> list[byt
     chunks = [message[i:i + fragment_size] for i in range(0, len(message), fragment_size)]
     return [magic + struct.pack("<IHBB", uid, len(c), i, len(chunks)) + c + TERMINATOR
             for i, c in enumerate(chunks)]
+
+
+_TIMING_AT = 4 + 8 + 4 + 3 + 18
+"""Offset of the TIMING_META TLV in a one-fragment sensor packet of ``csi_message``."""
+_RX_TIMESTAMP_AT = _TIMING_AT + 3 + 8 + 3 + 4 + 3 + 12
+"""Offset of rx_ctrl word 3 (32-bit µs timestamp) in such a packet."""
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+def can_restamp(packet: bytes) -> bool:
+    """Whether ``packet`` is one whole ``csi_message`` in one fragment, which ``restamp`` can shift."""
+    return (len(packet) > _RX_TIMESTAMP_AT + 4 and packet[10] == 0 and packet[11] == 1
+            and packet[_TIMING_AT] == 3 and packet[_TIMING_AT + 1:_TIMING_AT + 3] == b"\x08\x00"
+            and packet[_TIMING_AT + 11] == 4 and packet[_TIMING_AT + 18] == 5)
+
+
+def restamp(packet: bytes, shift_us: int) -> bytes:
+    """A one-fragment CSI packet (``can_restamp``) with its sensor time moved by ``shift_us`` (a
+    multiple of 64 µs keeps the STO phase of every format) and its CRC recomputed."""
+    out = bytearray(packet)
+    _U64.pack_into(out, _TIMING_AT + 3, _U64.unpack_from(out, _TIMING_AT + 3)[0] + shift_us)
+    _U32.pack_into(out, _RX_TIMESTAMP_AT, (_U32.unpack_from(out, _RX_TIMESTAMP_AT)[0] + shift_us) & 0xFFFFFFFF)
+    end = len(out) - len(TERMINATOR)
+    _U32.pack_into(out, end - 4, zlib.crc32(memoryview(out)[12:end - 7]))
+    return bytes(out)
