@@ -251,17 +251,21 @@ def test_bad_input_is_counted_and_never_gives_a_bearing(ros_node, processes):
     for _ in range(4):                                        # 4 frames over 0.15 s: an update falls due at
         src.publish(src.frame(t))                             # 100.1 s with fewer than min_frames (5)
         t += 0.05
+    t += 0.002                                                # distinct stamps: none is shed (max_frame_rate)
     nan = src.frame(t)
     values = np.frombuffer(nan.csi, np.float32).copy()
     values[5] = np.nan
     nan.csi = array.array("f", values.tobytes())
     src.publish(nan)
+    t += 0.002
     mismatch = src.frame(t)
     mismatch.rows, mismatch.cols = 1, 4
     mismatch.csi = mismatch.csi[:len(mismatch.csi) // 2]
     mismatch.antenna_mask = [True] * 4
     src.publish(mismatch)
+    t += 0.002
     src.publish(src.frame(t, calibrated=False))
+    t += 0.002
     broken = src.frame(t)
     broken.csi = broken.csi[:100]
     src.publish(broken)
@@ -271,6 +275,7 @@ def test_bad_input_is_counted_and_never_gives_a_bearing(ros_node, processes):
     # (and is then refused against it).
     src.geometry(np.zeros((1, 1, 3)))
     assert spin_until(ros_node, lambda: w.count("bad_geometry") >= 1, 10), w.diag
+    t += 0.002
     single = src.frame(t)
     single.rows, single.cols = 1, 1
     single.csi = single.csi[:2 * len(GRID.indices)]
@@ -290,8 +295,17 @@ def test_bad_input_is_counted_and_never_gives_a_bearing(ros_node, processes):
     # Frames that never arrive are counted from the gap in the transmitter's sequence numbers.
     missed = w.count("frames_missed")
     src.seq += 7
-    src.publish(src.frame(t + 0.01))
+    t += 0.01
+    src.publish(src.frame(t))
     assert spin_until(ros_node, lambda: w.count("frames_missed") == missed + 7, 5), w.diag
+    # Load shedding: frames of a transmitter sooner than 1/max_frame_rate (1 ms) after the last one
+    # taken are dropped before any work, and counted apart from the frames that never came.
+    shed, missed = w.count("frames_shed"), w.count("frames_missed")
+    for _ in range(40):                                       # 0.3 ms apart: every 4th is taken
+        t += 0.0003
+        src.publish(src.frame(t, azimuth_deg=-12.0))
+    assert spin_until(ros_node, lambda: w.count("frames_shed") == shed + 30, 5), w.diag
+    assert w.count("frames_missed") == missed
 
 
 def test_diagnostics_say_why_no_bearing_comes_out(ros_node, processes):

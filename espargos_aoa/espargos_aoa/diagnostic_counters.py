@@ -25,6 +25,8 @@ AOA_COUNTERS = {
     "window_restart_grid_change": "windows restarted by a new subcarrier grid or antenna count",
     "frames_missed": "frames missing from a transmitter's sequence numbers: lost in the air, by the driver, "
                      "or by DDS when this node falls behind its input",
+    "frames_shed": "frames of a transmitter sooner than 1/max_frame_rate after its last one taken in, "
+                   "dropped before any work (load shedding)",
 }
 """aoa_node: why an update gave no bearing, and input it never saw."""
 VELOCITY_COUNTERS = {

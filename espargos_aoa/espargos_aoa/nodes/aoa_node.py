@@ -15,7 +15,7 @@ from sensor_msgs.msg import LaserScan
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from ..common_messages import diagnostic_status
+from ..common_messages import CsiArrayReader, diagnostic_status
 from ..covariance import CovarianceError
 from ..diagnostic_counters import AOA_COUNTERS as ERROR_COUNTERS
 from ..diagnostic_counters import CounterWarnings
@@ -25,6 +25,8 @@ from ..messages import (bearing_array_msg, bearing_markers, checked_csi, csi_arr
 from ..runtime import events_executor, run_node
 from ..window import FrameCheck, TransmitterWindows, frame_problem
 
+MAX_TRANSMITTERS = 1024
+"""Transmitters whose last taken stamp is kept for load shedding (least recent forgotten)."""
 NO_BEARING_WARN_S = 3
 """Seconds (diagnostics periods) with CSI but no bearing after which the status turns WARN."""
 
@@ -78,6 +80,9 @@ class AoaNode(Node):
                                    integer_range=[IntegerRange(from_value=2, to_value=1024)]))
         p("require_calibrated", True, _desc("Skip CSI whose `calibrated` flag is false"))
         p("mac_allowlist", [""], _desc("Transmitter MACs (aa:bb:cc:dd:ee:ff) to process; empty = all"))
+        p("max_frame_rate", 1000.0, _desc("Hz of message-stamp time per transmitter: a frame sooner than 1/max_frame_rate "
+                                          "after the last one taken is shed before any work (frames_shed); 0 takes all",
+                                          floating_point_range=[FloatingPointRange(from_value=0.0, to_value=1e6)]))
         p("csi_qos", "sensor_data", ParameterDescriptor(description="sensor_data (best effort) or reliable; needs a restart",
                                                         read_only=True))
         p("scan_dynamic_range", 30.0, _desc("dB of spectrum shown by the LaserScan view",
@@ -106,11 +111,15 @@ class AoaNode(Node):
         self.compute_ms: list[float] = []
         self.early: deque[CsiArray] = deque()
         self.last_sequence: dict[bytes, int] = {}
+        self.last_taken_s: dict[bytes, float] = {}
+        """Stamp of each transmitter's last frame taken in (load shedding by max_frame_rate)."""
+        self.read_csi = CsiArrayReader()
+        self.max_frame_rate = self.get_parameter("max_frame_rate").value
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         csi_qos = (qos_profile_sensor_data if qos_name == "sensor_data"
                    else QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
-        self.create_subscription(CsiArray, "csi", self._on_csi, csi_qos)
+        self.create_subscription(CsiArray, "csi", self._on_csi_bytes, csi_qos, raw=True)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(ArrayGeometry, "array_geometry", self._on_geometry, latched)
         self.bearing_pub = self.create_publisher(BearingArray, "bearings", 10)
@@ -153,6 +162,7 @@ class AoaNode(Node):
         except (ValueError, TypeError) as err:
             return SetParametersResult(successful=False, reason=str(err))
         self.config, self.estimator, self.allowlist = config, estimator, allowlist
+        self.max_frame_rate = overrides.get("max_frame_rate", self.max_frame_rate)
         if any(k in overrides for k in ("window_frames", "window_max_age", "update_rate", "min_frames")):
             self.windows = windows
         if self.check is not None:
@@ -195,6 +205,16 @@ class AoaNode(Node):
         for frame in early:
             self._process(frame)
 
+    def _on_csi_bytes(self, data: bytes) -> None:
+        """The csi subscription delivers serialized bytes: read without building an rclpy message."""
+        try:
+            msg = self.read_csi(data)
+        except ValueError as err:
+            self.counters["frames"] += 1
+            self._count("bad_csi_message", f"{len(data)} bytes that are no CsiArray: {err}")
+            return
+        self._on_csi(msg)
+
     def _on_csi(self, msg: CsiArray) -> None:
         self.counters["frames"] += 1
         if msg.is_reference:
@@ -202,6 +222,8 @@ class AoaNode(Node):
         if self.allowlist and bytes(msg.transmitter_mac) not in self.allowlist:
             return
         self._check_sequence(msg)
+        if self._shed(msg):
+            return
         if self.estimator is None or self.check is None:
             if len(self.early) == EARLY_FRAMES:
                 self.early.popleft()
@@ -221,6 +243,23 @@ class AoaNode(Node):
             if gap and gap > 1:
                 self._count("frames_missed", f"{gap - 1} frames of {mac_text(mac)} before sequence number "
                                              f"{msg.sequence_number} never arrived", gap - 1)
+
+    def _shed(self, msg: CsiArray) -> bool:
+        """Whether to drop ``msg`` unprocessed: it comes sooner than 1/max_frame_rate (stamp time)
+        after the last frame of its transmitter that was taken in (counted as frames_shed)."""
+        rate = self.max_frame_rate
+        if rate <= 0:
+            return False
+        mac = bytes(msg.transmitter_mac)
+        stamp = stamp_seconds(msg.header.stamp)
+        last = self.last_taken_s.get(mac)
+        if last is not None and 0 <= stamp - last < 1.0 / rate:
+            self._count("frames_shed", f"{mac_text(mac)} sends faster than max_frame_rate {rate:g} Hz")
+            return True
+        if last is None and len(self.last_taken_s) >= MAX_TRANSMITTERS:
+            self.last_taken_s.pop(next(iter(self.last_taken_s)))
+        self.last_taken_s[mac] = stamp
+        return False
 
     def _process(self, msg: CsiArray) -> None:
         """Header checks only: the CSI is converted when an update is due (see Window)."""
