@@ -1,33 +1,42 @@
 #!/usr/bin/env python3
-"""Benchmark: board simulator -> board_node (the real driver process) over UDP on loopback.
+"""Benchmark: board simulator -> driver over UDP on loopback, each consumer on its own core.
 
-Prints, for 8-antenna HT40 frames with calibration applied:
-  * what the simulator really offers: a bare UDP reader (the driver's UdpStream: handshake and
-    peer filter, no decoding) counts datagrams/s for the same seconds; one frame is 8 sensor
-    datagrams (espargos_driver/test/test_simulator_replay.py checks the replay sends whole frames);
-  * saturation: complete frames/s published by the driver pinned to one core while the
-    simulator (pinned to the other core, replaying pre-encoded frames) offers more, how many of
-    them a reliable subscriber in this (other) process received, and the driver's CPU time per
-    frame (µs, from /proc utime+stime, all its threads);
-  * latency at 200 frames/s: p50/p99 from the receive time of a frame's last sensor report
-    to the return of CsiArray publish (measured inside the driver, read from /diagnostics).
+HT40 frames, 8 antennas per board, calibrated output. Simulator on core 0, the consumer on core 1,
+a counting subscriber (benchmarks/csi_counter.py: raw bytes, EventsExecutor, reliable) on core 0.
+Every figure is measured over ``--seconds`` after calibration:
 
-Run: source tools/env.sh && python benchmarks/driver_throughput.py [--offered 4000] [--seconds 10]
+  * offered: what the simulator really sends, read by a bare UDP reader (the driver's UdpStream:
+    handshake and peer filter, no decoding): datagrams/s; one frame is 8 datagrams per board
+    (espargos_driver/test/test_simulator_replay.py checks that the replay sends whole frames);
+  * pure driver: BoardDriver without ROS (benchmarks/pure_driver.py): calibrated frames/s and CPU
+    per frame (µs, /proc utime+stime of the process, all threads);
+  * board_node: frames/s it published (its /diagnostics), frames/s the subscriber in another
+    process received, and board_node's CPU per frame;
+  * four boards as one combined array (32 antennas) at ``--array-rate`` frames/s: the same, plus
+    every loss counter (kernel drops, incomplete frames, gaps in sequence numbers);
+  * latency at ``--latency-rate`` frames/s: p50/p99 from the receive time of a frame's last sensor
+    report to the return of its publish (measured inside board_node, read from /diagnostics).
+
+Run: source tools/env.sh && python benchmarks/driver_throughput.py [--offered 8000] [--seconds 10]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from pathlib import Path
 
 from process_stats import cpu_seconds, installed_executables, isolate_ros_graph
 
 BIN = installed_executables("espargos_driver")
+HERE = Path(__file__).resolve().parent
 isolate_ros_graph()
 
 import rclpy  # noqa: E402
@@ -35,8 +44,9 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from espargos_driver.protocol.constants import ANTENNAS  # noqa: E402
 from espargos_driver.transport.http_control import BoardHttp  # noqa: E402
 from espargos_driver.transport.streams import UdpStream  # noqa: E402
-from espargos_msgs.msg import CsiArray  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+
+SIM_CORE, CONSUMER_CORE = 0, 1
+LOSS_COUNTERS = ("incomplete_frame", "partial_frame", "kernel_drops", "frames_missed", "evicted_frame")
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:
@@ -49,18 +59,56 @@ def pinned(core: int):
     return lambda: os.sched_setaffinity(0, {core % os.cpu_count()})
 
 
-def simulator(rate: float, http: int, stream: int) -> subprocess.Popen:
-    """The board simulator on core 0, replaying 4000 pre-encoded frames at ``rate`` frames/s."""
-    return subprocess.Popen([str(BIN / "board_simulator"), "--http-port", str(http), "--stream-port", str(stream),
-                             "--rate", str(rate), "--precompute", "4000"], preexec_fn=pinned(0),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+class Rig:
+    """The simulated board(s) on SIM_CORE: one board, or ``boards`` boards as one combined array
+    (a YAML written here with free ports), replaying 4096 pre-encoded frames (sequence numbers
+    without gaps) at ``rate`` frames/s."""
+
+    def __init__(self, rate: float, boards: int = 1) -> None:
+        self.http, self.stream = free_port(), free_port(socket.SOCK_DGRAM)
+        self.array_config = ""
+        args = ["--rate", str(rate), "--precompute", "4096"]
+        if boards > 1:
+            names = [f"b{i}" for i in range(boards)]
+            lines = ["combined-array:", "  reference: b0", "  boards:"]
+            lines += [f"    {n}: {{host: 127.0.0.1, http_port: {free_port()}, stream_port: {free_port(socket.SOCK_DGRAM)}}}"
+                      for n in names]
+            lines += ["  array:"] + [f"    - [{', '.join(f'{n}.{r}.{c}' for c in range(4))}]" for n in names for r in range(2)]
+            handle, self.array_config = tempfile.mkstemp(suffix=".yaml")
+            os.write(handle, "\n".join(lines).encode() + b"\n")
+            os.close(handle)
+            args += ["--combined", self.array_config]
+        else:
+            args += ["--http-port", str(self.http), "--stream-port", str(self.stream)]
+        self.process = subprocess.Popen([str(BIN / "board_simulator"), *args], preexec_fn=pinned(SIM_CORE),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def driver_args(self) -> list[str]:
+        """board_node parameters that reach this rig."""
+        if self.array_config:
+            return ["-p", f"array_config:={self.array_config}"]
+        return ["-p", f"http_port:={self.http}", "-p", f"stream_port:={self.stream}"]
+
+    def stop(self) -> None:
+        stop(self.process)
+        if self.array_config:
+            os.unlink(self.array_config)
+
+
+def stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def offered(rate: float, seconds: float) -> dict:
-    """Datagrams/s and frames/s the simulator really sends, read by a bare UDP reader on core 1."""
-    http, stream_port = free_port(), free_port(socket.SOCK_DGRAM)
-    sim = simulator(rate, http, stream_port)
-    os.sched_setaffinity(0, {1 % os.cpu_count()})
+    """Datagrams/s and frames/s the simulator really sends, read by a bare UDP reader on CONSUMER_CORE."""
+    rig = Rig(rate)
+    http, stream_port = rig.http, rig.stream
+    os.sched_setaffinity(0, {CONSUMER_CORE % os.cpu_count()})
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -85,11 +133,44 @@ def offered(rate: float, seconds: float) -> dict:
                 "kernel_drops": (stream.kernel_drops() or 0) - drops0}
     finally:
         os.sched_setaffinity(0, set(range(os.cpu_count())))
-        os.killpg(sim.pid, signal.SIGINT)
-        sim.wait(timeout=10)
+        rig.stop()
 
 
-def run(rate: float, seconds: float, node) -> dict:
+def pure_driver(rate: float, seconds: float, boards: int = 1) -> dict:
+    """BoardDriver without ROS on CONSUMER_CORE (benchmarks/pure_driver.py)."""
+    rig = Rig(rate, boards)
+    try:
+        args = ["--array-config", rig.array_config] if rig.array_config else \
+            ["--http-port", str(rig.http), "--stream-port", str(rig.stream)]
+        out = subprocess.run([sys.executable, str(HERE / "pure_driver.py"), *args, "--seconds", str(seconds)],
+                             preexec_fn=pinned(CONSUMER_CORE), capture_output=True, text=True, timeout=seconds + 120)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        rig.stop()
+    if "error" in result:
+        raise RuntimeError(result["error"])
+    result["frames_per_s"] = result["frames"] / result["wall_s"]
+    result["cpu_us_per_frame"] = result["cpu_s"] / max(result["frames"], 1) * 1e6
+    return result
+
+
+class Counter:
+    """benchmarks/csi_counter.py on SIM_CORE; ``count`` is the latest number of messages it received."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen([sys.executable, str(HERE / "csi_counter.py"), "/csi"],
+                                        preexec_fn=pinned(SIM_CORE), stdout=subprocess.PIPE, text=True,
+                                        start_new_session=True)
+        self.count = 0
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.count = int(line.split()[0])
+
+
+def board_node(rate: float, seconds: float, node, boards: int = 1) -> dict:
+    """board_node on CONSUMER_CORE, its csi counted by a subscriber in another process."""
     diag: dict[str, str] = {}
 
     def on_diag(msg):
@@ -98,73 +179,85 @@ def run(rate: float, seconds: float, node) -> dict:
                 diag.clear()
                 diag.update({kv.key: kv.value for kv in st.values})
 
-    received = [0]
     sub = node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
-    csi = node.create_subscription(CsiArray, "/csi", lambda msg: received.__setitem__(0, received[0] + 1),
-                                   QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
-    http, stream = free_port(), free_port(socket.SOCK_DGRAM)
     tmp = tempfile.mkdtemp()
-    sim = simulator(rate, http, stream)
-    drv = subprocess.Popen([str(BIN / "board_node"), "--ros-args", "-p", f"http_port:={http}",
-                            "-p", f"stream_port:={stream}", "-p", "calibration.policy:=startup",
+    rig = Rig(rate, boards)
+    counter = Counter()
+    drv = subprocess.Popen([str(BIN / "board_node"), "--ros-args", *rig.driver_args(), "-p", "calibration.policy:=startup",
                             "-p", "calibration.duration:=1.0", "-p", f"calibration.file:={tmp}/cal.json"],
-                           preexec_fn=pinned(1), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           preexec_fn=pinned(CONSUMER_CORE), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)
+
+    def spin(duration: float) -> None:
+        end = time.monotonic() + duration
+        while time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.1)
+
     try:
-        deadline = time.monotonic() + 60
-        while "calibrated from" not in diag.get("calibration", "") and time.monotonic() < deadline:
-            rclpy.spin_once(node, timeout_sec=0.1)
-        end = time.monotonic() + 3
-        while time.monotonic() < end:
-            rclpy.spin_once(node, timeout_sec=0.1)
-        f0, r0, c0, t0 = int(diag["frames_total"]), received[0], cpu_seconds(drv.pid), time.monotonic()
-        end = t0 + seconds
-        while time.monotonic() < end:
-            rclpy.spin_once(node, timeout_sec=0.1)
-        end = time.monotonic() + 1.2
-        while time.monotonic() < end:
-            rclpy.spin_once(node, timeout_sec=0.1)
-        f1, r1, c1, t1 = int(diag["frames_total"]), received[0], cpu_seconds(drv.pid), time.monotonic()
-        frames = f1 - f0
-        return {"frames_per_s": frames / (t1 - t0), "cpu_us_per_frame": (c1 - c0) / max(frames, 1) * 1e6,
-                "received_per_s": (r1 - r0) / (t1 - t0),
-                "cpu_load": (c1 - c0) / (t1 - t0), "p50_ms": float(diag["latency_p50_ms"]),
-                "p99_ms": float(diag["latency_p99_ms"]), "incomplete": int(diag["incomplete_frame"]),
-                "partial": int(diag["partial_frame"])}
+        deadline = time.monotonic() + 90
+        while diag.get("calibration_status") != "verified" and time.monotonic() < deadline:
+            spin(0.1)
+        if diag.get("calibration_status") != "verified":
+            raise RuntimeError(f"board_node did not calibrate: {diag.get('calibration')}")
+        spin(3.0)
+        before = dict(diag), counter.count, cpu_seconds(drv.pid), time.monotonic()
+        spin(seconds)
+        after_cpu, after_t = cpu_seconds(drv.pid), time.monotonic()
+        spin(1.2)                                   # the next /diagnostics and the last deliveries
+        after = dict(diag), counter.count
     finally:
         node.destroy_subscription(sub)
-        node.destroy_subscription(csi)
-        for p in (drv, sim):
-            os.killpg(p.pid, signal.SIGINT)
-        for p in (drv, sim):
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        for process in (drv, counter.process):
+            stop(process)
+        rig.stop()
+    wall = after_t - before[3]
+    frames = int(after[0]["frames_total"]) - int(before[0]["frames_total"])
+    result = {"frames_per_s": frames / wall, "received_per_s": (after[1] - before[1]) / wall,
+              "cpu_us_per_frame": (after_cpu - before[2]) / max(frames, 1) * 1e6, "cpu_load": (after_cpu - before[2]) / wall,
+              "p50_ms": float(after[0]["latency_p50_ms"]), "p99_ms": float(after[0]["latency_p99_ms"]),
+              "serialization": after[0].get("csi_serialization", "")}
+    result.update({k: int(after[0][k]) - int(before[0][k]) for k in LOSS_COUNTERS})
+    return result
+
+
+def losses(result: dict) -> str:
+    return ", ".join(f"{k} {result[k]}" for k in LOSS_COUNTERS)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--offered", type=float, default=4000, help="frames/s the simulator offers at saturation")
+    ap.add_argument("--offered", type=float, default=8000, help="frames/s the simulator offers at saturation")
+    ap.add_argument("--array-rate", type=float, default=1000, help="frames/s of the four-board combined array")
+    ap.add_argument("--latency-rate", type=float, default=1000, help="frames/s of the latency run")
     ap.add_argument("--seconds", type=float, default=10)
     args = ap.parse_args()
+    print(f"cores: {os.cpu_count()}; simulator and subscriber on core {SIM_CORE}, consumer on core {CONSUMER_CORE}; "
+          "HT40, 8 antennas per board, calibrated", flush=True)
     offer = offered(args.offered, args.seconds)
+    print(f"offered (bare UDP reader, asked for {args.offered:.0f} frames/s): {offer['datagrams_per_s']:.0f} datagrams/s "
+          f"= {offer['frames_per_s']:.0f} frames/s, kernel drops while reading {offer['kernel_drops']}", flush=True)
+    pure = pure_driver(args.offered, args.seconds)
+    print(f"pure driver: {pure['frames_per_s']:.0f} calibrated frames/s, {pure['cpu_us_per_frame']:.0f} us CPU per frame, "
+          f"core load {pure['cpu_s'] / pure['wall_s'] * 100:.0f} %; {losses(pure)}", flush=True)
     rclpy.init()
     node = rclpy.create_node("driver_throughput_benchmark")
-    sat = run(args.offered, args.seconds, node)
-    lat = run(200, args.seconds, node)
-    node.destroy_node()
-    rclpy.shutdown()
-    print(f"cores: {os.cpu_count()}  simulator on core 0, driver on core 1; HT40, 8 antennas, calibrated")
-    print(f"offered (bare UDP reader on core 1, asked for {args.offered:.0f} frames/s): "
-          f"{offer['datagrams_per_s']:.0f} datagrams/s = {offer['frames_per_s']:.0f} frames/s, "
-          f"kernel drops while reading {offer['kernel_drops']}")
-    print(f"saturation (offered {args.offered:.0f} frames/s): {sat['frames_per_s']:.0f} complete frames/s published, "
-          f"{sat['received_per_s']:.0f} frames/s received by a reliable subscriber in another process, "
-          f"{sat['cpu_us_per_frame']:.0f} us CPU per frame, driver core load {sat['cpu_load'] * 100:.0f} %, "
-          f"dropped incomplete {sat['incomplete']}")
-    print(f"at 200 frames/s: {lat['frames_per_s']:.0f} frames/s, {lat['cpu_us_per_frame']:.0f} us CPU per frame, "
-          f"latency last report -> publish p50 {lat['p50_ms']:.3f} ms, p99 {lat['p99_ms']:.3f} ms")
+    try:
+        sat = board_node(args.offered, args.seconds, node)
+        print(f"board_node: {sat['frames_per_s']:.0f} frames/s published, {sat['received_per_s']:.0f} frames/s received "
+              f"by a reliable subscriber in another process, {sat['cpu_us_per_frame']:.0f} us CPU per frame "
+              f"({sat['cpu_us_per_frame'] / pure['cpu_us_per_frame']:.2f} x the pure driver), core load "
+              f"{sat['cpu_load'] * 100:.0f} %, csi as {sat['serialization']}; {losses(sat)}", flush=True)
+        four = board_node(args.array_rate, args.seconds, node, boards=4)
+        print(f"4 boards (32 antennas) at {args.array_rate:.0f} frames/s: {four['frames_per_s']:.0f} frames/s published, "
+              f"{four['received_per_s']:.0f} received, {four['cpu_us_per_frame']:.0f} us CPU per frame, core load "
+              f"{four['cpu_load'] * 100:.0f} %; {losses(four)}", flush=True)
+        lat = board_node(args.latency_rate, args.seconds, node)
+        print(f"board_node at {args.latency_rate:.0f} frames/s: {lat['frames_per_s']:.0f} frames/s, "
+              f"{lat['cpu_us_per_frame']:.0f} us CPU per frame, latency last report -> publish p50 {lat['p50_ms']:.3f} ms, "
+              f"p99 {lat['p99_ms']:.3f} ms; {losses(lat)}", flush=True)
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
     return 0
 
 
