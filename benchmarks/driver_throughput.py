@@ -10,8 +10,8 @@ Every figure is measured over ``--seconds`` after calibration:
     (espargos_driver/test/test_simulator_replay.py checks that the replay sends whole frames);
   * pure driver: BoardDriver without ROS (benchmarks/pure_driver.py): calibrated frames/s and CPU
     per frame (µs, /proc utime+stime of the process, all threads);
-  * board_node: frames/s it published (its /diagnostics), frames/s the subscriber in another
-    process received, and board_node's CPU per frame;
+  * board_node: frames/s it published (its /diagnostics, over their stamps), frames/s the
+    subscriber in another process received, and board_node's CPU per frame received;
   * four boards as one combined array (32 antennas) at ``--array-rate`` frames/s: the same, plus
     every loss counter (kernel drops, incomplete frames, gaps in sequence numbers);
   * latency at ``--latency-rate`` frames/s: p50/p99 from the receive time of a frame's last sensor
@@ -178,6 +178,7 @@ def board_node(rate: float, seconds: float, node, boards: int = 1) -> dict:
             if st.name.startswith("espargos_driver"):
                 diag.clear()
                 diag.update({kv.key: kv.value for kv in st.values})
+                diag["stamp_s"] = str(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
 
     sub = node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     tmp = tempfile.mkdtemp()
@@ -203,17 +204,20 @@ def board_node(rate: float, seconds: float, node, boards: int = 1) -> dict:
         before = dict(diag), counter.count, cpu_seconds(drv.pid), time.monotonic()
         spin(seconds)
         after_cpu, after_t = cpu_seconds(drv.pid), time.monotonic()
-        spin(1.2)                                   # the next /diagnostics and the last deliveries
-        after = dict(diag), counter.count
+        after_count = counter.count
+        spin(1.2)                                   # the next /diagnostics
+        after = dict(diag), after_count
     finally:
         node.destroy_subscription(sub)
         for process in (drv, counter.process):
             stop(process)
         rig.stop()
     wall = after_t - before[3]
-    frames = int(after[0]["frames_total"]) - int(before[0]["frames_total"])
-    result = {"frames_per_s": frames / wall, "received_per_s": (after[1] - before[1]) / wall,
-              "cpu_us_per_frame": (after_cpu - before[2]) / max(frames, 1) * 1e6, "cpu_load": (after_cpu - before[2]) / wall,
+    published = int(after[0]["frames_total"]) - int(before[0]["frames_total"])
+    received = after[1] - before[1]          # the counter's 0.2 s reports, over (nearly) the CPU's interval
+    result = {"frames_per_s": published / (float(after[0]["stamp_s"]) - float(before[0]["stamp_s"])),
+              "received_per_s": received / wall,
+              "cpu_us_per_frame": (after_cpu - before[2]) / max(received, 1) * 1e6, "cpu_load": (after_cpu - before[2]) / wall,
               "p50_ms": float(after[0]["latency_p50_ms"]), "p99_ms": float(after[0]["latency_p99_ms"]),
               "serialization": after[0].get("csi_serialization", "")}
     result.update({k: int(after[0][k]) - int(before[0][k]) for k in LOSS_COUNTERS})

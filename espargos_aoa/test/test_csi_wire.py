@@ -113,3 +113,13 @@ def test_bytes_that_are_no_csiarray_raise_valueerror_only():
     huge[4 + 8:4 + 12] = (0xFFFFFFF0).to_bytes(4, "little")  # frame_id length
     with pytest.raises(ValueError, match="runs past"):
         scan_sizes(bytes(huge))
+
+
+def test_padding_after_the_last_field_is_ignored():
+    """Messages from DDS can carry up to 3 bytes of padding after the last field (seen from Fast
+    DDS): the cached layout is still used for them, and they read as without it."""
+    rng = np.random.default_rng(3)
+    read = CsiArrayReader()
+    for pad in (0, 1, 3, 0, 3):
+        msg = message(2, 4, 117, rng)
+        same(read(serialize_message(msg) + bytes(pad)), msg)
