@@ -2,7 +2,8 @@
 
 No ROS here: the node hands in a ``publish`` callback and reads ``counters``, ``state``,
 ``calibration_state`` and ``latency_percentiles_ms()`` for diagnostics.
-Threads: each board's BoardLink thread receives and decodes; clustering across boards,
+Threads: one ReceiveHub thread reads every board's UDP stream and decodes (each board's BoardLink
+thread connects and reconnects it; a WebSocket stream is read on its link's thread); clustering across boards,
 calibration and publishing happen under one lock. Calibrations run on the caller's thread
 (service) or a start-up worker and only talk HTTP.
 """
@@ -26,7 +27,7 @@ from .protocol.constants import ANTENNAS
 from .receiver import BoardReceiver
 from .supervisor import REBOOT_BACKSTEP_S, RF_ANTENNAS, RF_REFERENCE, CalibrationSupervisor, board_identity
 from .transport.http_control import BoardError, BoardInfo
-from .transport.link import TRANSPORTS, BoardLink
+from .transport.link import TRANSPORTS, BoardLink, ReceiveHub
 from .transport.streams import RECEIVE_BUFFER_BYTES
 from .wifi import secondary_from_code, secondary_to_code
 
@@ -117,9 +118,10 @@ class BoardDriver:
         self.clusterer = FrameClusterer(self.counters, boards=boards, antennas_required=config.antennas_required or None,
                                         frame_timeout_s=config.frame_timeout_s)
         self.receivers = [BoardReceiver(self.clusterer, board=b) for b in range(boards)]
+        self.hub = ReceiveHub(self.counters, log)
         self.links = [BoardLink(spec.host, spec.http_port, spec.stream_port, config.transport,
                                 partial(self._on_packet, b), self._on_tick, partial(self._on_connected, b),
-                                self.counters, log, receive_buffer=config.receive_buffer_bytes)
+                                self.counters, log, receive_buffer=config.receive_buffer_bytes, hub=self.hub)
                       for b, spec in enumerate(self.layout.boards)]
         self.reference_delay_s = reference_delays_s(
             boards, cable_lengths_m=[spec.cable_length_m for spec in self.layout.boards],
@@ -150,13 +152,13 @@ class BoardDriver:
     def state(self) -> str:
         """The connection state: "streaming" when every board streams, "reader_dead" when a receive thread died, else the
         state of the first board that does not stream."""
-        if any(link.dead for link in self.links):
+        if self.hub.dead or any(link.dead for link in self.links):
             return "reader_dead"
         return next((link.state for link in self.links if link.state != "streaming"), "streaming")
 
     def restart_dead_readers(self) -> int:
         """Restart every board's receive thread that died; returns how many."""
-        return sum(link.restart_if_dead() for link in self.links)
+        return self.hub.restart_if_dead() + sum(link.restart_if_dead() for link in self.links)
 
     @property
     def state_detail(self) -> str:
@@ -170,6 +172,7 @@ class BoardDriver:
 
     def start(self) -> None:
         self.supervisor.start()
+        self.hub.start()
         for link in self.links:
             link.start()
 
@@ -178,6 +181,7 @@ class BoardDriver:
         self.supervisor.stop()
         for link in self.links:
             link.stop()
+        self.hub.stop()
 
     def set_frame_policy(self, antennas_required: int, frame_timeout_s: float) -> None:
         """Change the incomplete-frame policy at run time (values validated by the caller; 0: all antennas)."""
