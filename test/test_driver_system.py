@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 
 import numpy as np
@@ -18,7 +19,9 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 
-from conftest import spin_until
+from conftest import free_port, spin_until
+from espargos_driver.driver import BoardDriver, DriverConfig
+from espargos_driver.transport.link import MAX_BATCH
 
 C = 299_792_458.0
 
@@ -216,3 +219,32 @@ def test_calibrate_service_refuses_nonsense_durations(ros_node, board):
         assert spin_until(ros_node, future.done, 10)
         assert not future.result().success and "duration_s" in future.result().message
     assert b.node.poll() is None
+
+
+def test_a_reader_that_falls_behind_loses_no_datagram(processes):
+    """The receive loop reads at most MAX_BATCH datagrams per turn. The datagram read after the
+    last of a full batch used to be dropped unprocessed, so every backlog cost frames: here the
+    publish callback stalls 0.3 s once at 300 frames/s (~720 datagrams wait in the socket)."""
+    http, stream = free_port(), free_port(socket.SOCK_DGRAM)
+    processes.start("board_simulator", "--http-port", str(http), "--stream-port", str(stream), "--rate", "300",
+                    "--precompute", "512")
+    sequences: list[int] = []
+
+    def publish(frame) -> None:
+        sequences.append(frame.key[2])
+        if len(sequences) == 100:
+            time.sleep(0.3)
+
+    driver = BoardDriver(DriverConfig(http_port=http, stream_port=stream, calibration_policy="none"), publish,
+                         log=lambda _: None, warn=lambda _: None)
+    driver.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(sequences) < 400 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        driver.stop()
+    assert len(sequences) >= 400, driver.state_detail
+    assert driver.counters["kernel_drops"] == 0
+    assert driver.counters["packets"] > 90 * 8 + MAX_BATCH                # the stall made full batches
+    assert driver.counters["incomplete_frame"] == 0 and driver.counters["frames_missed"] == 0, dict(driver.counters)

@@ -136,12 +136,14 @@ class BoardLink(ReaderThread):
         the first datagram, at most MAX_BATCH), hand it on, run the chores (expiry, keep-alive,
         housekeeping). Raises BoardError after ``silence_timeout_s`` without the board's data."""
         data = stream.recv(timeout_s)
-        for _ in range(MAX_BATCH):
-            if data is None:
-                break
+        handled = 0
+        while data is not None:
             now = time.perf_counter()
             self._last_data = now
             self.on_packet(data, now)
+            handled += 1
+            if handled == MAX_BATCH:
+                break
             data = stream.recv(0.0)
         now = time.perf_counter()
         if now - self._last_data > self.silence_timeout_s:
