@@ -13,6 +13,7 @@ Run: source tools/env.sh && python benchmarks/aoa_node_throughput.py [--rate 500
 from __future__ import annotations
 
 import argparse
+import array
 import os
 import signal
 import subprocess
@@ -100,6 +101,7 @@ def main() -> int:
                 k += 1
                 stamp_ns += int(1e9 / args.rate)
                 msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+                msg.sensor_timestamps = array.array("d", [stamp_ns * 1e-9] * 8)     # the frames' spacing on air
                 msg.sequence_number = sent % 4096
                 pub.publish(msg)
                 sent += 1

@@ -80,8 +80,9 @@ class AoaNode(Node):
                                    integer_range=[IntegerRange(from_value=2, to_value=1024)]))
         p("require_calibrated", True, _desc("Skip CSI whose `calibrated` flag is false"))
         p("mac_allowlist", [""], _desc("Transmitter MACs (aa:bb:cc:dd:ee:ff) to process; empty = all"))
-        p("max_frame_rate", 1000.0, _desc("Hz of message-stamp time per transmitter: a frame sooner than 1/max_frame_rate "
-                                          "after the last one taken is shed before any work (frames_shed); 0 takes all",
+        p("max_frame_rate", 1000.0, _desc("Hz per transmitter, by the receivers' sensor clock (else the header stamp): a "
+                                          "frame sooner than 1/max_frame_rate after the last one taken is shed before any "
+                                          "work (frames_shed); 0 takes all",
                                           floating_point_range=[FloatingPointRange(from_value=0.0, to_value=1e6)]))
         p("csi_qos", "sensor_data", ParameterDescriptor(description="sensor_data (best effort) or reliable; needs a restart",
                                                         read_only=True))
@@ -245,13 +246,19 @@ class AoaNode(Node):
                                              f"{msg.sequence_number} never arrived", gap - 1)
 
     def _shed(self, msg: CsiArray) -> bool:
-        """Whether to drop ``msg`` unprocessed: it comes sooner than 1/max_frame_rate (stamp time)
-        after the last frame of its transmitter that was taken in (counted as frames_shed)."""
+        """Whether to drop ``msg`` unprocessed: it comes sooner than 1/max_frame_rate after the last
+        frame of its transmitter that was taken in (counted as frames_shed). Time is the receivers'
+        own sensor clock (the first finite sensor timestamp), which keeps the spacing of the frames
+        on air: header stamps are publish times, which a driver catching up after a stall bunches
+        together. Without a sensor timestamp the header stamp is used. A clock that jumps (another
+        board's antenna first) only ever lets a frame through."""
         rate = self.max_frame_rate
         if rate <= 0:
             return False
         mac = bytes(msg.transmitter_mac)
-        stamp = stamp_seconds(msg.header.stamp)
+        sensor = np.asarray(msg.sensor_timestamps, float)
+        finite = np.flatnonzero(np.isfinite(sensor))
+        stamp = float(sensor[finite[0]]) if finite.size else stamp_seconds(msg.header.stamp)
         last = self.last_taken_s.get(mac)
         if last is not None and 0 <= stamp - last < 1.0 / rate:
             self._count("frames_shed", f"{mac_text(mac)} sends faster than max_frame_rate {rate:g} Hz")
