@@ -30,8 +30,9 @@ BOOT_TIME_NS = 3_600e9
 NOMINAL_RX_GAIN_DB = 20
 """RX gain (dB) reported when the AGC adds nothing; it adds its per-frame gain to this."""
 REPLAY_SPAN_S = 0.5
-"""Sensor time spanned by a precomputed replay, s: less than the driver's reboot back-step
-(supervisor.REBOOT_BACKSTEP_S), which a replay's wrap would otherwise trip."""
+"""Scenario time over which a precomputed replay is encoded (the channel's fading over it), s.
+Replayed packets are moved to the live sensor time (``restamp``), so the span does not reach the
+driver; kept below supervisor.REBOOT_BACKSTEP_S all the same."""
 RESTAMP_STEP_US = 64
 """Replayed packets are moved to the live sensor time in steps of 64 µs: whole periods of the
 OFDM symbol of every format (3.2 µs, HE 12.8 µs), so the CSI's STO phase stays right."""
