@@ -187,7 +187,8 @@ scenario:
     - {mac: "02:00:00:00:00:02", azimuth_deg: 25.0}
 """)
     w = AoaWatch(ros_node, b.ns)
-    assert spin_until(ros_node, lambda: len(w.of(MAC1)) >= 10 and len(w.of(MAC2)) >= 10, 40), w.diag
+    assert spin_until(ros_node, lambda: all(len(w.of(m)) >= 10 and sum(map(w.knows, w.of(m))) >= 5 for m in (MAC1, MAC2)),
+                      40), w.diag                            # 5 bearings each whose CSI this test has seen
     for mac, azimuth in ((MAC1, -30.0), (MAC2, 25.0)):
         # The last five bearings whose CSI the test has seen: bearings and CSI arrive on two
         # topics, and the newest bearings' frames may still be queued here.
