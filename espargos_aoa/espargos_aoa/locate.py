@@ -1,0 +1,415 @@
+"""Transmitter positions with covariance from bearings of several arrays, or of one moving array.
+Pure (no ROS).
+
+Every bearing is a ray from its array's position at its stamp. Each ray gives linear constraints
+on the transmitter's position ``x`` (pseudo-linear bearing measurements): for a direction of
+azimuth ``az`` and elevation ``el`` in the array frame, ``e_az . (x - p) = 0`` with ``e_az`` the
+azimuth's tangent, 1-sigma ``sigma_az * r * cos(el)`` at range ``r``, and, when the elevation was
+estimated, ``e_el . (x - p) = 0`` with 1-sigma ``sigma_el * r``. A Kalman filter per transmitter
+fuses them in stamp order under a motion model (:data:`MOTION_MODELS`): several arrays intersect
+their rays at once; one moving array builds its baseline over time. A bearing whose innovation
+falls outside the filter's gate (reflection, wrong peak) or whose ray points away from the
+estimate is rejected and counted. Without elevations the height is the prior's (``height``,
+``height_std``) and the covariance says so.
+
+A position is only reported once its largest 1-sigma is below ``max_position_std``: one array
+standing still, or rays near parallel, leave the range unobservable, and no position comes out.
+"""
+from __future__ import annotations
+
+import heapq
+from abc import ABC, abstractmethod
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.stats import chi2
+
+from .poses import ArrayPose, PoseHistory
+
+LOCATOR_COUNTERS = {
+    "unknown_pose": "bearings from an array whose pose is unknown (not in the rig, no platform pose at that stamp)",
+    "invalid_bearing": "bearings with a non-finite angle or 1-sigma",
+    "out_of_order": "bearings older than what the filter has already fused (later than reorder_delay)",
+    "rejected_inconsistent": "bearings outside the filter's gate: inconsistent with the other bearings "
+                             "(a reflection or a wrong peak)",
+    "rejected_behind": "bearings whose ray points away from the estimated position",
+    "poor_geometry": "position updates withheld: 1-sigma above max_position_std, or the arrays behind the "
+                     "bearings span less than min_parallax seen from the transmitter (rays near parallel, or one "
+                     "array standing still: the range is unobservable)",
+    "track_resets": "tracks restarted after max_rejections bearings in a row were rejected, or max_gap of silence",
+}
+"""locator_node: bearings it could not use, and positions it withheld (the README table is generated)."""
+MAX_ORIGINS = 64
+"""Ray origins a track keeps for its parallax (the oldest go first)."""
+ORIGIN_SPACING_M = 0.25
+"""A ray origin closer than this to a kept one is not kept again."""
+
+
+class MotionModel(ABC):
+    """How a transmitter moves between bearings: state layout, transition and process noise."""
+
+    dim: int
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: "LocatorConfig") -> "MotionModel":
+        """The model with its noise from locator parameters."""
+
+    @abstractmethod
+    def transition(self, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        """(F, Q) over ``dt`` seconds, each ``(dim, dim)``."""
+
+    def initial(self, position: np.ndarray, position_cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """State and covariance for a prior position (3,) with covariance (3, 3)."""
+        x = np.zeros(self.dim)
+        x[:3] = position
+        p = np.zeros((self.dim, self.dim))
+        p[:3, :3] = position_cov
+        if self.dim > 3:
+            p[3:, 3:] = np.eye(self.dim - 3) * self.initial_velocity_std ** 2
+        return x, p
+
+
+@dataclass
+class ConstantPosition(MotionModel):
+    """A transmitter that stays put but may drift: random walk of ``position_noise`` m^2/s per axis."""
+
+    position_noise: float = 0.01
+    dim: int = 3
+
+    @classmethod
+    def from_config(cls, config: "LocatorConfig") -> "ConstantPosition":
+        return cls(position_noise=config.position_noise)
+
+    def transition(self, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        return np.eye(3), np.eye(3) * self.position_noise * dt
+
+
+@dataclass
+class ConstantVelocity(MotionModel):
+    """A walking person, a drone: white-noise acceleration of spectral density ``accel_noise`` m^2/s^3."""
+
+    accel_noise: float = 0.5
+    initial_velocity_std: float = 1.5
+    """m/s, 1-sigma of the velocity prior of a new track (people walk at up to ~1.5 m/s)."""
+    dim: int = 6
+
+    @classmethod
+    def from_config(cls, config: "LocatorConfig") -> "ConstantVelocity":
+        return cls(accel_noise=config.accel_noise)
+
+    def transition(self, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        f = np.eye(6)
+        f[:3, 3:] = np.eye(3) * dt
+        q = self.accel_noise * np.block([[np.eye(3) * dt ** 3 / 3, np.eye(3) * dt ** 2 / 2],
+                                         [np.eye(3) * dt ** 2 / 2, np.eye(3) * dt]])
+        return f, q
+
+
+MOTION_MODELS = {"constant_position": ConstantPosition, "constant_velocity": ConstantVelocity}
+"""Motion model name (locator_node's ``motion_model``) -> class; add a model here."""
+
+
+@dataclass
+class LocatorConfig:
+    """Parameters of :class:`Locator` (locator_node declares them with these defaults)."""
+
+    motion_model: str = "constant_velocity"
+    accel_noise: float = 0.5
+    """m^2/s^3, constant_velocity's process noise."""
+    position_noise: float = 0.01
+    """m^2/s, constant_position's random walk."""
+    bearing_std_floor: float = 2.0
+    """deg added in quadrature to every bearing's 1-sigma (array pose errors, multipath bias)."""
+    gate_probability: float = 0.999
+    """Bearings whose innovation lies beyond this quantile of its chi-square are rejected."""
+    max_position_std: float = 2.0
+    """m; a position whose largest 1-sigma exceeds this is not reported (poor_geometry)."""
+    min_parallax: float = 10.0
+    """deg; a position is reported only once the arrays' positions behind its fused bearings span
+    at least this angle seen from it (one array standing still spans none: its rays meet only at
+    the array itself, however small the filter's covariance becomes)."""
+    reorder_delay: float = 0.3
+    """s of newer stamps to wait for late bearings of other arrays before fusing in stamp order."""
+    height: float = float("nan")
+    """m, prior height of transmitters in the fixed frame (NaN: the arrays' mean height)."""
+    height_std: float = 1.0
+    """m, 1-sigma of that prior (what the height estimate is without elevation bearings)."""
+    prior_std: float = 50.0
+    """m, 1-sigma of a new track's horizontal prior (uninformative)."""
+    max_rejections: int = 20
+    """A track is restarted after this many rejected bearings in a row."""
+    max_gap: float = 10.0
+    """s without a fused bearing after which a track is restarted."""
+    min_range: float = 0.3
+    """m; closer ranges are clipped when weighting a bearing."""
+
+    def validate(self) -> None:
+        """ValueError naming the parameter that cannot work."""
+        if self.motion_model not in MOTION_MODELS:
+            raise ValueError(f"motion_model must be one of {sorted(MOTION_MODELS)}, got {self.motion_model!r}")
+        if not 0.5 < self.gate_probability < 1.0:
+            raise ValueError(f"gate_probability must be in (0.5, 1), got {self.gate_probability}")
+        for name in ("accel_noise", "position_noise", "bearing_std_floor", "reorder_delay", "height_std"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("max_position_std", "prior_std", "max_gap", "min_range", "min_parallax"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.max_rejections < 1:
+            raise ValueError(f"max_rejections must be >= 1, got {self.max_rejections}")
+
+    def motion(self) -> MotionModel:
+        return MOTION_MODELS[self.motion_model].from_config(self)
+
+
+@dataclass(order=True)
+class BearingObservation:
+    """One bearing (the strongest source of one array's BearingArray), angles in rad in the array frame."""
+
+    stamp: float
+    """s (the BearingArray header stamp)."""
+    array_id: str = field(compare=False)
+    """The array's TF frame (BearingArray header frame_id)."""
+    mac: str = field(compare=False)
+    azimuth: float = field(compare=False)
+    azimuth_std: float = field(compare=False)
+    elevation: float = field(default=float("nan"), compare=False)
+    """NaN when the elevation was not estimated."""
+    elevation_std: float = field(default=float("nan"), compare=False)
+
+    @property
+    def valid(self) -> bool:
+        az_ok = np.isfinite(self.azimuth) and np.isfinite(self.azimuth_std) and self.azimuth_std >= 0
+        el_ok = np.isnan(self.elevation) or (np.isfinite(self.elevation_std) and self.elevation_std >= 0)
+        return bool(az_ok and el_ok)
+
+
+def ray_constraints(pose: ArrayPose, obs: BearingObservation) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``h`` (k, 3) with ``h @ x == h @ pose.position`` on the bearing's ray (k = 1, or 2 with
+    an elevation), and the angular 1-sigma of each row (rad)."""
+    az = obs.azimuth
+    el = 0.0 if np.isnan(obs.elevation) else obs.elevation
+    rows = [pose.rotation @ np.array([-np.sin(az), np.cos(az), 0.0])]
+    stds = [obs.azimuth_std]
+    if not np.isnan(obs.elevation):
+        rows.append(pose.rotation @ np.array([-np.cos(az) * np.sin(el), -np.sin(az) * np.sin(el), np.cos(el)]))
+        stds.append(obs.elevation_std)
+    return np.array(rows), np.array(stds)
+
+
+@dataclass
+class Estimate:
+    """A transmitter's position (3,) m and covariance (3, 3) m^2 in the fixed frame at ``stamp`` (s)."""
+
+    mac: str
+    stamp: float
+    position: np.ndarray
+    covariance: np.ndarray
+    velocity: np.ndarray | None
+    arrays: list[str]
+    """Arrays whose bearings were fused into this track since its start."""
+    bearings_used: int
+    observable: bool
+    """False when the largest 1-sigma exceeds max_position_std: do not trust the position."""
+
+
+class Track:
+    """The Kalman filter of one transmitter."""
+
+    def __init__(self, mac: str, motion: MotionModel, prior_position: np.ndarray, prior_cov: np.ndarray,
+                 config: LocatorConfig) -> None:
+        self.mac = mac
+        self.motion = motion
+        self.config = config
+        self.x, self.p = motion.initial(prior_position, prior_cov)
+        self.height_prior = (float(prior_position[2]), float(prior_cov[2, 2]))
+        self.elevations = False
+        """Whether an elevation has been fused: until then the height is the prior's."""
+        self.stamp: float | None = None
+        self.bearings_used = 0
+        self.rejections_in_a_row = 0
+        self.arrays: set[str] = set()
+        self.origins: deque[np.ndarray] = deque(maxlen=MAX_ORIGINS)
+        """Distinct positions (m) the fused bearings were taken from."""
+
+    def predict(self, stamp: float) -> None:
+        if self.stamp is not None and stamp > self.stamp:
+            f, q = self.motion.transition(stamp - self.stamp)
+            self.x = f @ self.x
+            self.p = f @ self.p @ f.T + q
+        self.stamp = stamp if self.stamp is None else max(self.stamp, stamp)
+        if not self.elevations:
+            self._hold_height()
+
+    def _hold_height(self) -> None:
+        """Without elevations the height is unobserved: keep it at the prior (mean and variance)
+        instead of letting the motion model's noise grow it without bound."""
+        vertical = [2, 5] if self.motion.dim >= 6 else [2]
+        self.p[vertical, :] = 0.0
+        self.p[:, vertical] = 0.0
+        self.x[2], self.p[2, 2] = self.height_prior
+        if self.motion.dim >= 6:
+            self.x[5], self.p[5, 5] = 0.0, 1e-6
+
+    @property
+    def position_std_max(self) -> float:
+        return float(np.sqrt(max(np.linalg.eigvalsh(self.p[:3, :3]).max(), 0.0)))
+
+    @property
+    def parallax_deg(self) -> float:
+        """Angle (deg) the fused bearings' origins span seen from the estimate: twice the largest
+        angle of one of them from their mean direction (0 for a single origin)."""
+        if len(self.origins) < 2:
+            return 0.0
+        d = np.array(self.origins) - self.x[:3]
+        d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-9)
+        mean = d.mean(axis=0)
+        mean /= max(np.linalg.norm(mean), 1e-9)
+        return float(2 * np.degrees(np.arccos(np.clip(d @ mean, -1.0, 1.0)).max()))
+
+    @property
+    def observable(self) -> bool:
+        """The position is worth reporting: small covariance from rays that really cross."""
+        return self.position_std_max <= self.config.max_position_std and self.parallax_deg >= self.config.min_parallax
+
+    def update(self, pose: ArrayPose, obs: BearingObservation) -> str:
+        """Fuse one bearing (after :meth:`predict` to its stamp): "used", "rejected_inconsistent" or
+        "rejected_behind"."""
+        h3, angle_std = ray_constraints(pose, obs)
+        floor = np.radians(self.config.bearing_std_floor)
+        offset = self.x[:3] - pose.position
+        direction = pose.direction(obs.azimuth, 0.0 if np.isnan(obs.elevation) else obs.elevation)
+        along = float(direction @ offset)
+        spread = float(np.sqrt(max(direction @ self.p[:3, :3] @ direction, 0.0)))
+        # Range of the lateral error: the predicted range, conservatively plus its 1-sigma while unranged.
+        rng = max(float(np.linalg.norm(offset)) + spread, self.config.min_range)
+        cos_el = np.cos(0.0 if np.isnan(obs.elevation) else obs.elevation)
+        scale = np.array([rng * cos_el] + [rng] * (len(angle_std) - 1))
+        r = np.diag((scale ** 2) * (angle_std ** 2 + floor ** 2))
+        h = np.zeros((len(h3), self.motion.dim))
+        h[:, :3] = h3
+        innovation = h3 @ pose.position - h @ self.x
+        s = h @ self.p @ h.T + r
+        if self.observable:
+            if along < -3 * spread:
+                self.rejections_in_a_row += 1
+                return "rejected_behind"
+            if innovation @ np.linalg.solve(s, innovation) > chi2.ppf(self.config.gate_probability, len(innovation)):
+                self.rejections_in_a_row += 1
+                return "rejected_inconsistent"
+        gain = self.p @ h.T @ np.linalg.inv(s)
+        self.x = self.x + gain @ innovation
+        i_kh = np.eye(self.motion.dim) - gain @ h
+        self.p = i_kh @ self.p @ i_kh.T + gain @ r @ gain.T          # Joseph form: stays symmetric, PSD
+        self.bearings_used += 1
+        self.elevations = self.elevations or not np.isnan(obs.elevation)
+        self.rejections_in_a_row = 0
+        self.arrays.add(obs.array_id)
+        if not self.origins or np.linalg.norm(np.array(self.origins) - pose.position, axis=1).min() >= ORIGIN_SPACING_M:
+            self.origins.append(pose.position.copy())
+        return "used"
+
+    def estimate(self) -> Estimate:
+        return Estimate(self.mac, float(self.stamp), self.x[:3].copy(), self.p[:3, :3].copy(),
+                        self.x[3:6].copy() if self.motion.dim >= 6 else None, sorted(self.arrays),
+                        self.bearings_used, self.observable)
+
+
+class Locator:
+    """Bearings of any number of arrays -> one :class:`Track` per transmitter MAC, fused in stamp order.
+
+    Array poses: :meth:`set_static_pose` (rig YAML) for an array fixed in the fixed frame, or
+    :meth:`set_mount` plus :meth:`add_platform_pose` for arrays on a moving platform (the
+    platform's pose over time from a pose topic, composed with the array's mount on it).
+    """
+
+    def __init__(self, config: LocatorConfig | None = None) -> None:
+        self.config = config or LocatorConfig()
+        self.config.validate()
+        self.counters: Counter = Counter({name: 0 for name in LOCATOR_COUNTERS})
+        self.tracks: dict[str, Track] = {}
+        self.static_poses: dict[str, ArrayPose] = {}
+        self.mounts: dict[str, ArrayPose] = {}
+        self.platform = PoseHistory()
+        self._pending: list[BearingObservation] = []
+        self._fused_until = -np.inf
+        self._newest = -np.inf
+
+    def set_static_pose(self, array_id: str, pose: ArrayPose) -> None:
+        self.static_poses[array_id] = pose
+
+    def set_mount(self, array_id: str, mount: ArrayPose) -> None:
+        """``array_id`` rides on the platform at ``mount`` (its pose in the platform's frame)."""
+        self.mounts[array_id] = mount
+
+    def add_platform_pose(self, stamp: float, pose: ArrayPose) -> bool:
+        """The platform's pose in the fixed frame at ``stamp`` (s); False if older than the newest."""
+        return self.platform.add(stamp, pose)
+
+    def pose(self, array_id: str, stamp: float) -> ArrayPose | None:
+        if array_id in self.static_poses:
+            return self.static_poses[array_id]
+        if array_id in self.mounts:
+            platform = self.platform.at(stamp)
+            return None if platform is None else platform.compose(self.mounts[array_id])
+        return None
+
+    def add(self, obs: BearingObservation) -> None:
+        """Queue a bearing; it is fused once stamps ``reorder_delay`` newer have arrived (:meth:`fuse`)."""
+        if not obs.valid:
+            self.counters["invalid_bearing"] += 1
+            return
+        if obs.stamp <= self._fused_until:
+            self.counters["out_of_order"] += 1
+            return
+        heapq.heappush(self._pending, obs)
+        self._newest = max(self._newest, obs.stamp)
+
+    def fuse(self, flush: bool = False) -> list[Estimate]:
+        """Fuse the queued bearings older than the newest stamp minus ``reorder_delay`` (all of them
+        with ``flush``), in stamp order; the estimates of the tracks that changed, newest state."""
+        horizon = np.inf if flush else self._newest - self.config.reorder_delay
+        changed: dict[str, Track] = {}
+        while self._pending and self._pending[0].stamp <= horizon:
+            obs = heapq.heappop(self._pending)
+            self._fused_until = max(self._fused_until, obs.stamp)
+            pose = self.pose(obs.array_id, obs.stamp)
+            if pose is None:
+                self.counters["unknown_pose"] += 1
+                continue
+            track = self._track(obs)
+            track.predict(obs.stamp)
+            outcome = track.update(pose, obs)
+            if outcome != "used":
+                self.counters[outcome] += 1
+                if track.rejections_in_a_row >= self.config.max_rejections:
+                    self.counters["track_resets"] += 1
+                    del self.tracks[obs.mac]
+                continue
+            changed[obs.mac] = track
+        estimates = [t.estimate() for t in changed.values()]
+        self.counters["poor_geometry"] += sum(not e.observable for e in estimates)
+        return estimates
+
+    def _track(self, obs: BearingObservation) -> Track:
+        track = self.tracks.get(obs.mac)
+        if track is not None and obs.stamp - (track.stamp or obs.stamp) > self.config.max_gap:
+            self.counters["track_resets"] += 1
+            track = None
+        if track is None:
+            track = self.tracks[obs.mac] = Track(obs.mac, self.config.motion(), *self._prior(obs), self.config)
+        return track
+
+    def _prior(self, obs: BearingObservation) -> tuple[np.ndarray, np.ndarray]:
+        """An uninformative horizontal prior around the arrays, and the height prior."""
+        positions = [p.position for p in self.static_poses.values()]
+        platform = self.platform.at(obs.stamp)
+        if platform is not None:
+            positions += [platform.compose(m).position for m in self.mounts.values()]
+        centre = np.mean(positions, axis=0) if positions else np.zeros(3)
+        if np.isfinite(self.config.height):
+            centre[2] = self.config.height
+        cov = np.diag([self.config.prior_std ** 2, self.config.prior_std ** 2, self.config.height_std ** 2])
+        return centre, cov

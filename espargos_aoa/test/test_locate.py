@@ -1,0 +1,218 @@
+"""Locator core against ground truth: arrays at the walls of a room, one array flying past a
+transmitter, consistency of the covariance (NEES), and bad input."""
+import numpy as np
+import pytest
+from scipy.optimize import least_squares
+from scipy.stats import chi2
+
+from espargos_aoa.locate import BearingObservation, Locator, LocatorConfig
+from espargos_aoa.poses import ArrayPose, PoseHistory
+
+SIGMA = np.radians(2.0)
+"""1-sigma of the bearings the tests generate (and report)."""
+HEIGHT = 1.5
+WALLS = {"south": ((5.0, 0.0, HEIGHT), np.pi / 2), "north": ((5.0, 8.0, HEIGHT), -np.pi / 2),
+         "west": ((0.0, 4.0, HEIGHT), 0.0), "east": ((10.0, 4.0, HEIGHT), np.pi)}
+"""Four arrays at the walls of a 10 x 8 m room, facing in."""
+
+
+def room_poses() -> dict[str, ArrayPose]:
+    return {name: ArrayPose.from_xyz_rpy(xyz, (0.0, 0.0, yaw)) for name, (xyz, yaw) in WALLS.items()}
+
+
+def observe(pose: ArrayPose, array_id: str, mac: str, truth: np.ndarray, stamp: float, rng: np.random.Generator,
+            sigma: float = SIGMA) -> BearingObservation | None:
+    """A noisy azimuth-only bearing of ``truth`` as the array reports it (None behind the array)."""
+    az, _, _ = pose.bearing_to(truth)
+    if abs(az) > np.radians(85):
+        return None
+    return BearingObservation(stamp, array_id, mac, az + sigma * rng.standard_normal(), sigma)
+
+
+def walker(t: float) -> np.ndarray:
+    """1 m/s around a 6 x 4 m rectangle in the room, at 1.2 m height."""
+    corners = np.array([[2.0, 2.0], [8.0, 2.0], [8.0, 6.0], [2.0, 6.0]])
+    s = t % 20.0
+    for a, b in zip(corners, np.roll(corners, -1, axis=0)):
+        leg = np.linalg.norm(b - a)
+        if s <= leg:
+            return np.array([*(a + (b - a) * s / leg), 1.2])
+        s -= leg
+    raise AssertionError
+
+
+def horizontal_nees(position: np.ndarray, covariance: np.ndarray, truth: np.ndarray) -> float:
+    e = position[:2] - truth[:2]
+    return float(e @ np.linalg.solve(covariance[:2, :2], e))
+
+
+def run_room(seed: int, config: LocatorConfig, duration: float = 40.0):
+    rng = np.random.default_rng(seed)
+    loc = Locator(config)
+    for name, pose in room_poses().items():
+        loc.set_static_pose(name, pose)
+    truths = {"static": lambda t: np.array([3.0, 5.5, 1.0]), "walker": walker}
+    errors: dict[str, list] = {"static": [], "walker": []}
+    nees: dict[str, list] = {"static": [], "walker": []}
+    for k in range(int(duration * 10)):
+        for j, (name, pose) in enumerate(loc.static_poses.items()):
+            stamp = k * 0.1 + j * 0.023                          # arrays update out of step
+            for mac, truth in truths.items():
+                obs = observe(pose, name, mac, truth(stamp), stamp, rng)
+                if obs is not None:
+                    loc.add(obs)
+        for e in loc.fuse():
+            if e.observable and e.stamp > 3.0:
+                truth = truths[e.mac](e.stamp)
+                errors[e.mac].append(np.linalg.norm(e.position[:2] - truth[:2]))
+                nees[e.mac].append(horizontal_nees(e.position, e.covariance, truth))
+    return loc, errors, nees
+
+
+def test_four_arrays_locate_a_static_and_a_walking_transmitter_with_a_consistent_covariance():
+    band = chi2.ppf([0.025, 0.975], 2)
+    for seed in (1, 2):
+        loc, errors, nees = run_room(seed, LocatorConfig(bearing_std_floor=0.0))
+        for mac in ("static", "walker"):
+            err = np.array(errors[mac])
+            assert len(err) > 300
+            assert np.median(err) <= 0.3 and np.percentile(err, 95) <= 0.8, (mac, np.median(err), np.percentile(err, 95))
+            inside = np.mean((np.array(nees[mac]) >= band[0]) & (np.array(nees[mac]) <= band[1]))
+            assert inside >= 0.9, (mac, inside)
+        assert loc.counters["unknown_pose"] == 0 and loc.counters["track_resets"] == 0
+
+
+def test_fused_position_matches_a_least_squares_fit_of_the_exact_angles():
+    """Cross-check against an independent estimator: scipy's nonlinear least squares on the wrapped
+    azimuth residuals of the same bearings (constant-position model, no prior to speak of)."""
+    rng = np.random.default_rng(7)
+    truth = np.array([6.5, 2.5, HEIGHT])
+    poses = room_poses()
+    loc = Locator(LocatorConfig(motion_model="constant_position", position_noise=0.0, bearing_std_floor=0.0,
+                                height=HEIGHT, height_std=1e-3))
+    observations = []
+    for k in range(50):
+        for name, pose in poses.items():
+            obs = observe(pose, name, "tx", truth, k * 0.1, rng)
+            observations.append((pose, obs))
+            loc.set_static_pose(name, pose)
+            loc.add(obs)
+    (estimate,) = loc.fuse(flush=True)
+
+    def residuals(xy):
+        point = np.array([*xy, HEIGHT])
+        return [np.angle(np.exp(1j * (pose.bearing_to(point)[0] - obs.azimuth))) for pose, obs in observations]
+
+    reference = least_squares(residuals, x0=[5.0, 4.0]).x
+    assert np.linalg.norm(estimate.position[:2] - reference) < 0.02
+    assert np.linalg.norm(estimate.position[:2] - truth[:2]) < 0.1
+
+
+def fly_past(config: LocatorConfig, seed: int, speed: float = 2.0):
+    """One array on a platform flying 20 m along x at ``speed``, facing +y (mounted yawed 90 deg);
+    a static transmitter 10 m off the line, abeam of the line's middle."""
+    rng = np.random.default_rng(seed)
+    loc = Locator(config)
+    loc.set_mount("drone_array", ArrayPose.from_xyz_rpy((0.1, 0.0, -0.05), (0.0, 0.0, np.pi / 2)))
+    truth = np.array([10.0, 10.0, 1.0])
+    results = []
+    for k in range(int(20.0 / speed * 10) + 1):
+        t = k * 0.1
+        platform = ArrayPose.from_xyz_rpy((speed * t, 0.0, 1.05), (0.0, 0.0, 0.0))
+        loc.add_platform_pose(t, platform)
+        pose = loc.pose("drone_array", t)
+        obs = observe(pose, "drone_array", "ap", truth, t, rng)
+        loc.add(obs)
+        results += [(speed * e.stamp, e) for e in loc.fuse()]
+    return truth, results, loc
+
+
+def test_one_array_flying_past_a_transmitter_ranges_it_after_ten_metres():
+    band = chi2.ppf([0.025, 0.975], 2)
+    config = LocatorConfig(motion_model="constant_position", position_noise=0.0, bearing_std_floor=0.0,
+                           height=1.0, height_std=0.5)
+    inside = []
+    for seed in range(6):
+        truth, results, loc = fly_past(config, seed)
+        late = [e for covered, e in results if covered >= 10.0]
+        assert late and all(e.observable for e in late)
+        assert max(np.linalg.norm(e.position[:2] - truth[:2]) for e in late) <= 1.0
+        inside += [band[0] <= horizontal_nees(e.position, e.covariance, truth) <= band[1] for e in late]
+        early = [e for covered, e in results if covered < 0.4]
+        assert early and not any(e.observable for e in early)           # no baseline yet: no position
+    assert np.mean(inside) >= 0.9, np.mean(inside)
+
+
+def test_a_single_array_standing_still_never_claims_a_position():
+    rng = np.random.default_rng(3)
+    loc = Locator(LocatorConfig(motion_model="constant_position"))
+    pose = ArrayPose.from_xyz_rpy((0.0, 0.0, 1.0), (0.0, 0.0, 0.0))
+    loc.set_static_pose("a", pose)
+    estimates = []
+    for k in range(600):
+        loc.add(observe(pose, "a", "tx", np.array([6.0, 2.0, 1.0]), k * 0.1, rng))
+        estimates += loc.fuse()
+    assert estimates and not any(e.observable for e in estimates)
+    assert loc.counters["poor_geometry"] == len(estimates)
+
+
+def test_bad_bearings_are_counted_and_change_nothing():
+    rng = np.random.default_rng(4)
+    loc = Locator(LocatorConfig())
+    for name, pose in room_poses().items():
+        loc.set_static_pose(name, pose)
+    truth = np.array([4.0, 3.0, 1.5])
+    for k in range(100):
+        for name, pose in room_poses().items():
+            loc.add(observe(pose, name, "tx", truth, k * 0.1, rng))
+        loc.fuse()
+    loc.fuse(flush=True)
+    before = loc.tracks["tx"].estimate()
+    loc.add(BearingObservation(10.0, "south", "tx", float("nan"), SIGMA))
+    loc.add(BearingObservation(10.0, "south", "tx", 0.1, float("inf")))
+    loc.add(BearingObservation(10.0, "nowhere", "tx", 0.1, SIGMA))
+    loc.add(BearingObservation(1.0, "south", "tx", 0.1, SIGMA))            # far older than what was fused
+    loc.add(BearingObservation(10.01, "west", "tx", np.radians(60), SIGMA))  # a reflection, 40 deg off
+    loc.fuse(flush=True)
+    after = loc.tracks["tx"].estimate()
+    assert loc.counters["invalid_bearing"] == 2
+    assert loc.counters["unknown_pose"] == 1
+    assert loc.counters["out_of_order"] == 1
+    assert loc.counters["rejected_inconsistent"] == 1
+    assert after.bearings_used == before.bearings_used
+    assert np.linalg.norm(after.position[:2] - truth[:2]) < 0.3
+
+
+def test_a_track_locked_on_a_wrong_position_restarts():
+    rng = np.random.default_rng(5)
+    loc = Locator(LocatorConfig(motion_model="constant_position", position_noise=0.0, max_rejections=10))
+    for name, pose in room_poses().items():
+        loc.set_static_pose(name, pose)
+    for k in range(60):                                       # the transmitter jumps across the room at 3 s
+        truth = np.array([2.0, 2.0, 1.5]) if k < 30 else np.array([8.0, 6.0, 1.5])
+        for name, pose in room_poses().items():
+            obs = observe(pose, name, "tx", truth, k * 0.1, rng)
+            if obs is not None:
+                loc.add(obs)
+        loc.fuse()
+    loc.fuse(flush=True)
+    assert loc.counters["track_resets"] >= 1
+    assert np.linalg.norm(loc.tracks["tx"].x[:2] - [8.0, 6.0]) < 0.3
+
+
+def test_platform_poses_interpolate_and_refuse_to_extrapolate_far():
+    history = PoseHistory()
+    history.add(0.0, ArrayPose.from_xyz_rpy((0, 0, 0), (0, 0, 0)))
+    history.add(1.0, ArrayPose.from_xyz_rpy((2, 0, 0), (0, 0, np.pi / 2)))
+    mid = history.at(0.5)
+    assert np.allclose(mid.position, [1, 0, 0])
+    assert np.isclose(np.arctan2(mid.rotation[1, 0], mid.rotation[0, 0]), np.pi / 4)
+    assert history.at(1.1) is not None and history.at(2.0) is None and history.at(-1.0) is None
+    assert not history.add(0.5, ArrayPose.from_xyz_rpy((0, 0, 0), (0, 0, 0)))
+
+
+def test_nonsense_parameters_are_refused_with_their_name():
+    for field, value in (("motion_model", "teleport"), ("gate_probability", 1.5), ("max_position_std", 0.0),
+                         ("reorder_delay", -1.0), ("max_rejections", 0)):
+        with pytest.raises(ValueError, match=field):
+            Locator(LocatorConfig(**{field: value}))
