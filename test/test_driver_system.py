@@ -224,14 +224,18 @@ def test_calibrate_service_refuses_nonsense_durations(ros_node, board):
 def test_a_reader_that_falls_behind_loses_no_datagram(processes):
     """The receive loop reads at most MAX_BATCH datagrams per turn. The datagram read after the
     last of a full batch used to be dropped unprocessed, so every backlog cost frames: here the
-    publish callback stalls 0.3 s once at 300 frames/s (~720 datagrams wait in the socket)."""
+    publish callback stalls 0.3 s once at 300 frames/s (~720 datagrams wait in the socket).
+    The frames read from that backlog keep the time they reached the host (their host_time follows
+    their sensor time): they used to be stamped when the driver got to them, up to 0.3 s late."""
     http, stream = free_port(), free_port(socket.SOCK_DGRAM)
     processes.start("board_simulator", "--http-port", str(http), "--stream-port", str(stream), "--rate", "300",
                     "--precompute", "512")
     sequences: list[int] = []
+    clock_gaps: list[float] = []
 
     def publish(frame) -> None:
         sequences.append(frame.key[2])
+        clock_gaps.append(frame.host_time - np.nanmin(frame.timestamps_ns) * 1e-9)
         if len(sequences) == 100:
             time.sleep(0.3)
 
@@ -248,3 +252,5 @@ def test_a_reader_that_falls_behind_loses_no_datagram(processes):
     assert driver.counters["kernel_drops"] == 0
     assert driver.counters["packets"] > 90 * 8 + MAX_BATCH                # the stall made full batches
     assert driver.counters["incomplete_frame"] == 0 and driver.counters["frames_missed"] == 0, dict(driver.counters)
+    late = np.abs(np.array(clock_gaps) - np.median(clock_gaps)) > 0.15
+    assert np.mean(late) < 0.05, f"{late.sum()} of {len(late)} frames stamped > 0.15 s off their sensor time"

@@ -34,10 +34,10 @@ evicted (``evicted_frame``)."""
 class _Pending:
     __slots__ = ("reports", "created", "host_time", "size")
 
-    def __init__(self, created: float) -> None:
+    def __init__(self, created: float, arrival: float | None) -> None:
         self.reports: dict[int, SensorReport] = {}
         self.created = created
-        self.host_time = time.time()
+        self.host_time = time.time() if arrival is None else arrival
         self.size = 0
 
 
@@ -67,15 +67,16 @@ class FrameClusterer:
         self.last_error: ProtocolError | None = None
         """The latest frame that could not be decoded (counted under its reason)."""
 
-    def add(self, report: SensorReport, now: float) -> CsiFrame | None:
-        """Add one report received at ``now`` (time.perf_counter()); return the frame if now complete."""
+    def add(self, report: SensorReport, now: float, arrival: float | None = None) -> CsiFrame | None:
+        """Add one report received at ``now`` (time.perf_counter()) that reached the host at
+        ``arrival`` (wall clock, s; None: now); return the frame if now complete."""
         cache = self._caches[report.is_calib]
         key = report.key
         pending = cache.get(key)
         if pending is None:
             if len(cache) >= self.max_pending:
                 self._evict(cache)
-            pending = cache[key] = _Pending(now)
+            pending = cache[key] = _Pending(now, arrival)
         index = report.board * ANTENNAS + report.row * COLS + report.col
         existing = pending.reports.get(index)
         if existing is not None:

@@ -224,9 +224,9 @@ class BoardDriver:
                       f"{'REFERENCE' if state == '1' else 'ISOLATION'}; switching it to the antennas")
             http.command("/set_rfswitch", RF_ANTENNAS)
 
-    def _on_packet(self, board: int, data: bytes, now: float) -> None:
+    def _on_packet(self, board: int, data: bytes, now: float, arrival: float) -> None:
         with self._lock:
-            for frame in self.receivers[board].feed(data, now):
+            for frame in self.receivers[board].feed(data, now, arrival):
                 self._handle(frame, complete=True)
 
     def _on_tick(self, now: float) -> None:

@@ -28,8 +28,9 @@ class BoardReceiver:
         self._reassembler = Reassembler(self.counters)
         self.last_error: ProtocolError | None = None
 
-    def feed(self, packet: bytes, now: float) -> list[CsiFrame]:
-        """Process one datagram / WebSocket message received at ``now`` (time.perf_counter())."""
+    def feed(self, packet: bytes, now: float, arrival: float | None = None) -> list[CsiFrame]:
+        """Process one datagram / WebSocket message received at ``now`` (time.perf_counter());
+        ``arrival``: when it reached the host (wall clock, s; None: now), its frames' host_time."""
         self.counters["packets"] += 1
         try:
             if self.generation == 1:
@@ -48,7 +49,7 @@ class BoardReceiver:
             for report in reports:
                 report.board = self.board
                 self.counters["reports"] += 1
-                frame = self.clusterer.add(report, now)
+                frame = self.clusterer.add(report, now, arrival)
                 if frame is not None:
                     frames.append(frame)
             return frames

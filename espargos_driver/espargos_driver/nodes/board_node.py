@@ -6,6 +6,7 @@ import sys
 import time
 from dataclasses import replace
 
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from espargos_aoa.diagnostic_counters import CounterWarnings
 from espargos_aoa.common_messages import diagnostic_status
@@ -154,10 +155,14 @@ class BoardNode(ManagedDriverNode):
     def _publish(self, frame: CsiFrame) -> None:
         """Called on a receive thread; after Ctrl-C the context goes away under it: frames are then dropped."""
         try:
+            # The header stamp is when the frame's first report arrived (CsiArray.msg), on the node's
+            # clock: now, less the frame's age. Publish time would shift every frame of a backlog.
+            stamp_ns = self.get_clock().now().nanoseconds - int((time.time() - frame.host_time) * 1e9)
             if self.serializer is not None:
-                self.csi_pub.publish(self.serializer(frame, self.get_clock().now().nanoseconds))
+                self.csi_pub.publish(self.serializer(frame, stamp_ns))
             else:
-                self.csi_pub.publish(frame_to_msg(frame, self.get_clock().now().to_msg(), self.frame_id, self.board_id))
+                self.csi_pub.publish(frame_to_msg(frame, Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9),
+                                                  self.frame_id, self.board_id))
         except Exception:
             if self.context.ok():
                 raise

@@ -26,7 +26,8 @@ MAX_BATCH = 64
 class BoardLink(ReaderThread):
     """Runs the receive loop of one board in its own thread.
 
-    ``on_packet(data, now)`` gets every stream message with its ``time.perf_counter()``
+    ``on_packet(data, now, arrival)`` gets every stream message with its ``time.perf_counter()``
+    and the wall-clock time the kernel received it (``stream.last_arrival``)
     receive time; ``on_tick(now)`` runs at least every few ms (expiry work);
     ``on_connected(info)`` runs once per successful connection, before streaming.
     Failures are counted in ``counters`` (``reconnects``, ``silence`` and the BoardError
@@ -140,7 +141,7 @@ class BoardLink(ReaderThread):
         while data is not None:
             now = time.perf_counter()
             self._last_data = now
-            self.on_packet(data, now)
+            self.on_packet(data, now, stream.last_arrival)
             handled += 1
             if handled == MAX_BATCH:
                 break

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import time
 from collections import Counter
 
@@ -32,6 +33,21 @@ def local_address_towards(peer: tuple[str, int]) -> str:
             return probe.getsockname()[0]
         except OSError:
             return "0.0.0.0"
+
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+"""Linux: the kernel attaches each datagram's receive time (struct timespec) to recvmsg."""
+ANCILLARY_BYTES = socket.CMSG_SPACE(16)
+_TIMESPEC = struct.Struct("@qq")
+
+
+def _kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """The receive time (s since the epoch) in recvmsg's ancillary data, else now."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            return sec + nsec * 1e-9
+    return time.time()
 
 
 def _proc_udp_drops(inode: int) -> int | None:
@@ -70,6 +86,14 @@ class UdpStream:
         except (OSError, AttributeError):
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self.receive_buffer_granted = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self._kernel_stamps = True
+        except (OSError, AttributeError):
+            self._kernel_stamps = False
+        self.last_arrival = 0.0
+        """Wall-clock time (s) the kernel received the datagram :meth:`recv` returned last (the time
+        of reading where the kernel cannot say): a backlog in the socket buffer does not shift it."""
         self.sock.bind((bind_host or local_address_towards(self.peer), 0))
         self._inode = os.fstat(self.sock.fileno()).st_ino
         self.strangers: Counter = Counter()
@@ -104,10 +128,11 @@ class UdpStream:
         while True:
             self.sock.settimeout(max(deadline - time.monotonic(), 0.0) or 1e-6)
             try:
-                n, sender = self.sock.recvfrom_into(self._buffer)
+                n, ancillary, _, sender = self.sock.recvmsg_into([self._buffer], ANCILLARY_BYTES)
             except (socket.timeout, BlockingIOError):
                 return None
             if sender == self.peer:
+                self.last_arrival = _kernel_time(ancillary) if self._kernel_stamps else time.time()
                 return bytes(self._buffer[:n])
             self.strangers[f"{sender[0]}:{sender[1]}"] += 1
             if time.monotonic() >= deadline:
@@ -133,6 +158,8 @@ class WebSocketStream:
     def __init__(self, host: str, http_port: int, paths: tuple[str, ...] = ("/stream", "/csi")) -> None:
         self.urls = [f"ws://{host}:{http_port}{p}" for p in paths]
         self.ws = None
+        self.last_arrival = 0.0
+        """Wall-clock time (s) the message :meth:`recv` returned last was read."""
 
     def open(self) -> None:
         errors = []
@@ -147,6 +174,7 @@ class WebSocketStream:
     def recv(self, timeout_s: float) -> bytes | None:
         try:
             data = self.ws.recv(timeout=timeout_s)
+            self.last_arrival = time.time()
         except TimeoutError:
             return None
         except (WebSocketException, OSError) as err:
