@@ -21,6 +21,7 @@ setup(
         "console_scripts": [
             "aoa_node = espargos_aoa.nodes.aoa_node:main",
             "velocity_node = espargos_aoa.nodes.velocity_node:main",
+            "locator_node = espargos_aoa.nodes.locator_node:main",
         ],
     },
 )

@@ -37,7 +37,7 @@ def outputs(azimuth_deg: float, elevation_deg: float, two_d: bool, stamp_s: int 
     header = Header(frame_id="espargos_array")
     header.stamp.sec = stamp_s
     return (spectrum_msg(result, header, "espargos", MAC, "music-wideband"),
-            bearing_array_msg(result, header, "espargos", MAC, "music-wideband"))
+            bearing_array_msg(result, header, "espargos", MAC, "music-wideband", 0.1))
 
 
 def red_columns(png) -> np.ndarray:

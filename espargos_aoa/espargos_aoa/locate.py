@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 from abc import ABC, abstractmethod
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from scipy.stats import chi2
@@ -37,11 +37,15 @@ LOCATOR_COUNTERS = {
     "poor_geometry": "position updates withheld: 1-sigma above max_position_std, or the arrays behind the "
                      "bearings span less than min_parallax seen from the transmitter (rays near parallel, or one "
                      "array standing still: the range is unobservable)",
+    "stale_platform_pose": "platform poses not newer than the newest one kept (out of order)",
+    "platform_pose_wrong_frame": "platform poses in another frame than fixed_frame, or with an invalid orientation",
     "track_resets": "tracks restarted after max_rejections bearings in a row were rejected, or max_gap of silence",
 }
 """locator_node: bearings it could not use, and positions it withheld (the README table is generated)."""
 MAX_ORIGINS = 64
 """Ray origins a track keeps for its parallax (the oldest go first)."""
+MAX_NOISE_SCALE = 100.0
+"""The learnt bearing variance factor stops here (10x the reported 1-sigma)."""
 ORIGIN_SPACING_M = 0.25
 """A ray origin closer than this to a kept one is not kept again."""
 
@@ -111,39 +115,38 @@ MOTION_MODELS = {"constant_position": ConstantPosition, "constant_velocity": Con
 """Motion model name (locator_node's ``motion_model``) -> class; add a model here."""
 
 
+def _param(default, description: str):
+    """A LocatorConfig field: its default and the description locator_node declares it with."""
+    return field(default=default, metadata={"description": description})
+
+
 @dataclass
 class LocatorConfig:
-    """Parameters of :class:`Locator` (locator_node declares them with these defaults)."""
+    """Parameters of :class:`Locator`; locator_node declares each field as a parameter with its
+    default and description (:func:`parameter_descriptions`)."""
 
-    motion_model: str = "constant_velocity"
-    accel_noise: float = 0.5
-    """m^2/s^3, constant_velocity's process noise."""
-    position_noise: float = 0.01
-    """m^2/s, constant_position's random walk."""
-    bearing_std_floor: float = 2.0
-    """deg added in quadrature to every bearing's 1-sigma (array pose errors, multipath bias)."""
-    gate_probability: float = 0.999
-    """Bearings whose innovation lies beyond this quantile of its chi-square are rejected."""
-    max_position_std: float = 2.0
-    """m; a position whose largest 1-sigma exceeds this is not reported (poor_geometry)."""
-    min_parallax: float = 10.0
-    """deg; a position is reported only once the arrays' positions behind its fused bearings span
-    at least this angle seen from it (one array standing still spans none: its rays meet only at
-    the array itself, however small the filter's covariance becomes)."""
-    reorder_delay: float = 0.3
-    """s of newer stamps to wait for late bearings of other arrays before fusing in stamp order."""
-    height: float = float("nan")
-    """m, prior height of transmitters in the fixed frame (NaN: the arrays' mean height)."""
-    height_std: float = 1.0
-    """m, 1-sigma of that prior (what the height estimate is without elevation bearings)."""
-    prior_std: float = 50.0
-    """m, 1-sigma of a new track's horizontal prior (uninformative)."""
-    max_rejections: int = 20
-    """A track is restarted after this many rejected bearings in a row."""
-    max_gap: float = 10.0
-    """s without a fused bearing after which a track is restarted."""
-    min_range: float = 0.3
-    """m; closer ranges are clipped when weighting a bearing."""
+    motion_model: str = _param("constant_velocity", "constant_velocity (walking people, drones) or constant_position")
+    accel_noise: float = _param(0.5, "m^2/s^3, constant_velocity's white-noise acceleration")
+    position_noise: float = _param(0.01, "m^2/s, constant_position's random walk")
+    bearing_std_floor: float = _param(0.0, "deg added in quadrature to every bearing's 1-sigma (array pose errors, "
+                                           "multipath bias)")
+    noise_adaptation: float = _param(0.02, "rate at which a track scales its bearings' variance so that their "
+                                           "normalised innovations average one (0: trust the reported 1-sigma)")
+    gate_probability: float = _param(0.999, "bearings whose innovation lies beyond this chi-square quantile are "
+                                            "rejected")
+    max_position_std: float = _param(2.0, "m; positions whose largest 1-sigma exceeds this are withheld "
+                                          "(poor_geometry)")
+    min_parallax: float = _param(10.0, "deg; positions are withheld until the fused bearings' array positions span "
+                                       "this angle seen from the transmitter (one array standing still spans none)")
+    reorder_delay: float = _param(1.0, "s of stamp time to wait at most for an array whose bearings lag the others' "
+                                       "(each array's bearings arrive in order, the arrays' streams are merged "
+                                       "in stamp order)")
+    height: float = _param(float("nan"), "m, prior height of transmitters in the fixed frame (NaN: the arrays' mean)")
+    height_std: float = _param(1.0, "m, 1-sigma of the height prior (the height's 1-sigma without elevation bearings)")
+    prior_std: float = _param(50.0, "m, 1-sigma of a new track's horizontal prior (uninformative)")
+    max_rejections: int = _param(20, "a track restarts after this many rejected bearings in a row")
+    max_gap: float = _param(10.0, "s without a fused bearing after which a track restarts")
+    min_range: float = _param(0.3, "m; closer ranges are clipped when weighting a bearing")
 
     def validate(self) -> None:
         """ValueError naming the parameter that cannot work."""
@@ -151,7 +154,8 @@ class LocatorConfig:
             raise ValueError(f"motion_model must be one of {sorted(MOTION_MODELS)}, got {self.motion_model!r}")
         if not 0.5 < self.gate_probability < 1.0:
             raise ValueError(f"gate_probability must be in (0.5, 1), got {self.gate_probability}")
-        for name in ("accel_noise", "position_noise", "bearing_std_floor", "reorder_delay", "height_std"):
+        for name in ("accel_noise", "position_noise", "bearing_std_floor", "reorder_delay", "height_std",
+                     "noise_adaptation"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("max_position_std", "prior_std", "max_gap", "min_range", "min_parallax"):
@@ -162,6 +166,11 @@ class LocatorConfig:
 
     def motion(self) -> MotionModel:
         return MOTION_MODELS[self.motion_model].from_config(self)
+
+
+def parameter_descriptions() -> dict[str, tuple[object, str]]:
+    """LocatorConfig's fields: name -> (default, description)."""
+    return {f.name: (f.default, f.metadata["description"]) for f in fields(LocatorConfig)}
 
 
 @dataclass(order=True)
@@ -178,7 +187,14 @@ class BearingObservation:
     elevation: float = field(default=float("nan"), compare=False)
     """NaN when the elevation was not estimated."""
     elevation_std: float = field(default=float("nan"), compare=False)
+    window_span: float = field(default=0.0, compare=False)
+    """s of CSI stamps behind the bearing (BearingArray.window_span)."""
 
+    @property
+    def time(self) -> float:
+        """When the bearing was true (s): the middle of its window. Bearings are merged in stamp
+        order; the filter takes each at this time."""
+        return self.stamp - self.window_span / 2
     @property
     def valid(self) -> bool:
         az_ok = np.isfinite(self.azimuth) and np.isfinite(self.azimuth_std) and self.azimuth_std >= 0
@@ -212,7 +228,12 @@ class Estimate:
     """Arrays whose bearings were fused into this track since its start."""
     bearings_used: int
     observable: bool
-    """False when the largest 1-sigma exceeds max_position_std: do not trust the position."""
+    """False when the largest 1-sigma exceeds max_position_std or the parallax is below min_parallax."""
+    parallax_deg: float
+    height_estimated: bool
+    """False: no elevation bearings, the height is the prior's."""
+    origins: dict[str, np.ndarray]
+    """Array id -> its position (m) at the last bearing of it fused (for drawing the rays)."""
 
 
 class Track:
@@ -230,7 +251,11 @@ class Track:
         self.stamp: float | None = None
         self.bearings_used = 0
         self.rejections_in_a_row = 0
+        self.noise_scale = 1.0
+        """Factor (>= 1) on the bearings' variance, learnt from the innovations: multipath that moves
+        with the transmitter makes bearings scatter more than their reported 1-sigma."""
         self.arrays: set[str] = set()
+        self.last_origins: dict[str, np.ndarray] = {}
         self.origins: deque[np.ndarray] = deque(maxlen=MAX_ORIGINS)
         """Distinct positions (m) the fused bearings were taken from."""
 
@@ -287,7 +312,8 @@ class Track:
         rng = max(float(np.linalg.norm(offset)) + spread, self.config.min_range)
         cos_el = np.cos(0.0 if np.isnan(obs.elevation) else obs.elevation)
         scale = np.array([rng * cos_el] + [rng] * (len(angle_std) - 1))
-        r = np.diag((scale ** 2) * (angle_std ** 2 + floor ** 2))
+        r = self.noise_scale * np.diag(
+            (scale ** 2) * (angle_std ** 2 + floor ** 2 + self._smear(direction, rng, obs.window_span) ** 2))
         h = np.zeros((len(h3), self.motion.dim))
         h[:, :3] = h3
         innovation = h3 @ pose.position - h @ self.x
@@ -296,9 +322,13 @@ class Track:
             if along < -3 * spread:
                 self.rejections_in_a_row += 1
                 return "rejected_behind"
-            if innovation @ np.linalg.solve(s, innovation) > chi2.ppf(self.config.gate_probability, len(innovation)):
+            nis = float(innovation @ np.linalg.solve(s, innovation))
+            if nis > chi2.ppf(self.config.gate_probability, len(innovation)):
                 self.rejections_in_a_row += 1
                 return "rejected_inconsistent"
+            # Covariance matching: drive the mean normalised innovation per dimension towards 1.
+            step = 1.0 + self.config.noise_adaptation * (nis / len(innovation) - 1.0)
+            self.noise_scale = float(np.clip(self.noise_scale * step, 1.0, MAX_NOISE_SCALE))
         gain = self.p @ h.T @ np.linalg.inv(s)
         self.x = self.x + gain @ innovation
         i_kh = np.eye(self.motion.dim) - gain @ h
@@ -307,14 +337,25 @@ class Track:
         self.elevations = self.elevations or not np.isnan(obs.elevation)
         self.rejections_in_a_row = 0
         self.arrays.add(obs.array_id)
+        self.last_origins[obs.array_id] = pose.position.copy()
         if not self.origins or np.linalg.norm(np.array(self.origins) - pose.position, axis=1).min() >= ORIGIN_SPACING_M:
             self.origins.append(pose.position.copy())
         return "used"
 
+    def _smear(self, direction: np.ndarray, rng: float, window_span: float) -> float:
+        """1-sigma (rad) of a bearing of a transmitter that moved across the ray during the window:
+        the angle it swept, as a uniform spread over the window (0 without a velocity estimate)."""
+        if self.motion.dim < 6 or window_span <= 0:
+            return 0.0
+        v = self.x[3:6]
+        lateral = float(np.linalg.norm(v - (v @ direction) * direction))
+        return lateral / rng * window_span / np.sqrt(12.0)
+
     def estimate(self) -> Estimate:
         return Estimate(self.mac, float(self.stamp), self.x[:3].copy(), self.p[:3, :3].copy(),
                         self.x[3:6].copy() if self.motion.dim >= 6 else None, sorted(self.arrays),
-                        self.bearings_used, self.observable)
+                        self.bearings_used, self.observable, self.parallax_deg, self.elevations,
+                        dict(self.last_origins))
 
 
 class Locator:
@@ -335,7 +376,7 @@ class Locator:
         self.platform = PoseHistory()
         self._pending: list[BearingObservation] = []
         self._fused_until = -np.inf
-        self._newest = -np.inf
+        self._newest_by_array: dict[str, float] = {}
 
     def set_static_pose(self, array_id: str, pose: ArrayPose) -> None:
         self.static_poses[array_id] = pose
@@ -345,8 +386,10 @@ class Locator:
         self.mounts[array_id] = mount
 
     def add_platform_pose(self, stamp: float, pose: ArrayPose) -> bool:
-        """The platform's pose in the fixed frame at ``stamp`` (s); False if older than the newest."""
-        return self.platform.add(stamp, pose)
+        """The platform's pose in the fixed frame at ``stamp`` (s); False (counted) if not newer than the newest."""
+        kept = self.platform.add(stamp, pose)
+        self.counters["stale_platform_pose"] += not kept
+        return kept
 
     def pose(self, array_id: str, stamp: float) -> ArrayPose | None:
         if array_id in self.static_poses:
@@ -358,19 +401,28 @@ class Locator:
 
     def add(self, obs: BearingObservation) -> None:
         """Queue a bearing; it is fused once stamps ``reorder_delay`` newer have arrived (:meth:`fuse`)."""
-        if not obs.valid:
+        if not obs.valid or not np.isfinite(obs.window_span) or obs.window_span < 0:
             self.counters["invalid_bearing"] += 1
             return
         if obs.stamp <= self._fused_until:
             self.counters["out_of_order"] += 1
             return
         heapq.heappush(self._pending, obs)
-        self._newest = max(self._newest, obs.stamp)
+        self._newest_by_array[obs.array_id] = max(self._newest_by_array.get(obs.array_id, -np.inf), obs.stamp)
+
+    @property
+    def horizon(self) -> float:
+        """Bearings up to this stamp can be fused: every array has delivered up to it, or the
+        laggards are more than ``reorder_delay`` behind the newest and no longer waited for."""
+        if not self._newest_by_array:
+            return -np.inf
+        newest = self._newest_by_array.values()
+        return max(min(newest), max(newest) - self.config.reorder_delay)
 
     def fuse(self, flush: bool = False) -> list[Estimate]:
-        """Fuse the queued bearings older than the newest stamp minus ``reorder_delay`` (all of them
-        with ``flush``), in stamp order; the estimates of the tracks that changed, newest state."""
-        horizon = np.inf if flush else self._newest - self.config.reorder_delay
+        """Fuse the queued bearings up to :attr:`horizon` (all of them with ``flush``) in stamp
+        order; the estimates of the tracks that changed, newest state."""
+        horizon = np.inf if flush else self.horizon
         changed: dict[str, Track] = {}
         while self._pending and self._pending[0].stamp <= horizon:
             obs = heapq.heappop(self._pending)
@@ -380,7 +432,7 @@ class Locator:
                 self.counters["unknown_pose"] += 1
                 continue
             track = self._track(obs)
-            track.predict(obs.stamp)
+            track.predict(obs.time)
             outcome = track.update(pose, obs)
             if outcome != "used":
                 self.counters[outcome] += 1
@@ -395,7 +447,7 @@ class Locator:
 
     def _track(self, obs: BearingObservation) -> Track:
         track = self.tracks.get(obs.mac)
-        if track is not None and obs.stamp - (track.stamp or obs.stamp) > self.config.max_gap:
+        if track is not None and obs.time - (track.stamp or obs.time) > self.config.max_gap:
             self.counters["track_resets"] += 1
             track = None
         if track is None:

@@ -73,9 +73,12 @@ def parse_mac(text: str) -> bytes | None:
     return raw if len(raw) == 6 else None
 
 
-def bearing_array_msg(result: AoaResult, header: Header, source_id: str, mac: bytes, method: str) -> BearingArray:
+def bearing_array_msg(result: AoaResult, header: Header, source_id: str, mac: bytes, method: str,
+                      window_span_s: float) -> BearingArray:
+    """``window_span_s``: s from the oldest to the newest frame stamp of the window."""
     msg = BearingArray(header=header, source_id=source_id, transmitter_mac=list(mac), method=method,
                        sources_detected=result.sources, window_frames=result.covariance.frames,
+                       window_span=float(window_span_s),
                        snapshots=float(result.covariance.snapshots * len(result.covariance.freqs_hz)))
     two_d = result.grid.two_d
     msg.bearings = [Bearing(transmitter_mac=list(mac), azimuth=b.azimuth_rad, elevation=b.elevation_rad,

@@ -89,3 +89,17 @@ class PoseHistory:
         w = (stamp_s - t0) / (t1 - t0)
         rotation = Slerp([0.0, 1.0], Rotation.from_matrix([a.rotation, b.rotation]))(w).as_matrix()
         return ArrayPose((1 - w) * a.position + w * b.position, rotation)
+
+
+def parse_array_pose(text: str) -> tuple[str, ArrayPose]:
+    """``"frame_id: x y z roll pitch yaw"`` (m, rad; locator_node's ``array_poses`` entries) ->
+    (frame_id, pose); ValueError saying what is wrong."""
+    frame_id, sep, numbers = str(text).partition(":")
+    try:
+        values = [float(v) for v in numbers.replace(",", " ").split()]
+    except ValueError:
+        values = []
+    if not sep or not frame_id.strip() or len(values) != 6 or not np.all(np.isfinite(values)):
+        raise ValueError(f"array pose must be 'frame_id: x y z roll pitch yaw' (m, rad), got {text!r}")
+    return frame_id.strip(), ArrayPose.from_xyz_rpy(values[:3], values[3:])
+

@@ -72,10 +72,10 @@ def run_room(seed: int, config: LocatorConfig, duration: float = 40.0):
 def test_four_arrays_locate_a_static_and_a_walking_transmitter_with_a_consistent_covariance():
     band = chi2.ppf([0.025, 0.975], 2)
     for seed in (1, 2):
-        loc, errors, nees = run_room(seed, LocatorConfig(bearing_std_floor=0.0))
+        loc, errors, nees = run_room(seed, LocatorConfig(), duration=25.0)
         for mac in ("static", "walker"):
             err = np.array(errors[mac])
-            assert len(err) > 300
+            assert len(err) > 180
             assert np.median(err) <= 0.3 and np.percentile(err, 95) <= 0.8, (mac, np.median(err), np.percentile(err, 95))
             inside = np.mean((np.array(nees[mac]) >= band[0]) & (np.array(nees[mac]) <= band[1]))
             assert inside >= 0.9, (mac, inside)
@@ -132,7 +132,7 @@ def test_one_array_flying_past_a_transmitter_ranges_it_after_ten_metres():
     config = LocatorConfig(motion_model="constant_position", position_noise=0.0, bearing_std_floor=0.0,
                            height=1.0, height_std=0.5)
     inside = []
-    for seed in range(6):
+    for seed in range(4):
         truth, results, loc = fly_past(config, seed)
         late = [e for covered, e in results if covered >= 10.0]
         assert late and all(e.observable for e in late)
@@ -168,6 +168,7 @@ def test_bad_bearings_are_counted_and_change_nothing():
         loc.fuse()
     loc.fuse(flush=True)
     before = loc.tracks["tx"].estimate()
+    counted = dict(loc.counters)
     loc.add(BearingObservation(10.0, "south", "tx", float("nan"), SIGMA))
     loc.add(BearingObservation(10.0, "south", "tx", 0.1, float("inf")))
     loc.add(BearingObservation(10.0, "nowhere", "tx", 0.1, SIGMA))
@@ -175,10 +176,9 @@ def test_bad_bearings_are_counted_and_change_nothing():
     loc.add(BearingObservation(10.01, "west", "tx", np.radians(60), SIGMA))  # a reflection, 40 deg off
     loc.fuse(flush=True)
     after = loc.tracks["tx"].estimate()
-    assert loc.counters["invalid_bearing"] == 2
-    assert loc.counters["unknown_pose"] == 1
-    assert loc.counters["out_of_order"] == 1
-    assert loc.counters["rejected_inconsistent"] == 1
+    new = {name: loc.counters[name] - counted[name] for name in counted}
+    assert new == {**{name: 0 for name in counted}, "invalid_bearing": 2, "unknown_pose": 1, "out_of_order": 1,
+                   "rejected_inconsistent": 1}
     assert after.bearings_used == before.bearings_used
     assert np.linalg.norm(after.position[:2] - truth[:2]) < 0.3
 

@@ -49,6 +49,12 @@ LAUNCH_ARGUMENTS: dict[str, dict[str, tuple[str, str]]] = {
         "publish_tf": ("true", "publish each array's static transform from the base frame (tf2_ros)"),
         "autostart": AUTOSTART_ARGUMENT,
     },
+    "localize.launch.py": {
+        "rig_config": ("<share>/config/room.yaml", "rig YAML: arrays with hosts and poses in the fixed frame, locator "
+                                                   "parameters, and (simulated) the scene the boards see"),
+        "publish_tf": ("true", "publish each array's static transform from the fixed frame (tf2_ros)"),
+        "autostart": AUTOSTART_ARGUMENT,
+    },
     "swarm.launch.py": {
         "namespace": ("swarm", "namespace of swarm_node and velocity_node"),
         "config": ("<share>/config/swarm.yaml", "parameters file of swarm_node and velocity_node (given as a file)"),
@@ -208,7 +214,7 @@ def array_graph(*, namespace: str, params_file: str | Path, frame_id: str, paren
                 host: str = "", array_config: str = "", share_dir: Path, scenario: str = "", simulate: bool = False,
                 sim_ports: tuple[int, int] = (SIM_HTTP_PORT, SIM_STREAM_PORT), rviz: bool = False,
                 remappings: dict | None = None, board_id: str = "", publish_tf: bool = True,
-                autostart: bool = True) -> Graph:
+                autostart: bool = True, scene: str = "") -> Graph:
     """Driver + aoa_node for one array under ``namespace``, and the array's static transform.
 
     One board, or a combined array from ``array_config`` (its hosts). The board is at ``host``
@@ -220,7 +226,8 @@ def array_graph(*, namespace: str, params_file: str | Path, frame_id: str, paren
     ``remappings``: topic remappings applied to both nodes (e.g. ``{bearings: /all/bearings}``);
     ``board_id``: the array id (source_id, calibration file name), else the parameters file's;
     ``publish_tf``: publish the static transform ``parent_frame`` -> ``frame_id`` at ``pose``;
-    ``autostart``: the (managed) driver configures and activates itself.
+    ``autostart``: the (managed) driver configures and activates itself;
+    ``scene``: a world scene YAML the simulated board sees from ``pose`` (instead of ``scenario``).
     """
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     remap = [(str(k), str(v)) for k, v in (remappings or {}).items()]
@@ -237,6 +244,8 @@ def array_graph(*, namespace: str, params_file: str | Path, frame_id: str, paren
     if simulate and host:
         raise GraphError(f"host {host!r} and simulate exclude each other: simulate starts the built-in "
                          "simulator and connects to it")
+    if scene and array_config:
+        raise GraphError("a scene places single boards by their pose; a combined array cannot use one")
     if array_config:
         load_layout_file(array_config)                    # refuse a bad layout here, with its reason
         driver["array_config"] = str(array_config)
@@ -253,8 +262,10 @@ def array_graph(*, namespace: str, params_file: str | Path, frame_id: str, paren
     else:
         http_port, stream_port = sim_ports
         driver.update(host="127.0.0.1", http_port=http_port, stream_port=stream_port)
+        world = ["--scene", scene, "--pose", *(repr(v) for v in sum(_pose(pose, f"array {namespace}"), ()))] if scene \
+            else ["--scenario", scenario]
         graph.nodes.append(NodeSpec("espargos_driver", "board_simulator", "board_simulator", ns, ros=False, arguments=[
-            "--http-port", str(http_port), "--stream-port", str(stream_port), "--scenario", scenario]))
+            "--http-port", str(http_port), "--stream-port", str(stream_port), *world]))
     graph.nodes += nodes
     if publish_tf:
         if not parent_frame:
@@ -276,8 +287,10 @@ def robot_graph(robot: dict, share_dir: Path, publish_tf: bool = True, autostart
         raise GraphError("robot YAML: needs robot: {namespace: ..., base_frame: ..., arrays: [...]}")
     namespace = str(spec.get("namespace", "")).strip("/")
     base = str(spec.get("base_frame", "base_link"))
+    scene = str(in_config(spec["scene"], share_dir)) if spec.get("scene") else ""
     graph = Graph()
     names, frames, ports = set(), set(), set()
+    bearing_topics, array_poses = [], []
     for i, arr in enumerate(spec["arrays"]):
         if not isinstance(arr, dict) or not arr.get("name"):
             raise GraphError(f"robot YAML: arrays[{i}] needs a name")
@@ -302,7 +315,16 @@ def robot_graph(robot: dict, share_dir: Path, publish_tf: bool = True, autostart
                                  scenario=str(in_config(arr["scenario"], share_dir)) if arr.get("scenario") else "",
                                  simulate=simulate, sim_ports=sim_ports, remappings=arr.get("remappings"),
                                  board_id=str(arr.get("board_id", name)), publish_tf=publish_tf,
-                                 autostart=autostart))
+                                 autostart=autostart, scene=scene if simulate else ""))
+        bearing_topics.append(f"/{namespace}/{name}/bearings" if namespace else f"/{name}/bearings")
+        xyz, rpy = _pose(arr.get("pose"), f"array {name}")
+        array_poses.append(f"{frame_id}: " + " ".join(repr(v) for v in (*xyz, *rpy)))
+    locator = spec.get("locator")
+    if locator is not None:
+        if not isinstance(locator, dict):
+            raise GraphError("robot YAML: locator must be a mapping of locator_node parameters")
+        graph.nodes.append(NodeSpec("espargos_aoa", "locator_node", "locator_node", f"/{namespace}" if namespace else "", {
+            "fixed_frame": base, **flatten(locator), "bearing_topics": bearing_topics, "array_poses": array_poses}))
     swarm = spec.get("swarm")
     if swarm:
         if not isinstance(swarm, dict):

@@ -342,7 +342,8 @@ class AoaNode(Node):
                                      f"(sources detected: {result.sources})")
             return
         self.counters["bearings"] += len(result.bearings)
-        self.bearing_pub.publish(bearing_array_msg(result, header, msg.source_id, mac, method))
+        self.bearing_pub.publish(bearing_array_msg(result, header, msg.source_id, mac, method,
+                                                   window.stamps_s[-1] - window.stamps_s[0]))
         self.marker_pub.publish(bearing_markers(result, header, mac, self.get_parameter("marker_length").value,
                                                 self.get_parameter("marker_lifetime").value))
 

@@ -12,6 +12,7 @@ import yaml
 from ..layout import LayoutError, load_layout_file, single_board_layout
 from ..sim.board import SimulatedRig
 from ..sim.scenario import ChannelModel, Scenario, Transmitter
+from ..sim.scene import Scene, board_scenario
 from ..sim.server import BoardServer
 
 
@@ -21,6 +22,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--http-port", type=int, default=8400, help="HTTP/WebSocket port (default 8400)")
     p.add_argument("--stream-port", type=int, default=53330, help="UDP stream source port (default 53330)")
     p.add_argument("--scenario", help="YAML scenario file (see config/sim_scenario.yaml)")
+    p.add_argument("--scene", help="world scene YAML (see config/room_scene.yaml): transmitters and walls in a fixed "
+                                   "frame; the board stands at --pose in it (scene time is wall-clock time)")
+    p.add_argument("--pose", nargs=6, type=float, default=[0.0] * 6, metavar=("X", "Y", "Z", "ROLL", "PITCH", "YAW"),
+                   help="with --scene: the board's pose in the scene frame, m and rad")
     p.add_argument("--combined", help="combined-array YAML (see config/combined_array.yaml): simulate all its boards, "
                                       "sharing one clock and reference signal, each on its host and ports")
     p.add_argument("--azimuth", type=float, help="single transmitter azimuth, degrees")
@@ -43,8 +48,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build_scenario(args: argparse.Namespace) -> Scenario:
-    scenario = Scenario.from_file(args.scenario) if args.scenario else Scenario.from_dict({})
+def build_scenario(args: argparse.Namespace, clock_origin_s: float = 0.0) -> Scenario:
+    """The scenario of the arguments; with ``--scene``, as the board at ``--pose`` sees the scene,
+    scenario time zero being scene time ``clock_origin_s``."""
+    if args.scene and args.scenario:
+        raise ValueError("--scene and --scenario exclude each other (a scene holds its scenario section)")
+    if args.scene and args.precompute:
+        raise ValueError("--precompute replays frames and would freeze a scene's motion")
+    if args.scene:
+        scenario = board_scenario(Scene.from_file(args.scene), args.pose[:3], args.pose[3:], clock_origin_s)
+    else:
+        scenario = Scenario.from_file(args.scenario) if args.scenario else Scenario.from_dict({})
     if args.azimuth is not None:
         scenario.transmitters = [Transmitter(azimuth_deg=args.azimuth, elevation_deg=args.elevation)]
     if args.channel is not None:
@@ -59,8 +73,9 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[board_simulator] %(message)s")
+    t0, clock_origin_s = time.monotonic(), time.time()
     try:
-        scenario = build_scenario(args)
+        scenario = build_scenario(args, clock_origin_s)
     except (OSError, TypeError, ValueError, yaml.YAMLError) as err:
         print(f"board_simulator: bad scenario: {err}", file=sys.stderr)
         return 2
@@ -74,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                        fragment_size=args.fragment_size)
     if args.precompute:
         rig.precompute(args.precompute)
-    t0 = time.monotonic()
+        t0 = time.monotonic()
     try:
         servers = [BoardServer(board, spec.host, spec.http_port, spec.stream_port, t0)
                    for board, spec in zip(rig.boards, layout.boards)]

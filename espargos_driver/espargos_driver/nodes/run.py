@@ -3,17 +3,20 @@
     espargos_run board [--host H | --simulate] [--namespace espargos] [--config board.yaml] [--monitor]
     espargos_run combined [--array-config combined_array.yaml] [--simulate]
     espargos_run robot [--robot-config robot.yaml]
+    espargos_run localize [--robot-config room.yaml]
     espargos_run swarm [--config swarm.yaml] [--simulate]
 
 For small companion computers (one Python process instead of one per node) and wherever
-``ros2 launch`` is not installed. Built-in simulators run in threads of the same process, and
-every node has its own executor thread.
+``ros2 launch`` is not installed. Built-in simulators run as child processes (they stand for the
+boards), and every node has its own executor thread.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
+import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -27,7 +30,6 @@ from rclpy.parameter import Parameter
 
 from ..graph import (ARRAY_ARGUMENTS, SIM_HTTP_PORT, SIM_STREAM_PORT, Graph, GraphError, NodeSpec, array_graph,
                      in_config, read_yaml, robot_graph, swarm_graph)
-from . import board_simulator, swarm_simulator
 
 NODE_CLASSES = {
     ("espargos_driver", "board_node"): "espargos_driver.nodes.board_node:BoardNode",
@@ -35,9 +37,12 @@ NODE_CLASSES = {
     ("espargos_driver", "swarm_node"): "espargos_driver.nodes.swarm_node:SwarmNode",
     ("espargos_aoa", "aoa_node"): "espargos_aoa.nodes.aoa_node:AoaNode",
     ("espargos_aoa", "velocity_node"): "espargos_aoa.nodes.velocity_node:VelocityNode",
+    ("espargos_aoa", "locator_node"): "espargos_aoa.nodes.locator_node:LocatorNode",
 }
-PROGRAMS = {("espargos_driver", "board_simulator"): board_simulator.main,
-            ("espargos_driver", "swarm_simulator"): swarm_simulator.main}
+PROGRAMS = {("espargos_driver", "board_simulator"): "espargos_driver.nodes.board_simulator",
+            ("espargos_driver", "swarm_simulator"): "espargos_driver.nodes.swarm_simulator"}
+"""Plain programs (the simulators: they are the boards, not nodes) -> module run as a child process,
+so that they never compete with the drivers for this process's GIL."""
 log = logging.getLogger("espargos_run")
 
 
@@ -56,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     common.add_argument("--pose", nargs=6, type=float, default=[0.0] * 6, metavar=("X", "Y", "Z", "ROLL", "PITCH", "YAW"),
                         help="array pose in the parent frame, m and rad")
     common.add_argument("--scenario", default="", help="simulator scenario YAML (default config/sim_scenario.yaml)")
-    for name in ("board", "combined", "robot", "swarm"):
+    for name in ("board", "combined", "robot", "localize", "swarm"):
         sp = sub.add_parser(name, parents=[common])
         sp.add_argument("--monitor", action="store_true", help="print one status line per second per array")
         sp.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
@@ -73,14 +78,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         elif name == "swarm":
             sp.add_argument("--simulate", action="store_true", help="start the swarm simulator (config/swarm_scenario.yaml)")
         else:
-            sp.add_argument("--robot-config", default="robot.yaml", help="robot YAML: arrays and their poses")
+            sp.add_argument("--robot-config", default="room.yaml" if name == "localize" else "robot.yaml",
+                            help="rig YAML: arrays and their poses (localize: with a locator)")
     return p.parse_args(argv)
 
 
 def build_graph(args: argparse.Namespace, share: Path) -> Graph:
     """The graph of the launch file of the same name, from the same functions and defaults."""
     publish_tf, autostart = not args.no_tf, not args.no_autostart
-    if args.graph == "robot":
+    if args.graph in ("robot", "localize"):
         graph = robot_graph(read_yaml(in_config(args.robot_config, share), "robot YAML"), share,
                             publish_tf=publish_tf, autostart=autostart)
     elif args.graph == "swarm":
@@ -145,13 +151,27 @@ def publish_transforms(graph: Graph, node) -> object | None:
     return broadcaster
 
 
-def _run_program(spec: NodeSpec, failed: list[str], stop: threading.Event) -> None:
-    """A plain program (a simulator) on its own thread; if it ends with an error (e.g. its ports
-    are taken) the runner stops with that reason instead of running on without it."""
-    status = PROGRAMS[(spec.package, spec.executable)](spec.arguments)
-    if status:
+def _run_program(spec: NodeSpec, failed: list[str], stop: threading.Event,
+                 children: list[subprocess.Popen]) -> None:
+    """A plain program (a simulator) as a child process, watched from a thread: if it ends with an
+    error (e.g. its ports are taken) the runner stops with that reason instead of running on without it."""
+    child = subprocess.Popen([sys.executable, "-m", PROGRAMS[(spec.package, spec.executable)], *spec.arguments])
+    children.append(child)
+    status = child.wait()
+    if status and not stop.is_set():
         failed.append(f"{spec.executable} exited with status {status} (see its message above)")
         stop.set()
+
+
+def _stop_programs(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+    for child in children:
+        try:
+            child.wait(timeout=3.0)
+        except subprocess.TimeoutExpired:
+            child.kill()
 
 
 def _spin(executor: SingleThreadedExecutor) -> None:
@@ -170,10 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     except (GraphError, ValueError) as err:
         print(f"espargos_run: {err}", file=sys.stderr)
         return 2
-    stop, failed = threading.Event(), []
+    stop, failed, children = threading.Event(), [], []
     for spec in graph.nodes:
         if not spec.ros:
-            threading.Thread(target=_run_program, args=(spec, failed, stop), name=spec.executable, daemon=True).start()
+            threading.Thread(target=_run_program, args=(spec, failed, stop, children), name=spec.executable,
+                             daemon=True).start()
     if graph.rviz_configs:
         log.info("rviz2 is started by the launch files only; run: rviz2 -d config/espargos.rviz")
     rclpy.init()
@@ -188,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown()
+        stop.set()
+        _stop_programs(children)
         return 2
     keep = publish_transforms(graph, nodes[0]) if nodes else None
     # One single-threaded executor per node, each in its own thread: rclpy's MultiThreadedExecutor
@@ -209,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown()
+        stop.set()
+        _stop_programs(children)
     if failed:
         print(f"espargos_run: {'; '.join(failed)}", file=sys.stderr)
         return 1

@@ -80,20 +80,26 @@ class ArrayChannel:
         f_bb = baseband_offsets_hz(fmt, secondary)
         model = tx.channel
         source = tx.position_at(t_s)
+        distance = float(np.linalg.norm(source))
         if tx.spherical_wave:
             path = np.linalg.norm(source[None, :] - self.positions, axis=1)        # (N,)
         else:
-            path = tx.distance_m - self.positions @ (source / np.linalg.norm(source))
+            path = distance - self.positions @ (source / distance)
         h = self._direct_gain(model) * np.exp(-2j * np.pi * np.outer(path / SPEED_OF_LIGHT, f))
         for refl in tx.reflections:
             phase = self.rng.uniform(-np.pi, np.pi) if refl.random_phase else 0.0
             h = h + 10 ** (refl.gain_db / 20) * np.exp(1j * phase) * self._plane_wave(
-                tx.distance_m, refl.azimuth_deg, refl.elevation_deg, refl.excess_delay_ns, f)
-        azimuth_deg = tx.azimuth_at(t_s)
+                distance, refl.azimuth_deg, refl.elevation_deg, refl.excess_delay_ns, f)
+        for image, gain_db in tx.images_at(t_s):
+            rng = float(np.linalg.norm(image))
+            az, el = np.degrees(np.arctan2(image[1], image[0])), np.degrees(np.arcsin(image[2] / rng))
+            if abs(az) < 90.0:                         # the board's ground plane shields it from behind
+                h = h + 10 ** (gain_db / 20) * self._plane_wave(distance, az, el, (rng - distance) / SPEED_OF_LIGHT * 1e9, f)
+        azimuth_deg, elevation_deg = tx.azimuth_at(t_s), tx.elevation_at(t_s)
         for p, az in zip(model.paths, model.path_directions(azimuth_deg)):
             fade = self._unit_gaussian()
             h = h + 10 ** (p["gain_db"] / 20) * fade * self._plane_wave(
-                tx.distance_m, az, tx.elevation_deg, p["excess_delay_ns"], f)
+                distance, az, elevation_deg, p["excess_delay_ns"], f)
         if model.phase_noise_deg > 0:
             h = h * np.exp(1j * np.radians(model.phase_noise_deg) * self.rng.standard_normal(h.shape[0]))[:, None]
         clean = h * self._receiver_errors(f_bb) * self._common(f_bb)[None, :]

@@ -1,6 +1,7 @@
 """Simulation scenario: transmitters with ground-truth positions and motion, and impairments."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,9 +136,16 @@ class Transmitter:
     reflections: list[Reflection] = field(default_factory=list)
     channel: ChannelModel = field(default_factory=ChannelModel)
     """Fading, extra paths, AGC and phase noise (YAML: a preset name or a dict, see ChannelModel)."""
+    track: Callable[[float], tuple[np.ndarray, list[tuple[np.ndarray, float]]]] | None = None
+    """Set by a scene (sim/scene.py), not by YAML: scenario time (s) -> position (3,) m in the array
+    frame and mirror-image sources [(position (3,) m, gain dB relative to the direct path)]. It
+    overrides azimuth, elevation and distance."""
 
     def azimuth_at(self, t_s: float) -> float:
         """Ground-truth azimuth in degrees at scenario time ``t_s``."""
+        if self.track is not None:
+            p = self.track(t_s)[0]
+            return float(np.degrees(np.arctan2(p[1], p[0])))
         az = self.azimuth_deg + self.azimuth_rate_deg_s * t_s
         if self.sweep_limit_deg is None:
             return az
@@ -146,8 +154,21 @@ class Transmitter:
         phase = np.mod(az + lim, period)
         return float(np.where(phase < 2 * lim, phase - lim, 3 * lim - phase))
 
+    def elevation_at(self, t_s: float) -> float:
+        """Ground-truth elevation in degrees at scenario time ``t_s``."""
+        if self.track is None:
+            return self.elevation_deg
+        p = self.track(t_s)[0]
+        return float(np.degrees(np.arctan2(p[2], np.hypot(p[0], p[1]))))
+
+    def images_at(self, t_s: float) -> list[tuple[np.ndarray, float]]:
+        """Mirror-image sources of the scene's walls (none without a track)."""
+        return [] if self.track is None else self.track(t_s)[1]
+
     def position_at(self, t_s: float) -> np.ndarray:
         """Ground-truth position (m) in the array frame at scenario time ``t_s``."""
+        if self.track is not None:
+            return self.track(t_s)[0]
         u = direction_vector(np.radians(self.azimuth_at(t_s)), np.radians(self.elevation_deg))
         return self.distance_m * u
 

@@ -1,0 +1,154 @@
+"""ROS 2 node: BearingArray of any number of arrays (+ their poses) -> TransmitterPositionArray,
+rviz markers and diagnostics. The estimation is espargos_aoa.locate; this node only moves messages."""
+from __future__ import annotations
+
+import math
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from espargos_msgs.msg import BearingArray, TransmitterPositionArray
+from geometry_msgs.msg import Pose, PoseStamped
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
+
+from ..common_messages import diagnostic_status
+from ..diagnostic_counters import CounterWarnings
+from ..locate import LOCATOR_COUNTERS, Estimate, Locator, LocatorConfig, parameter_descriptions
+from ..messages import stamp_seconds
+from ..position_messages import observation, position_markers, position_msg
+from ..poses import ArrayPose, parse_array_pose
+from ..runtime import run_node
+
+PLATFORM_POSE_TYPES = ("pose_stamped", "odometry")
+NODE_PARAMS = {
+    "bearing_topics": (["bearings"], "BearingArray topics of the arrays to fuse"),
+    "array_poses": ([""], "'frame_id: x y z roll pitch yaw' (m, rad) per array: its pose in fixed_frame, or on the "
+                          "platform when platform_pose_topic is set"),
+    "fixed_frame": ("map", "frame of the positions (REP 105: map, or odom on a moving robot)"),
+    "platform_pose_topic": ("", "pose of the platform carrying the arrays in fixed_frame (empty: arrays fixed)"),
+    "platform_pose_type": ("pose_stamped", "message of platform_pose_topic: pose_stamped or odometry"),
+    "publish_rate": (5.0, "Hz of bearing-stamp time: at most this many TransmitterPositionArray per second"),
+    "markers": (True, "publish rviz markers on position_markers"),
+}
+
+
+class LocatorNode(Node):
+    def __init__(self, **node_options) -> None:
+        """node_options: rclpy Node keyword arguments (namespace, parameter_overrides, ...)."""
+        super().__init__("locator_node", **node_options)
+        for name, (default, text) in {**NODE_PARAMS, **parameter_descriptions()}.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True))
+        config = LocatorConfig(**{name: self.get_parameter(name).value for name in parameter_descriptions()})
+        self.locator = Locator(config)                       # ValueError names a parameter that cannot work
+        self.method = f"kalman-{config.motion_model}"
+        self.fixed_frame = self.get_parameter("fixed_frame").value
+        platform_topic = self.get_parameter("platform_pose_topic").value
+        pose_type = self.get_parameter("platform_pose_type").value
+        if pose_type not in PLATFORM_POSE_TYPES:
+            raise ValueError(f"platform_pose_type must be one of {PLATFORM_POSE_TYPES}, got {pose_type!r}")
+        for entry in self.get_parameter("array_poses").value:
+            if entry.strip():
+                frame_id, pose = parse_array_pose(entry)
+                (self.locator.set_mount if platform_topic else self.locator.set_static_pose)(frame_id, pose)
+        rate = self.get_parameter("publish_rate").value
+        if not rate > 0:
+            raise ValueError(f"publish_rate must be > 0, got {rate}")
+        self.publish_interval = 1.0 / rate
+        self.markers = bool(self.get_parameter("markers").value)
+        topics = [t for t in self.get_parameter("bearing_topics").value if t.strip()]
+        if not topics:
+            raise ValueError("bearing_topics is empty: name the BearingArray topics to fuse")
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        for topic in topics:
+            self.create_subscription(BearingArray, topic, self._on_bearings, qos)
+        if platform_topic:
+            if pose_type == "odometry":
+                from nav_msgs.msg import Odometry
+                self.create_subscription(Odometry, platform_topic, lambda m: self._on_pose(m.header, m.pose.pose), qos)
+            else:
+                self.create_subscription(PoseStamped, platform_topic, lambda m: self._on_pose(m.header, m.pose), qos)
+        self.pub = self.create_publisher(TransmitterPositionArray, "positions", 10)
+        self.marker_pub = self.create_publisher(MarkerArray, "position_markers", 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.latest: dict[str, Estimate] = {}
+        self.last_published = -math.inf
+        self.published = 0
+        self.bearing_arrays = 0
+        self.create_timer(1.0, self._diagnostics)
+        self._warnings = CounterWarnings(LOCATOR_COUNTERS)
+
+    def _on_pose(self, header: Header, pose: Pose) -> None:
+        if header.frame_id != self.fixed_frame:
+            self.locator.counters["platform_pose_wrong_frame"] += 1
+            return
+        p, q = pose.position, pose.orientation
+        try:
+            platform = ArrayPose.from_xyz_quaternion((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
+        except ValueError:
+            self.locator.counters["platform_pose_wrong_frame"] += 1
+            return
+        self.locator.add_platform_pose(stamp_seconds(header.stamp), platform)
+
+    def _on_bearings(self, msg: BearingArray) -> None:
+        self.bearing_arrays += 1
+        obs = observation(msg)
+        if obs is None:
+            return
+        self.locator.add(obs)
+        for estimate in self.locator.fuse():
+            if estimate.observable:
+                self.latest[estimate.mac] = estimate
+        newest = max((e.stamp for e in self.latest.values()), default=-math.inf)
+        if newest - self.last_published >= self.publish_interval:
+            self._publish(newest)
+
+    def _publish(self, newest: float) -> None:
+        self.last_published = newest
+        header = Header(frame_id=self.fixed_frame)
+        header.stamp.sec, header.stamp.nanosec = int(newest // 1), int(round((newest % 1) * 1e9)) % 1_000_000_000
+        out = TransmitterPositionArray(header=header)
+        markers = MarkerArray()
+        for e in self.latest.values():
+            stamp = Header(frame_id=self.fixed_frame)
+            stamp.stamp.sec, stamp.stamp.nanosec = int(e.stamp // 1), int(round((e.stamp % 1) * 1e9)) % 1_000_000_000
+            out.positions.append(position_msg(e, stamp, self.method))
+            if self.markers:
+                markers.markers += position_markers(e, stamp, lifetime_s=2.0).markers
+        self.latest.clear()
+        self.published += len(out.positions)
+        self.pub.publish(out)
+        if self.markers:
+            self.marker_pub.publish(markers)
+
+    def _diagnostics(self) -> None:
+        counters = self.locator.counters
+        for key, new in self._warnings.due(counters, self.get_clock().now().nanoseconds * 1e-9):
+            self.get_logger().warning(f"{key}: {new} new ({LOCATOR_COUNTERS[key]})")
+        tracks = self.locator.tracks.values()
+        observable = [t.mac for t in tracks if t.observable]
+        values = {"bearing_arrays": self.bearing_arrays, "tracks": len(self.locator.tracks),
+                  "tracks_located": len(observable), "positions_published": self.published,
+                  "bearings_used": sum(t.bearings_used for t in tracks),
+                  "track_states": "; ".join(f"{t.mac} std {t.position_std_max:.2f} m parallax {t.parallax_deg:.0f} deg"
+                                      for t in tracks),
+                  **{k: counters[k] for k in LOCATOR_COUNTERS}}
+        if observable:
+            level, text = DiagnosticStatus.OK, f"{len(observable)} of {len(self.locator.tracks)} transmitters located"
+        elif self.locator.tracks:
+            level, text = DiagnosticStatus.WARN, ("no position yet: the bearings do not cross well enough (one array "
+                                                  "standing still, or rays near parallel)")
+        elif counters["unknown_pose"]:
+            level, text = DiagnosticStatus.WARN, "bearings only from arrays whose pose is unknown (array_poses)"
+        else:
+            level, text = DiagnosticStatus.WARN, "no bearings yet"
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [diagnostic_status(f"espargos_locator: {self.get_fully_qualified_name()}",
+                                        self.get_fully_qualified_name(), level, text, values)]
+        self.diag_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(LocatorNode, "espargos locator_node", args)
