@@ -14,7 +14,8 @@ import yaml
 from ament_index_python.packages import get_package_share_directory
 from espargos_driver.graph import (GraphError, array_graph, missing_packages, node_parameters, read_yaml, robot_graph,
                                    swarm_graph)
-from espargos_msgs.msg import BearingArray, RadialVelocity
+from espargos_aoa.poses import parse_array_pose
+from espargos_msgs.msg import BearingArray, RadialVelocity, TransmitterPositionArray
 
 from conftest import ROOT, executable, free_port, spin_until
 
@@ -142,6 +143,32 @@ def test_robot_graph():
     assert swarm["velocity_node"].parameters["nodes"][0] == "node1=02:00:00:00:00:01"
 
 
+def test_localize_graph_places_simulated_boards_in_the_scene_and_feeds_the_locator():
+    rig = read_yaml(SHARE / "config" / "room.yaml", "rig YAML")
+    graph = robot_graph(rig, SHARE)
+    arrays = rig["robot"]["arrays"]
+    simulators = [n for n in graph.nodes if n.executable == "board_simulator"]
+    assert len(simulators) == 4
+    for sim, array in zip(simulators, arrays):
+        assert sim.arguments[sim.arguments.index("--scene") + 1] == str(SHARE / "config" / "room_scene.yaml")
+        pose = sim.arguments[sim.arguments.index("--pose") + 1:][:6]
+        assert [float(v) for v in pose] == [*array["pose"]["xyz"], *array["pose"]["rpy"]]
+    (locator,) = [n for n in graph.nodes if n.executable == "locator_node"]
+    assert locator.namespace == "/room" and locator.parameters["fixed_frame"] == "map"
+    assert locator.parameters["bearing_topics"] == [f"/room/{a['name']}/bearings" for a in arrays]
+    assert locator.parameters["accel_noise"] == 2.0
+    for text, array in zip(locator.parameters["array_poses"], arrays):
+        frame_id, pose = parse_array_pose(text)
+        assert frame_id == array["frame_id"] and list(pose.position) == array["pose"]["xyz"]
+    rig["robot"]["arrays"][0]["array_config"] = "combined_array.yaml"
+    with pytest.raises(GraphError, match="a combined array cannot use"):
+        robot_graph(rig, SHARE)
+    rig["robot"]["locator"] = ["not", "a", "mapping"]
+    del rig["robot"]["arrays"][0]["array_config"]
+    with pytest.raises(GraphError, match="locator must be a mapping"):
+        robot_graph(rig, SHARE)
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda r: r["arrays"].append(dict(r["arrays"][0])), "array name 'front' is used twice"),
     (lambda r: r["arrays"][1].__setitem__("sim_http_port", 8420), "simulator ports"),
@@ -238,6 +265,7 @@ argument parsing and LaunchService (ros2cli's command-line layer adds nothing to
 @pytest.mark.parametrize("launch_file, topic", [("board.launch.py", "/espargos/bearings"),
                                                 ("combined_array.launch.py", "/espargos/bearings"),
                                                 ("robot.launch.py", "/robot/front/bearings"),
+                                                ("localize.launch.py", "/room/positions"),
                                                 ("swarm.launch.py", "/swarm/radial_velocity")])
 def test_launch_file_with_launch_service(ros_node, processes, tmp_path, launch_file, topic):
     """What `ros2 launch espargos_driver <file>` does: a LaunchService (in its own process, as it
@@ -246,9 +274,11 @@ def test_launch_file_with_launch_service(ros_node, processes, tmp_path, launch_f
         pytest.importorskip(module, reason=f"{module} is not installable from PyPI here (it is part of ros-<distro>-ros-base)")
     args = {"board.launch.py": ["simulate:=true", "publish_tf:=false"],
             "combined_array.launch.py": ["simulate:=true", "publish_tf:=false"],
-            "robot.launch.py": ["publish_tf:=false"], "swarm.launch.py": ["simulate:=true"]}[launch_file]
+            "robot.launch.py": ["publish_tf:=false"], "localize.launch.py": ["publish_tf:=false"],
+            "swarm.launch.py": ["simulate:=true"]}[launch_file]
     got = []
-    ros_node.create_subscription(RadialVelocity if "swarm" in launch_file else BearingArray, topic, got.append, 10)
+    kind = {"swarm.launch.py": RadialVelocity, "localize.launch.py": TransmitterPositionArray}.get(launch_file, BearingArray)
+    ros_node.create_subscription(kind, topic, got.append, 10)
     log = tmp_path / "launch.log"
     proc = subprocess.Popen([sys.executable, "-c", LAUNCH_RUNNER, str(SHARE / "launch" / launch_file), *args],
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
@@ -292,7 +322,8 @@ def test_readme_lists_every_launch_argument():
 
 
 @pytest.mark.parametrize("graph, launch_file", [("board", "board.launch.py"), ("combined", "combined_array.launch.py"),
-                                                ("swarm", "swarm.launch.py"), ("robot", "robot.launch.py")])
+                                                ("swarm", "swarm.launch.py"), ("robot", "robot.launch.py"),
+                                                ("localize", "localize.launch.py")])
 def test_runner_has_the_launch_files_defaults(graph, launch_file):
     """espargos_run <graph> and ros2 launch espargos_driver <launch_file> build the same graph by default."""
     from espargos_driver.graph import launch_arguments

@@ -3,16 +3,17 @@ boards at the walls of a 10 x 8 m room whose walls reflect, a static and a walki
 the rig of config/room.yaml (simulators, drivers, aoa_nodes, locator_node) started one process per
 node, as localize.launch.py starts it."""
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import yaml
-from diagnostic_msgs.msg import DiagnosticArray
-from espargos_msgs.msg import TransmitterPositionArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from espargos_msgs.msg import Bearing, BearingArray, TransmitterPositionArray
 from scipy.stats import chi2
 
-from conftest import free_port, spin_until
+from conftest import executable, free_port, spin_until
 from espargos_driver.graph import Graph, read_yaml, robot_graph
 from espargos_driver.sim.scene import Scene
 
@@ -110,10 +111,61 @@ def test_four_arrays_at_the_walls_locate_a_static_and_a_walking_transmitter(ros_
         errors = np.array([pos[:2] - path.position(t)[:2] for t, pos, _, _ in judged])
         distance = np.linalg.norm(errors, axis=1)
         nees = np.array([e @ np.linalg.solve(cov[:2, :2], e) for e, (_, _, cov, _) in zip(errors, judged)])
-        report[mac] = dict(median=np.median(distance), r95=np.percentile(distance, 95),
-                           nees_inside=np.mean((nees >= band[0]) & (nees <= band[1])), n=len(judged))
+        report[mac] = {"median": np.median(distance), "r95": np.percentile(distance, 95),
+                       "nees_inside": np.mean((nees >= band[0]) & (nees <= band[1])), "n": len(judged)}
     print({mac: {k: round(float(v), 3) for k, v in r.items()} for mac, r in report.items()})
     for mac, r in report.items():
         assert r["median"] <= MAX_MEDIAN_M and r["r95"] <= MAX_R95_M, (mac, report, diagnostics)
         assert r["nees_inside"] >= MIN_NEES_INSIDE, (mac, report, diagnostics)
     assert diagnostics.get("message") == "2 of 2 transmitters located", diagnostics
+
+
+def bearing_array(stamp_s: float, frame_id: str, azimuth: float, std: float = 0.01) -> BearingArray:
+    msg = BearingArray(source_id=frame_id, transmitter_mac=[2, 0, 0, 0, 0, 0x0C], window_span=0.2)
+    msg.header.frame_id = frame_id
+    msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp_s), int((stamp_s % 1) * 1e9)
+    msg.bearings = [Bearing(transmitter_mac=msg.transmitter_mac, azimuth=azimuth, azimuth_std=std,
+                            elevation_std=float("nan"), rank=0)]
+    return msg
+
+
+def test_locator_node_counts_bad_bearings_and_claims_no_position_from_one_still_array(ros_node, processes, tmp_path):
+    params = tmp_path / "locator.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
+        "bearing_topics": ["/loc/a/bearings"], "array_poses": ["espargos_a: 0 0 1 0 0 0"]}}}))
+    node = processes.start("locator_node", "--ros-args", "-r", "__ns:=/loc", "--params-file", str(params))
+    pub = ros_node.create_publisher(BearingArray, "/loc/a/bearings", 100)
+    positions, diagnostics = [], {}
+    ros_node.create_subscription(TransmitterPositionArray, "/loc/positions", positions.append, 10)
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diagnostics.update(
+        {s.name: (s.level, s.message, {kv.key: kv.value for kv in s.values}) for s in m.status if "locator" in s.name}), 10)
+    assert spin_until(ros_node, lambda: pub.get_subscription_count() > 0, 20), processes.log_of(node)
+    t0 = 1_000_000.0
+    messages = [bearing_array(t0 + 0.2 * k, "espargos_a", 0.3 + 0.01 * np.sin(k)) for k in range(100)]
+    messages += [bearing_array(t0 + 30.0, "espargos_a", float("nan")),          # 20 s of one still array, then
+                 bearing_array(t0 + 30.0, "espargos_a", 0.3, std=-1.0),         # bad ones
+                 bearing_array(t0 + 30.0, "espargos_elsewhere", 0.3),
+                 bearing_array(t0 + 5.0, "espargos_a", 0.3)]                    # older than what was fused
+    for msg in messages:
+        pub.publish(msg)
+        time.sleep(0.002)                              # within the subscription's queue
+
+    def counted() -> bool:
+        values = next(iter(diagnostics.values()), (0, "", {}))[2]
+        return values.get("invalid_bearing") == "2" and values.get("unknown_pose") == "1" and \
+            values.get("out_of_order") == "1"
+    assert spin_until(ros_node, counted, 20), (next(iter(diagnostics.values()), (0, "", {}))[2], processes.log_of(node)[-2000:])
+    level, message, values = next(iter(diagnostics.values()))
+    assert level == DiagnosticStatus.WARN and "no position yet" in message
+    assert int(values["poor_geometry"]) > 50 and values["tracks_located"] == "0"
+    assert not any(p.positions for p in positions)
+    assert node.poll() is None
+
+
+def test_locator_node_refuses_parameters_that_cannot_work(tmp_path):
+    for args, reason in ((["-p", "motion_model:=teleport"], "motion_model must be one of"),
+                         (["-p", "array_poses:=['a: 1 2']"], "array pose must be"),
+                         (["-p", "platform_pose_type:=twist"], "platform_pose_type must be one of")):
+        done = subprocess.run([str(executable("locator_node")), "--ros-args", *args], capture_output=True, text=True,
+                              timeout=30)
+        assert done.returncode == 2 and reason in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -25,23 +25,9 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 from scipy.stats import chi2
 
+from .diagnostic_counters import LOCATOR_COUNTERS
 from .poses import ArrayPose, PoseHistory
 
-LOCATOR_COUNTERS = {
-    "unknown_pose": "bearings from an array whose pose is unknown (not in the rig, no platform pose at that stamp)",
-    "invalid_bearing": "bearings with a non-finite angle or 1-sigma",
-    "out_of_order": "bearings older than what the filter has already fused (later than reorder_delay)",
-    "rejected_inconsistent": "bearings outside the filter's gate: inconsistent with the other bearings "
-                             "(a reflection or a wrong peak)",
-    "rejected_behind": "bearings whose ray points away from the estimated position",
-    "poor_geometry": "position updates withheld: 1-sigma above max_position_std, or the arrays behind the "
-                     "bearings span less than min_parallax seen from the transmitter (rays near parallel, or one "
-                     "array standing still: the range is unobservable)",
-    "stale_platform_pose": "platform poses not newer than the newest one kept (out of order)",
-    "platform_pose_wrong_frame": "platform poses in another frame than fixed_frame, or with an invalid orientation",
-    "track_resets": "tracks restarted after max_rejections bearings in a row were rejected, or max_gap of silence",
-}
-"""locator_node: bearings it could not use, and positions it withheld (the README table is generated)."""
 MAX_ORIGINS = 64
 """Ray origins a track keeps for its parallax (the oldest go first)."""
 MAX_NOISE_SCALE = 100.0
@@ -173,6 +159,28 @@ def parameter_descriptions() -> dict[str, tuple[object, str]]:
     return {f.name: (f.default, f.metadata["description"]) for f in fields(LocatorConfig)}
 
 
+PLATFORM_POSE_TYPES = ("pose_stamped", "odometry")
+NODE_PARAMETERS = {
+    "bearing_topics": (["bearings"], "BearingArray topics of the arrays to fuse"),
+    "array_poses": ([""], "'frame_id: x y z roll pitch yaw' (m, rad) per array: its pose in fixed_frame, or on the "
+                          "platform when platform_pose_topic is set"),
+    "fixed_frame": ("map", "frame of the positions (REP 105: map, or odom on a moving robot)"),
+    "platform_pose_topic": ("", "pose of the platform carrying the arrays in fixed_frame (empty: arrays fixed)"),
+    "platform_pose_type": ("pose_stamped", "message of platform_pose_topic: pose_stamped or odometry"),
+    "publish_rate": (5.0, "Hz of bearing-stamp time: at most this many TransmitterPositionArray per second"),
+    "markers": (True, "publish rviz markers on position_markers"),
+}
+"""locator_node's parameters besides LocatorConfig's: name -> (default, description)."""
+
+
+def parameter_table() -> str:
+    """The README's Markdown table of locator_node's parameters."""
+    rows = ["| parameter | default | meaning |", "|---|---|---|"]
+    for name, (default, text) in {**NODE_PARAMETERS, **parameter_descriptions()}.items():
+        rows.append(f"| `{name}` | `{default}` | {text} |")
+    return "\n".join(rows)
+
+
 @dataclass(order=True)
 class BearingObservation:
     """One bearing (the strongest source of one array's BearingArray), angles in rad in the array frame."""
@@ -195,6 +203,7 @@ class BearingObservation:
         """When the bearing was true (s): the middle of its window. Bearings are merged in stamp
         order; the filter takes each at this time."""
         return self.stamp - self.window_span / 2
+
     @property
     def valid(self) -> bool:
         az_ok = np.isfinite(self.azimuth) and np.isfinite(self.azimuth_std) and self.azimuth_std >= 0
@@ -369,7 +378,7 @@ class Locator:
     def __init__(self, config: LocatorConfig | None = None) -> None:
         self.config = config or LocatorConfig()
         self.config.validate()
-        self.counters: Counter = Counter({name: 0 for name in LOCATOR_COUNTERS})
+        self.counters: Counter = Counter(dict.fromkeys(LOCATOR_COUNTERS, 0))
         self.tracks: dict[str, Track] = {}
         self.static_poses: dict[str, ArrayPose] = {}
         self.mounts: dict[str, ArrayPose] = {}
@@ -403,6 +412,9 @@ class Locator:
         """Queue a bearing; it is fused once stamps ``reorder_delay`` newer have arrived (:meth:`fuse`)."""
         if not obs.valid or not np.isfinite(obs.window_span) or obs.window_span < 0:
             self.counters["invalid_bearing"] += 1
+            return
+        if obs.array_id not in self.static_poses and obs.array_id not in self.mounts:
+            self.counters["unknown_pose"] += 1                # a stranger: it holds back no one's bearings
             return
         if obs.stamp <= self._fused_until:
             self.counters["out_of_order"] += 1

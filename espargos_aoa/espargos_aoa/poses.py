@@ -102,4 +102,3 @@ def parse_array_pose(text: str) -> tuple[str, ArrayPose]:
     if not sep or not frame_id.strip() or len(values) != 6 or not np.all(np.isfinite(values)):
         raise ValueError(f"array pose must be 'frame_id: x y z roll pitch yaw' (m, rad), got {text!r}")
     return frame_id.strip(), ArrayPose.from_xyz_rpy(values[:3], values[3:])
-

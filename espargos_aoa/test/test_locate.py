@@ -177,7 +177,7 @@ def test_bad_bearings_are_counted_and_change_nothing():
     loc.fuse(flush=True)
     after = loc.tracks["tx"].estimate()
     new = {name: loc.counters[name] - counted[name] for name in counted}
-    assert new == {**{name: 0 for name in counted}, "invalid_bearing": 2, "unknown_pose": 1, "out_of_order": 1,
+    assert new == {**dict.fromkeys(counted, 0), "invalid_bearing": 2, "unknown_pose": 1, "out_of_order": 1,
                    "rejected_inconsistent": 1}
     assert after.bearings_used == before.bearings_used
     assert np.linalg.norm(after.position[:2] - truth[:2]) < 0.3

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from espargos_aoa.diagnostic_counters import AOA_COUNTERS, VELOCITY_COUNTERS
+from espargos_aoa.diagnostic_counters import AOA_COUNTERS, LOCATOR_COUNTERS, VELOCITY_COUNTERS
+from espargos_aoa.locate import parameter_table
 
 from .readme_sections import regenerate, replace_section
 
@@ -122,7 +123,7 @@ SWARM_COUNTERS = {
 OTHER_PREFIX = "other_"
 """Swarm counters ``other_<name>``: RuView packets of other kinds on the port (see swarm.binary)."""
 README_TABLES = {"board-counters": BOARD_COUNTERS, "swarm-counters": SWARM_COUNTERS, "aoa-counters": AOA_COUNTERS,
-                 "velocity-counters": VELOCITY_COUNTERS}
+                 "velocity-counters": VELOCITY_COUNTERS, "locator-counters": LOCATOR_COUNTERS}
 """README sections (between ``<!-- name -->`` and ``<!-- /name -->``) generated from the lists."""
 
 
@@ -135,7 +136,7 @@ def update_readme(text: str) -> str:
     """``text`` with every README_TABLES section replaced by its generated table."""
     for name, counters in README_TABLES.items():
         text = replace_section(text, name, markdown_table(counters))
-    return text
+    return replace_section(text, "locator-parameters", parameter_table())
 
 
 if __name__ == "__main__":

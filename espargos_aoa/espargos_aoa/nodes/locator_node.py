@@ -14,31 +14,19 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from ..common_messages import diagnostic_status
-from ..diagnostic_counters import CounterWarnings
-from ..locate import LOCATOR_COUNTERS, Estimate, Locator, LocatorConfig, parameter_descriptions
+from ..diagnostic_counters import LOCATOR_COUNTERS, CounterWarnings
+from ..locate import NODE_PARAMETERS, PLATFORM_POSE_TYPES, Estimate, Locator, LocatorConfig, parameter_descriptions
 from ..messages import stamp_seconds
 from ..position_messages import observation, position_markers, position_msg
 from ..poses import ArrayPose, parse_array_pose
 from ..runtime import run_node
-
-PLATFORM_POSE_TYPES = ("pose_stamped", "odometry")
-NODE_PARAMS = {
-    "bearing_topics": (["bearings"], "BearingArray topics of the arrays to fuse"),
-    "array_poses": ([""], "'frame_id: x y z roll pitch yaw' (m, rad) per array: its pose in fixed_frame, or on the "
-                          "platform when platform_pose_topic is set"),
-    "fixed_frame": ("map", "frame of the positions (REP 105: map, or odom on a moving robot)"),
-    "platform_pose_topic": ("", "pose of the platform carrying the arrays in fixed_frame (empty: arrays fixed)"),
-    "platform_pose_type": ("pose_stamped", "message of platform_pose_topic: pose_stamped or odometry"),
-    "publish_rate": (5.0, "Hz of bearing-stamp time: at most this many TransmitterPositionArray per second"),
-    "markers": (True, "publish rviz markers on position_markers"),
-}
 
 
 class LocatorNode(Node):
     def __init__(self, **node_options) -> None:
         """node_options: rclpy Node keyword arguments (namespace, parameter_overrides, ...)."""
         super().__init__("locator_node", **node_options)
-        for name, (default, text) in {**NODE_PARAMS, **parameter_descriptions()}.items():
+        for name, (default, text) in {**NODE_PARAMETERS, **parameter_descriptions()}.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True))
         config = LocatorConfig(**{name: self.get_parameter(name).value for name in parameter_descriptions()})
         self.locator = Locator(config)                       # ValueError names a parameter that cannot work
@@ -131,8 +119,8 @@ class LocatorNode(Node):
         values = {"bearing_arrays": self.bearing_arrays, "tracks": len(self.locator.tracks),
                   "tracks_located": len(observable), "positions_published": self.published,
                   "bearings_used": sum(t.bearings_used for t in tracks),
-                  "track_states": "; ".join(f"{t.mac} std {t.position_std_max:.2f} m parallax {t.parallax_deg:.0f} deg"
-                                      for t in tracks),
+                  "track_states": "; ".join(
+                      f"{t.mac} std {t.position_std_max:.2f} m parallax {t.parallax_deg:.0f} deg" for t in tracks),
                   **{k: counters[k] for k in LOCATOR_COUNTERS}}
         if observable:
             level, text = DiagnosticStatus.OK, f"{len(observable)} of {len(self.locator.tracks)} transmitters located"

@@ -58,7 +58,7 @@ class Room:
     """Power lost at a wall, dB (plasterboard and glass: 3-10 dB at 2.4 GHz)."""
 
     def images(self, point: np.ndarray) -> list[np.ndarray]:
-        """Mirror images (3,) of ``point`` in each wall."""
+        """The mirror image of ``point`` in each of the four walls, (3,) m each."""
         out = []
         for axis, bounds in ((0, self.x), (1, self.y)):
             for wall in bounds:
