@@ -124,6 +124,8 @@ class LocatorConfig:
                                           "(poor_geometry)")
     min_parallax: float = _param(10.0, "deg; positions are withheld until the fused bearings' array positions span "
                                        "this angle seen from the transmitter (one array standing still spans none)")
+    min_bearings: int = _param(10, "a (re)started track is reported once it has fused this many bearings (a few early "
+                                   "rays, reflections among them, can cross far from the transmitter)")
     reorder_delay: float = _param(1.0, "s of stamp time to wait at most for an array whose bearings lag the others' "
                                        "(each array's bearings arrive in order, the arrays' streams are merged "
                                        "in stamp order)")
@@ -147,8 +149,9 @@ class LocatorConfig:
         for name in ("max_position_std", "prior_std", "max_gap", "min_range", "min_parallax"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.max_rejections < 1:
-            raise ValueError(f"max_rejections must be >= 1, got {self.max_rejections}")
+        for name in ("max_rejections", "min_bearings"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     def motion(self) -> MotionModel:
         return MOTION_MODELS[self.motion_model].from_config(self)
@@ -222,6 +225,24 @@ def ray_constraints(pose: ArrayPose, obs: BearingObservation) -> tuple[np.ndarra
         rows.append(pose.rotation @ np.array([-np.cos(az) * np.sin(el), -np.sin(az) * np.sin(el), np.cos(el)]))
         stds.append(obs.elevation_std)
     return np.array(rows), np.array(stds)
+
+
+def angle_measurement(pose: ArrayPose, obs: BearingObservation, position: np.ndarray,
+                      min_range: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bearing as angles about a predicted ``position`` (3,): Jacobian rows (k, 3) of azimuth
+    (and elevation) with respect to the fixed-frame position, the innovations (rad; azimuth
+    wrapped to (-pi, pi]) and their 1-sigma (rad)."""
+    dx, dy, dz = pose.rotation.T @ (position - pose.position)
+    rh = max(float(np.hypot(dx, dy)), min_range)
+    rows = [np.array([-dy, dx, 0.0]) / rh ** 2]
+    innovations = [float(np.angle(np.exp(1j * (obs.azimuth - np.arctan2(dy, dx)))))]
+    stds = [obs.azimuth_std]
+    if not np.isnan(obs.elevation):
+        r2 = max(rh ** 2 + dz ** 2, min_range ** 2)
+        rows.append(np.array([-dx * dz / rh, -dy * dz / rh, rh]) / r2)
+        innovations.append(obs.elevation - float(np.arctan2(dz, rh)))
+        stds.append(obs.elevation_std)
+    return np.array(rows) @ pose.rotation.T, np.array(innovations), np.array(stds)
 
 
 @dataclass
@@ -304,30 +325,48 @@ class Track:
         return float(2 * np.degrees(np.arccos(np.clip(d @ mean, -1.0, 1.0)).max()))
 
     @property
+    def ranged(self) -> bool:
+        """The covariance is small enough to gate bearings with."""
+        return self.position_std_max <= self.config.max_position_std
+
+    @property
     def observable(self) -> bool:
-        """The position is worth reporting: small covariance from rays that really cross."""
-        return self.position_std_max <= self.config.max_position_std and self.parallax_deg >= self.config.min_parallax
+        """The position is worth reporting: small covariance from enough rays that really cross."""
+        return self.ranged and self.bearings_used >= self.config.min_bearings and \
+            self.parallax_deg >= self.config.min_parallax
 
     def update(self, pose: ArrayPose, obs: BearingObservation) -> str:
-        """Fuse one bearing (after :meth:`predict` to its stamp): "used", "rejected_inconsistent" or
-        "rejected_behind"."""
-        h3, angle_std = ray_constraints(pose, obs)
-        floor = np.radians(self.config.bearing_std_floor)
+        """Fuse one bearing (after :meth:`predict` to its time): "used", "rejected_inconsistent" or
+        "rejected_behind".
+
+        Until the track is ranged, the bearing is a pseudo-linear constraint (linear in the
+        position: any prior converges). Once ranged, it is an extended Kalman update on the angles
+        themselves: the pseudo-linear form weights an array's rays more the closer the estimate is
+        to it, and every ray of an array passes through the array, so a track could collapse onto
+        an array and stay there."""
         offset = self.x[:3] - pose.position
         direction = pose.direction(obs.azimuth, 0.0 if np.isnan(obs.elevation) else obs.elevation)
         along = float(direction @ offset)
         spread = float(np.sqrt(max(direction @ self.p[:3, :3] @ direction, 0.0)))
-        # Range of the lateral error: the predicted range, conservatively plus its 1-sigma while unranged.
-        rng = max(float(np.linalg.norm(offset)) + spread, self.config.min_range)
-        cos_el = np.cos(0.0 if np.isnan(obs.elevation) else obs.elevation)
-        scale = np.array([rng * cos_el] + [rng] * (len(angle_std) - 1))
+        ranged = self.ranged
+        if ranged:
+            h3, innovation, angle_std = angle_measurement(pose, obs, self.x[:3], self.config.min_range)
+            scale = np.ones(len(innovation))
+            rng = max(float(np.linalg.norm(offset)), self.config.min_range)
+        else:
+            h3, angle_std = ray_constraints(pose, obs)
+            innovation = h3 @ (pose.position - self.x[:3])
+            # Range of the lateral error: the predicted range plus its 1-sigma (the track is unranged).
+            rng = max(float(np.linalg.norm(offset)) + spread, self.config.min_range)
+            cos_el = np.cos(0.0 if np.isnan(obs.elevation) else obs.elevation)
+            scale = np.array([rng * cos_el] + [rng] * (len(angle_std) - 1))
+        floor = np.radians(self.config.bearing_std_floor)
         r = self.noise_scale * np.diag(
             (scale ** 2) * (angle_std ** 2 + floor ** 2 + self._smear(direction, rng, obs.window_span) ** 2))
         h = np.zeros((len(h3), self.motion.dim))
         h[:, :3] = h3
-        innovation = h3 @ pose.position - h @ self.x
         s = h @ self.p @ h.T + r
-        if self.observable:
+        if ranged:
             if along < -3 * spread:
                 self.rejections_in_a_row += 1
                 return "rejected_behind"

@@ -366,6 +366,30 @@ def swarm_graph(*, namespace: str, share_dir: Path, params_file: str | Path = ""
     return graph
 
 
+def unflatten(params: dict) -> dict:
+    """Dotted parameter names -> the nested mapping of a parameters file (inverse of :func:`flatten`)."""
+    out: dict = {}
+    for name, value in params.items():
+        *parents, leaf = name.split(".")
+        node = out
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return out
+
+
+def process_arguments(spec: NodeSpec, workdir: Path, index: int) -> list[str]:
+    """Arguments of ``spec``'s executable for a process of its own, as ``ros2 launch`` starts it:
+    its parameters files, then the graph's values (written to a file in ``workdir``). Plain
+    programs get their own arguments."""
+    if not spec.ros:
+        return list(spec.arguments)
+    overrides = Path(workdir) / f"{spec.name}-{index}.yaml"
+    overrides.write_text(yaml.safe_dump({"/**": {"ros__parameters": unflatten(spec.parameters)}}))
+    files = [a for f in (*spec.params_files, overrides) for a in ("--params-file", str(f))]
+    return ["--ros-args", "-r", f"__ns:={spec.namespace or '/'}", "-r", f"__node:={spec.name}", *files]
+
+
 REQUIRED_BY_GRAPH = {"tf2_ros": "static transforms (publish_tf:=false turns them off)",
                      "rviz2": "rviz:=true (ros-base has no rviz2: install ros-<distro>-rviz2 or leave rviz off)"}
 """Optional packages a graph may need, and what needs them."""
