@@ -113,7 +113,7 @@ def test_launch_and_config_files_are_inside_the_package_that_installs_them():
         text = (ROOT / folder / "setup.py").read_text()
         assert "data_files" in text and "../" not in text, f"{folder}/setup.py installs files from outside its folder"
     installed = {p.name for p in (ROOT / "espargos_driver" / "launch").glob("*.launch.py")}
-    assert installed == {p.name for p in (ROOT / "launch").glob("*.launch.py")} and len(installed) == 4
+    assert installed == {p.name for p in (ROOT / "launch").glob("*.launch.py")} and len(installed) == 5
 
 
 def imports(files) -> set[str]:
