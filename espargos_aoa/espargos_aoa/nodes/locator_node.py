@@ -10,6 +10,7 @@ from geometry_msgs.msg import Pose, PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
@@ -94,13 +95,10 @@ class LocatorNode(Node):
 
     def _publish(self, newest: float) -> None:
         self.last_published = newest
-        header = Header(frame_id=self.fixed_frame)
-        header.stamp.sec, header.stamp.nanosec = int(newest // 1), int(round((newest % 1) * 1e9)) % 1_000_000_000
-        out = TransmitterPositionArray(header=header)
+        out = TransmitterPositionArray(header=self._header(newest))
         markers = MarkerArray()
         for e in self.latest.values():
-            stamp = Header(frame_id=self.fixed_frame)
-            stamp.stamp.sec, stamp.stamp.nanosec = int(e.stamp // 1), int(round((e.stamp % 1) * 1e9)) % 1_000_000_000
+            stamp = self._header(e.stamp)
             out.positions.append(position_msg(e, stamp, self.method))
             if self.markers:
                 markers.markers += position_markers(e, stamp, lifetime_s=2.0).markers
@@ -109,6 +107,10 @@ class LocatorNode(Node):
         self.pub.publish(out)
         if self.markers:
             self.marker_pub.publish(markers)
+
+    def _header(self, stamp_s: float) -> Header:
+        """A header in the fixed frame stamped ``stamp_s`` (s)."""
+        return Header(frame_id=self.fixed_frame, stamp=Time(nanoseconds=round(stamp_s * 1e9)).to_msg())
 
     def _diagnostics(self) -> None:
         counters = self.locator.counters
