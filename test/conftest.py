@@ -116,9 +116,9 @@ def spin_until(node, predicate, timeout_s: float) -> bool:
     return False
 
 
-@pytest.fixture
-def board(processes, tmp_path):
-    """Start a simulated board and a board_node talking to it; returns a small handle."""
+def board_starter(processes: Processes, tmp_path: Path) -> Callable[..., SimpleNamespace]:
+    """A function that starts a simulated board and a board_node talking to it (under ``processes``,
+    calibration file in ``tmp_path``) and returns a small handle."""
 
     def start(sim_args: tuple[str, ...] = (), node_params: dict | None = None,
               namespace: str = "espargos",
@@ -137,3 +137,9 @@ def board(processes, tmp_path):
         return handle
 
     return start
+
+
+@pytest.fixture
+def board(processes, tmp_path):
+    """Start a simulated board and a board_node talking to it; returns a small handle."""
+    return board_starter(processes, tmp_path)

@@ -341,6 +341,9 @@ def test_diagnostics_say_why_no_bearing_comes_out(ros_node, processes):
 
 
 def test_invalid_parameters_are_rejected(ros_node, processes):
+    bad = processes.start("aoa_node", "--ros-args", "-p", "mode:=broadband")
+    too_many = processes.start("aoa_node", "--ros-args", "-p", "min_frames:=50")
+    bad_mac = processes.start("aoa_node", "--ros-args", "-p", "mac_allowlist:=[not-a-mac]")
     processes.start_node({}, "/paramaoa", "aoa_node")
     client = ros_node.create_client(SetParameters, "/paramaoa/aoa_node/set_parameters")
     assert client.wait_for_service(timeout_sec=20)
@@ -355,12 +358,9 @@ def test_invalid_parameters_are_rejected(ros_node, processes):
     assert not refused.successful and "azimuth_step" in refused.reason
     assert set_param("two_d", True).successful
 
-    bad = processes.start("aoa_node", "--ros-args", "-p", "mode:=broadband")
-    assert bad.wait(timeout=20) == 2
+    assert bad.wait(timeout=30) == 2
     assert "mode must be one of" in processes.log_of(bad)
-    too_many = processes.start("aoa_node", "--ros-args", "-p", "min_frames:=50")
-    assert too_many.wait(timeout=20) == 2
+    assert too_many.wait(timeout=30) == 2
     assert "min_frames (50) exceeds window_frames (20)" in processes.log_of(too_many)
-    bad_mac = processes.start("aoa_node", "--ros-args", "-p", "mac_allowlist:=[not-a-mac]")
-    assert bad_mac.wait(timeout=20) == 2
+    assert bad_mac.wait(timeout=30) == 2
     assert "mac_allowlist: not a MAC address" in processes.log_of(bad_mac)

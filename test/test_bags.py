@@ -4,6 +4,7 @@ and bags that cannot be replayed as they are."""
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from conftest import ROOT, executable, spin_until
+from conftest import ROOT, Processes, board_starter, executable, spin_until
 
 SAMPLE = ROOT / "test" / "data" / "sample_bag"
 
@@ -47,19 +48,28 @@ def test_sample_bag_replay_matches_ground_truth(ros_node, processes):
     assert len(errors) >= 20 and np.max(np.abs(errors)) < 1.0, errors
 
 
-@pytest.fixture
-def recorded(board, processes, tmp_path_factory, ros_node):
-    """10 s of a live chain (simulator -> driver -> aoa_node) recorded to mcap and sqlite3 at once."""
+@pytest.fixture(scope="module")
+def recorded(ros_context, tmp_path_factory):
+    """10 s of a live chain (simulator -> driver -> aoa_node) recorded to mcap and sqlite3 at once,
+    shared by the tests that read it; the chain is stopped once the recorders are done."""
     out = tmp_path_factory.mktemp("bags")
-    topics = [f"/rt/{t}" for t in ("csi", "array_geometry", "bearings", "spatial_spectrum")]
-    recorders = [processes.start("bag_record", "-o", str(out / storage), "--storage", storage, "--duration", "14", *topics)
-                 for storage in ("mcap", "sqlite3")]
-    processes.start_node({"csi_qos": "reliable"}, "/rt", "aoa_node")
-    spin_until(ros_node, lambda: False, 2.0)                    # recorders and aoa_node discover the graph
-    board(("--azimuth", "12", "--seed", "41"), {"calibration.policy": "startup"}, namespace="rt")
-    for rec in recorders:
-        assert spin_until(ros_node, lambda: rec.poll() is not None, 30), "bag_record did not stop"
-        assert rec.returncode == 0, processes.log_of(rec)
+    processes = Processes(tmp_path_factory.mktemp("record"))
+    try:
+        topics = [f"/rt/{t}" for t in ("csi", "array_geometry", "bearings", "spatial_spectrum")]
+        recorders = [processes.start("bag_record", "-o", str(out / storage), "--storage", storage, "--duration", "14",
+                                     *topics) for storage in ("mcap", "sqlite3")]
+        processes.start_node({"csi_qos": "reliable"}, "/rt", "aoa_node")
+        time.sleep(2.0)                                         # recorders and aoa_node discover the graph
+        board_starter(processes, out)(("--azimuth", "12", "--seed", "41"), {"calibration.policy": "startup"},
+                                      namespace="rt")
+        for rec in recorders:
+            try:
+                rec.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pytest.fail("bag_record did not stop")
+            assert rec.returncode == 0, processes.log_of(rec)
+    finally:
+        processes.stop_all()
     return out
 
 

@@ -1,9 +1,9 @@
 """Swarm simulator -> swarm_node (real UDP) -> velocity_node over real DDS, against the simulator's
 ground truth; and swarm_node fed bad datagrams, a serial port that vanishes, and a real log file.
 
-One 62 s simulation carries five links at 50 frames/s per direction with +-20 ppm crystals:
+One 32 s simulation carries five links at 50 frames/s per direction with +-20 ppm crystals:
 1-2 bidirectional (approach 0.5 m/s for 4 s, hold 4 s, separate 4 s), 3-4 bidirectional and
-static for 60 s, 5->6 one-way with the motion of 1-2, and two static bidirectional links whose
+static for 30 s, 5->6 one-way with the motion of 1-2, and two static bidirectional links whose
 crystals are 40 ppm apart with 1 us (7-8) and 10 us (9-10) of reply-time jitter: too noisy for
 velocity. Every datagram crosses a network model: 5 ms delay plus up to 100 ms of jitter, 1 %
 held back by 1-3 frame periods, and every 2 s all traffic held for 80 ms and delivered at once.
@@ -82,8 +82,8 @@ def swarm_run(ros_context, tmp_path_factory):
                           and node.count_publishers("/swarm/radial_velocity") >= 1, 30)
         spin_until(node, lambda: False, 1.0)
         sim = procs.start("swarm_simulator", "--scenario", str(scenario), "--target", f"127.0.0.1:{port}",
-                          "--duration", "62")
-        assert spin_until(node, lambda: sim.poll() is not None, 75), "simulator did not finish"
+                          "--duration", "32")
+        assert spin_until(node, lambda: sim.poll() is not None, 45), "simulator did not finish"
         spin_until(node, lambda: False, 1.5)
         yield SwarmScenario.from_dict(SCENARIO["swarm"]), msgs, diag
     finally:
@@ -122,7 +122,7 @@ def test_static_link_stays_static(swarm_run):
     _, msgs, _ = swarm_run
     t, v, state, _ = link(msgs, "node3", "node4", RadialVelocity.METHOD_BIDIRECTIONAL)
     state = state[t > 2.0]
-    assert len(state) > 2500, f"only {len(state)} updates in 60 s"
+    assert len(state) > 1200, f"only {len(state)} updates in 30 s"
     not_static = float(np.mean(state != RadialVelocity.STATE_STATIC))
     print(f"static: {len(state)} updates, {100 * not_static:.2f} % not STATIC, |v| p99 {np.nanpercentile(np.abs(v), 99):.4f} m/s")
     assert not_static < 0.01, f"{100 * not_static:.2f} % of static updates not STATIC"
@@ -146,7 +146,7 @@ def test_links_too_noisy_for_velocity_say_unknown(swarm_run, a, b):
     UNKNOWN with NaN velocity from 2 s on, and the diagnostics say which link and why."""
     _, msgs, diag = swarm_run
     t, v, state, _ = link(msgs, a, b, RadialVelocity.METHOD_BIDIRECTIONAL)
-    assert len(t) > 2000, f"only {len(t)} updates"
+    assert len(t) > 1000, f"only {len(t)} updates"
     assert not np.any(np.isin(state, [RadialVelocity.STATE_CLOSING, RadialVelocity.STATE_SEPARATING]))
     late = t - t[0] > 2.0
     assert np.all(state[late] == RadialVelocity.STATE_UNKNOWN) and np.all(np.isnan(v[late]))
@@ -257,13 +257,14 @@ def test_file_transport_reads_a_real_log(ros_node, processes):
 
 
 def test_invalid_parameters_are_rejected(processes):
-    for node, param, message in (("swarm_node", "chip:=esp8266", "chip must be one of"),
-                                 ("swarm_node", "transport:=pigeon", "transport must be one of"),
-                                 ("swarm_node", "node_chips:=[node3]", "node_chips: expected"),
-                                 ("velocity_node", "nodes:=[node1]", "nodes: expected"),
-                                 ("velocity_node", "static_threshold:=0.5", "hysteresis")):
-        proc = processes.start(node, "--ros-args", "-p", param)
-        assert proc.wait(timeout=20) == 2, processes.log_of(proc)
+    cases = (("swarm_node", "chip:=esp8266", "chip must be one of"),
+             ("swarm_node", "transport:=pigeon", "transport must be one of"),
+             ("swarm_node", "node_chips:=[node3]", "node_chips: expected"),
+             ("velocity_node", "nodes:=[node1]", "nodes: expected"),
+             ("velocity_node", "static_threshold:=0.5", "hysteresis"))
+    started = [(processes.start(node, "--ros-args", "-p", param), message) for node, param, message in cases]
+    for proc, message in started:
+        assert proc.wait(timeout=30) == 2, processes.log_of(proc)
         assert message in processes.log_of(proc) and "Traceback" not in processes.log_of(proc)
 
 
