@@ -195,3 +195,15 @@ def test_pairing_ignores_arrival_order():
     times = [e.t for e in estimates]
     assert len(times) >= 190 and np.all(np.diff(times) > 0) and link.order.late == 0
     assert link.pairer.offset == pytest.approx(3.2003, abs=1e-5)
+
+
+def test_a_ten_hertz_link_pairs():
+    """12 reports per direction are needed to acquire the pairing: at 10 Hz that is 1.2 s, and
+    reports pending for longer than 1 s used to be given up, so slow links never paired."""
+    link = BidirectionalLink(VelocityConfig(), 0.123)
+    estimates = []
+    for i in range(60):                               # 10 exchanges/s for 6 s, B's clock 3.2 s behind A's
+        t_b = 10.0 + i * 0.1
+        estimates += link.add(False, i * 0.1, t_b, 0.1)
+        estimates += link.add(True, i * 0.1 + 0.0003, t_b + 3.2 + 0.0003, 0.2)
+    assert len(estimates) >= 50 and link.pairer.acquisitions == 1

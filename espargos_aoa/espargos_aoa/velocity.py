@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -216,13 +217,24 @@ SENSOR_CLOCK_PERIOD_S = 2 ** 32 * 1e-6
 """ESP32 nodes report a u32 microsecond clock: it wraps every ~71.6 min."""
 ACQUIRE_REPORTS = 12
 """Reports per direction collected before the pairing offset is chosen (~0.25 s at 50 Hz)."""
-PENDING_S = 1.0
-"""Unpaired reports that arrived this long ago (host time) are given up (``unpaired``)."""
+PENDING_S = 2.0
+"""Unpaired reports that arrived this long ago (host time) are given up (``unpaired``). Longer
+than ACQUIRE_REPORTS frames at 10 Hz: with 1 s, links below 12 Hz never paired."""
 
 
 def clock_diff(a: float, b: float) -> float:
     """a - b on the nodes' wrapping clock, in (-period/2, period/2], s."""
     return (a - b + SENSOR_CLOCK_PERIOD_S / 2) % SENSOR_CLOCK_PERIOD_S - SENSOR_CLOCK_PERIOD_S / 2
+
+
+class Exchange(NamedTuple):
+    """One paired exchange: A-clock time (s), wrapped phase sum of its two reports (rad), and the
+    payloads given with the report received by A and the one received by B."""
+
+    t: float
+    phase_sum: float
+    received_by_a: object
+    received_by_b: object
 
 
 class ExchangePairer:
@@ -238,25 +250,27 @@ class ExchangePairer:
     def __init__(self, tolerance_s: float) -> None:
         self.tolerance_s = tolerance_s
         self.offset: float | None = None
-        self.pending: dict[bool, deque[tuple[float, float, float]]] = {True: deque(), False: deque()}
-        """received_by_a -> (sensor time, phase, host time) of unpaired reports."""
+        self.pending: dict[bool, deque[tuple[float, float, float, object]]] = {True: deque(), False: deque()}
+        """received_by_a -> (sensor time, phase, host time, payload) of unpaired reports."""
         self.unpaired = 0
         self.acquisitions = 0
         self._last_pair_host = -np.inf
 
-    def add(self, received_by_a: bool, host_t: float, t: float, phase: float) -> list[tuple[float, float]]:
-        """One report; returns the exchanges it completes as (A-clock time, phase sum)."""
+    def add(self, received_by_a: bool, host_t: float, t: float, phase: float, payload: object = None) -> list[Exchange]:
+        """One report (``payload``: anything the caller wants back with the pair); returns the
+        exchanges it completes."""
         mine, other = self.pending[received_by_a], self.pending[not received_by_a]
         if self.offset is not None:
-            for i, (t_o, phase_o, _) in enumerate(other):
+            for i, (t_o, phase_o, _, payload_o) in enumerate(other):
                 t_a, t_b = (t, t_o) if received_by_a else (t_o, t)
                 d = clock_diff(t_a, t_b) - self.offset
                 if abs(d) <= self.tolerance_s:
                     del other[i]
                     self.offset += 0.1 * d
                     self._last_pair_host = host_t
-                    return [(t_a, float(wrap(phase + phase_o)))]
-        mine.append((t, phase, host_t))
+                    by_a, by_b = (payload, payload_o) if received_by_a else (payload_o, payload)
+                    return [Exchange(t_a, float(wrap(phase + phase_o)), by_a, by_b)]
+        mine.append((t, phase, host_t, payload))
         self._prune(host_t)
         if self.offset is not None and host_t - self._last_pair_host > 2 * PENDING_S \
                 and min(len(mine), len(other)) >= ACQUIRE_REPORTS:
@@ -282,7 +296,7 @@ class ExchangePairer:
         oscillators cancel; a pairing one exchange off keeps the crystals' offset times the send
         time, which wanders."""
         a_side, b_side = list(self.pending[True]), list(self.pending[False])
-        diffs = np.array([[clock_diff(ta, tb) for tb, _, _ in b_side] for ta, _, _ in a_side])
+        diffs = np.array([[clock_diff(ta, tb) for tb, *_ in b_side] for ta, *_ in a_side])
         flat = diffs.ravel()
         support = np.array([np.sum(np.abs(flat - d) <= self.tolerance_s) for d in flat])
         best, best_score = None, -1.0
@@ -306,17 +320,18 @@ class ExchangePairer:
             self.offset = best
             self.acquisitions += 1
 
-    def _match_pending(self) -> list[tuple[float, float]]:
+    def _match_pending(self) -> list[Exchange]:
         out = []
-        a_side, b_side = self.pending[True], self.pending[False]
-        for entry in list(a_side):
-            for other in list(b_side):
-                if abs(clock_diff(entry[0], other[0]) - self.offset) <= self.tolerance_s:
-                    a_side.remove(entry)
-                    b_side.remove(other)
-                    out.append((entry[0], float(wrap(entry[1] + other[1]))))
-                    break
-        return sorted(out)
+        a_left, b_left = list(self.pending[True]), list(self.pending[False])
+        for entry in list(a_left):
+            match = next((i for i, other in enumerate(b_left)
+                          if abs(clock_diff(entry[0], other[0]) - self.offset) <= self.tolerance_s), None)
+            if match is not None:
+                other = b_left.pop(match)
+                a_left = [e for e in a_left if e is not entry]
+                out.append(Exchange(entry[0], float(wrap(entry[1] + other[1])), entry[3], other[3]))
+        self.pending = {True: deque(a_left), False: deque(b_left)}
+        return sorted(out, key=lambda exchange: exchange.t)
 
 
 RESTART_S = 10.0
@@ -378,7 +393,7 @@ class BidirectionalLink:
         receiver's clock ``t`` (s) and common phase; returns the estimates of the exchanges that
         are now complete and in order."""
         out = []
-        for t_a, z in self.pairer.add(received_by_a, host_t, t, phase):
+        for t_a, z, _, _ in self.pairer.add(received_by_a, host_t, t, phase):
             for t_ready, z_ready in self.order.push(t_a, z):
                 out.append(self._filter(t_ready, z_ready))
         return out
