@@ -50,13 +50,13 @@ def test_sample_bag_replay_matches_ground_truth(ros_node, processes):
 
 @pytest.fixture(scope="module")
 def recorded(ros_context, tmp_path_factory):
-    """10 s of a live chain (simulator -> driver -> aoa_node) recorded to mcap and sqlite3 at once,
+    """A live chain (simulator -> driver -> aoa_node) recorded for 22 s to mcap and sqlite3 at once,
     shared by the tests that read it; the chain is stopped once the recorders are done."""
     out = tmp_path_factory.mktemp("bags")
     processes = Processes(tmp_path_factory.mktemp("record"))
     try:
         topics = [f"/rt/{t}" for t in ("csi", "array_geometry", "bearings", "spatial_spectrum")]
-        recorders = [processes.start("bag_record", "-o", str(out / storage), "--storage", storage, "--duration", "14",
+        recorders = [processes.start("bag_record", "-o", str(out / storage), "--storage", storage, "--duration", "22",
                                      *topics) for storage in ("mcap", "sqlite3")]
         processes.start_node({"csi_qos": "reliable"}, "/rt", "aoa_node")
         time.sleep(2.0)                                         # recorders and aoa_node discover the graph
@@ -64,7 +64,7 @@ def recorded(ros_context, tmp_path_factory):
                                       namespace="rt")
         for rec in recorders:
             try:
-                rec.wait(timeout=30)
+                rec.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 pytest.fail("bag_record did not stop")
             assert rec.returncode == 0, processes.log_of(rec)
