@@ -6,6 +6,7 @@ Channel model of a frame X -> Y at time t (subcarrier k, absolute frequency f_k)
           * exp(-j 2 pi k df tau) * exp(j rho) + noise
 
 d: distance X-Y; d_g: the ground-reflected path (heights = z); G: ground reflection coefficient;
+people (sim/person.py) add a path each, and the receiver's AGC may step its gain;
 Phi_N(t) = 2 pi f_c int eps_N dt: the LO phase of node N with crystal error eps_N (ppm, slow
 drift); tau: per-packet detection (STO) jitter; rho: per-packet phase jitter, and with a small
 probability a uniformly random packet-sync jump. In a bidirectional exchange Y answers X after
@@ -23,6 +24,7 @@ import numpy as np
 from ..swarm.binary import build_datagram
 from ..swarm.text import classic_line
 from ..wifi import SPEED_OF_LIGHT, SUBCARRIER_SPACING_HZ, channel_center_hz
+from .person import PersonSpec
 
 K_NATURAL = np.where(np.arange(64) < 32, np.arange(64), np.arange(64) - 64)
 """Classic ESP32 buffer order of one 20 MHz LTF (spec section 1): 0..31, -32..-1."""
@@ -100,16 +102,22 @@ class SwarmScenario:
     burst_hold_s: float = 0.0
     """... and every burst_period_s (0: never) all datagrams are held for burst_hold_s and then
     delivered at once (a congested access point)."""
+    agc_step_db: float = 0.0
+    """Receiver AGC: every ``agc_interval_s`` each receiver's gain moves to -1, 0 or +1 times this
+    many dB (at random; 0: fixed gain), unknown to the CSI reader."""
+    agc_interval_s: float = 5.0
     seed: int = 1
     nodes: list[SwarmNodeSpec] = field(default_factory=list)
     links: list[SwarmLink] = field(default_factory=list)
+    people: list[PersonSpec] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict) -> "SwarmScenario":
         data = dict(data)
         nodes = [SwarmNodeSpec(**n) for n in data.pop("nodes", [])]
         links = [SwarmLink(**link) for link in data.pop("links", [])]
-        return cls(nodes=nodes, links=links, **data)
+        people = [PersonSpec(**{"seed": i, **person}) for i, person in enumerate(data.pop("people", []))]
+        return cls(nodes=nodes, links=links, people=people, **data)
 
     def node(self, node_id: int) -> SwarmNodeSpec:
         return next(n for n in self.nodes if n.id == node_id)
@@ -142,6 +150,14 @@ class SwarmSimulation:
         cycles = self.f_c * 1e-6 * (self.crystal_ppm[node] * t_s + 0.5 * self.drift[node] * t_s ** 2)
         return self.lo_phase0[node] + 2 * np.pi * np.mod(cycles, 1.0)
 
+    def agc_gain_db(self, node: int, t_s: float) -> float:
+        """The AGC gain step of receiver ``node`` at ``t_s`` (dB; its own random stream)."""
+        if not self.sc.agc_step_db:
+            return 0.0
+        block = int(t_s // self.sc.agc_interval_s)
+        step = np.random.default_rng([self.sc.seed, 2, node, block]).integers(-1, 2)
+        return float(step * self.sc.agc_step_db)
+
     def sensor_time_us(self, node: int, t_s: float) -> int:
         """The node's own microsecond clock (runs fast or slow with its crystal)."""
         return int(t_s * 1e6 * (1 + self.crystal_ppm[node] * 1e-6)) & 0xFFFFFFFF
@@ -155,6 +171,10 @@ class SwarmSimulation:
         f = self.f_c + K_NATURAL * SUBCARRIER_SPACING_HZ
         h = (np.exp(-2j * np.pi * np.mod(f * d / SPEED_OF_LIGHT, 1.0))
              + sc.ground_reflection * np.exp(-2j * np.pi * np.mod(f * d_ground / SPEED_OF_LIGHT, 1.0)))
+        for person in sc.people:
+            path = person.path(pa, pb, t_s)
+            if path is not None:
+                h = h + path[1] * np.exp(-2j * np.pi * np.mod(f * path[0] / SPEED_OF_LIGHT, 1.0))
         rho = self.rng.normal(0, np.radians(sc.phase_jitter_deg))
         if self.rng.random() < sc.jump_probability:
             rho += self.rng.uniform(-np.pi, np.pi)
@@ -163,6 +183,7 @@ class SwarmSimulation:
         h = h * np.exp(1j * common - 2j * np.pi * K_NATURAL * SUBCARRIER_SPACING_HZ * tau)
         sigma = 10 ** (-sc.snr_db / 20) / np.sqrt(2)
         h = h + sigma * (self.rng.standard_normal(64) + 1j * self.rng.standard_normal(64))
+        h = h * 10 ** (self.agc_gain_db(rx, t_s) / 20)             # the AGC scales signal and noise alike
         return np.where(HT20_VALID, h, 0)
 
     def report(self, tx: int, rx: int, t_s: float) -> SimReport | None:
