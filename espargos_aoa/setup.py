@@ -22,6 +22,7 @@ setup(
             "aoa_node = espargos_aoa.nodes.aoa_node:main",
             "velocity_node = espargos_aoa.nodes.velocity_node:main",
             "locator_node = espargos_aoa.nodes.locator_node:main",
+            "vital_signs_node = espargos_aoa.nodes.vital_signs_node:main",
         ],
     },
 )

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from espargos_aoa.diagnostic_counters import AOA_COUNTERS, LOCATOR_COUNTERS, VELOCITY_COUNTERS
+from espargos_aoa.diagnostic_counters import AOA_COUNTERS, LOCATOR_COUNTERS, VELOCITY_COUNTERS, VITALS_COUNTERS
 from espargos_aoa.locate import parameter_table
+from espargos_aoa.swarm_vitals import parameter_table as vitals_parameter_table
 
 from .readme_sections import regenerate, replace_section
 
@@ -123,7 +124,8 @@ SWARM_COUNTERS = {
 OTHER_PREFIX = "other_"
 """Swarm counters ``other_<name>``: RuView packets of other kinds on the port (see swarm.binary)."""
 README_TABLES = {"board-counters": BOARD_COUNTERS, "swarm-counters": SWARM_COUNTERS, "aoa-counters": AOA_COUNTERS,
-                 "velocity-counters": VELOCITY_COUNTERS, "locator-counters": LOCATOR_COUNTERS}
+                 "velocity-counters": VELOCITY_COUNTERS, "locator-counters": LOCATOR_COUNTERS,
+                 "vitals-counters": VITALS_COUNTERS}
 """README sections (between ``<!-- name -->`` and ``<!-- /name -->``) generated from the lists."""
 
 
@@ -136,6 +138,7 @@ def update_readme(text: str) -> str:
     """``text`` with every README_TABLES section replaced by its generated table."""
     for name, counters in README_TABLES.items():
         text = replace_section(text, name, markdown_table(counters))
+    text = replace_section(text, "vitals-parameters", vitals_parameter_table())
     return replace_section(text, "locator-parameters", parameter_table())
 
 

@@ -1,0 +1,130 @@
+"""ROS 2 node: single-antenna CsiArray (swarm_node) -> VitalSigns (breathing, presence) per link,
+with diagnostics. The estimation is espargos_aoa.vitals and espargos_aoa.swarm_vitals."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from espargos_msgs.msg import CsiArray, VitalSigns
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Header
+
+from ..common_messages import diagnostic_status
+from ..diagnostic_counters import VITALS_COUNTERS, CounterWarnings
+from ..messages import csi_arrays, mac_text, parse_mac, stamp_seconds
+from ..runtime import run_node
+from ..sanitize import sanitize
+from ..swarm_vitals import BIDIRECTIONAL, NODE_PARAMETERS, ONE_WAY, SwarmLinkVitals
+from ..vitals import EMPTY, MOVING, STILL, UNKNOWN, VitalsConfig, VitalsEstimate, config_parameters
+
+PRESENCE = {UNKNOWN: VitalSigns.PRESENCE_UNKNOWN, EMPTY: VitalSigns.PRESENCE_EMPTY,
+            STILL: VitalSigns.PRESENCE_STILL, MOVING: VitalSigns.PRESENCE_MOVING}
+METHODS = {ONE_WAY: VitalSigns.METHOD_ONE_WAY, BIDIRECTIONAL: VitalSigns.METHOD_BIDIRECTIONAL}
+
+
+class VitalSignsNode(Node):
+    def __init__(self, **node_options) -> None:
+        """node_options: rclpy Node keyword arguments (namespace, parameter_overrides, ...)."""
+        super().__init__("vital_signs_node", **node_options)
+        config_params = config_parameters()
+        for name, (default, text) in NODE_PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True))
+        for name, (_, default, text) in config_params.items():
+            self.declare_parameter(name, float(default), ParameterDescriptor(description=text, read_only=True))
+        self.config = VitalsConfig(**{field: self.get_parameter(name).value for name, (field, _, _) in config_params.items()})
+        self.config.validate()
+        self.pair_tolerance = float(self.get_parameter("pair_tolerance").value)
+        self.period = float(self.get_parameter("publish_period").value)
+        if not 0.0 < self.pair_tolerance < 0.1:
+            raise ValueError(f"pair_tolerance must be in (0, 0.1) s, got {self.pair_tolerance}")
+        if not 0.0 < self.period <= self.config.window_s:
+            raise ValueError(f"publish_period must be in (0, window] s, got {self.period}")
+        self.node_of_mac: dict[str, str] = {}
+        for entry in self.get_parameter("nodes").value:
+            if entry.strip():
+                name, sep, mac = entry.partition("=")
+                raw = parse_mac(mac)
+                if not sep or not name or raw is None:
+                    raise ValueError(f"nodes: expected 'name=aa:bb:cc:dd:ee:ff', got {entry!r}")
+                self.node_of_mac[mac_text(raw)] = name
+        self.counters: Counter = Counter()
+        self.links: dict[tuple[str, str], SwarmLinkVitals] = {}
+        self.latest: dict[tuple[str, str], VitalsEstimate] = {}
+        self.pub = self.create_publisher(VitalSigns, "vital_signs", 50)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(CsiArray, "csi", self._on_csi, QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
+        self.create_timer(1.0, self._diagnostics)
+        self._warnings = CounterWarnings(VITALS_COUNTERS)
+
+    def _on_csi(self, msg: CsiArray) -> None:
+        self.counters["reports"] += 1
+        if msg.rows * msg.cols != 1:
+            self.counters["not_single_antenna"] += 1
+            return
+        try:
+            csi, _, _, valid = csi_arrays(msg)
+        except ValueError:
+            self.counters["bad_csi_message"] += 1
+            return
+        if not np.all(np.isfinite(csi[0])) or not valid.any():
+            self.counters["nan_csi"] += 1
+            return
+        subcarriers = np.asarray(msg.subcarrier_indices, float)
+        report = sanitize(csi[0], subcarriers, valid)
+        host_t = stamp_seconds(msg.header.stamp)
+        sensor = msg.sensor_timestamps[0] if len(msg.sensor_timestamps) else float("nan")
+        t = sensor if np.isfinite(sensor) else host_t
+        rx, tx_mac = msg.source_id, mac_text(bytes(msg.transmitter_mac))
+        tx = self.node_of_mac.get(tx_mac)
+        if tx is not None:
+            key, method = tuple(sorted((tx, rx))), BIDIRECTIONAL
+        else:
+            self.counters["unknown_transmitter"] += bool(self.node_of_mac)
+            key, method = (tx_mac, rx), ONE_WAY
+        link = self.links.get(key)
+        if link is None:
+            link = self.links[key] = SwarmLinkVitals(method, self.config, self.pair_tolerance)
+        link.add(rx == key[0], host_t, t, report, subcarriers)
+        for estimate in link.due(self.period):
+            self.latest[key] = estimate
+            self.counters["unknown_windows"] += estimate.state == UNKNOWN
+            self.pub.publish(VitalSigns(
+                header=Header(stamp=msg.header.stamp, frame_id=msg.header.frame_id), endpoint_a=key[0], endpoint_b=key[1],
+                method=METHODS[method], presence=PRESENCE[estimate.state], breathing_rate=estimate.rate_bpm,
+                breathing_rate_std=estimate.rate_std_bpm, breathing_snr_db=estimate.snr_db,
+                motion_level=estimate.motion_level, window_length=estimate.window_s, frames=estimate.frames,
+                sensor_time=estimate.t_end_s, reason=estimate.reason))
+
+    def _diagnostics(self) -> None:
+        links = self.links.values()
+        self.counters["unpaired"] = sum(link.pairer.unpaired for link in links)
+        self.counters["phase_jumps"] = sum(link.vitals.jumps for link in links)
+        self.counters["agc_steps"] = sum(g.steps for link in links for g in link.gains.values())
+        self.counters["link_restarts"] = sum(link.restarts for link in links)
+        self.counters["grid_mismatch"] = sum(link.grid_mismatch for link in links)
+        for key, new in self._warnings.due(self.counters, self.get_clock().now().nanoseconds * 1e-9):
+            self.get_logger().warning(f"{key}: {new} new ({VITALS_COUNTERS[key]})")
+        states = Counter(e.state for e in self.latest.values())
+        values = {"links": len(self.links),
+                  "presence": ", ".join(f"{a}-{b} {e.state}" + (f" {e.rate_bpm:.1f}/min" if e.state == STILL else "")
+                                        for (a, b), e in self.latest.items()),
+                  **{k: self.counters[k] for k in ("reports", *VITALS_COUNTERS)}}
+        if not self.latest:
+            level, text = DiagnosticStatus.WARN, "no verdict yet (a window needs its frames first)"
+        elif states[UNKNOWN] == len(self.latest):
+            level, text = DiagnosticStatus.WARN, f"no link gives a verdict: {next(iter(self.latest.values())).reason}"
+        else:
+            level = DiagnosticStatus.OK
+            text = f"{len(self.latest)} links: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [diagnostic_status(f"espargos_vitals: {self.get_fully_qualified_name()}",
+                                        self.get_fully_qualified_name(), level, text, values)]
+        self.diag_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(VitalSignsNode, "espargos vital_signs_node", args)

@@ -1,0 +1,198 @@
+"""Swarm simulator with people -> swarm_node (real UDP) -> vital_signs_node over real DDS, judged
+against the simulator's truth; and vital_signs_node fed bad input and refused parameters.
+
+One 75 s simulation, four bidirectional links 20 m apart at 50 exchanges/s, with 3 dB AGC steps,
++-20 ppm crystals, per-frame phase jitter and packet-sync jumps, and the swarm system test's
+network model (jitter, reordering, bursts):
+- link 1-2: a person 1.5 m from the line of sight, still, breathing 9 /min (5 mm chest);
+- link 3-4: a person 2.5 m off, 22 /min (8 mm), walking about from 45 s to 52 s;
+- link 5-6: empty until 35 s, then a person walks in (35-38 s) and breathes 16 /min (4 mm);
+- link 7-8: nobody.
+A window counts as 'away from transitions' when the truth holds still over all of it.
+"""
+from __future__ import annotations
+
+import os
+import random
+import socket
+
+import numpy as np
+import pytest
+import rclpy
+import yaml
+from diagnostic_msgs.msg import DiagnosticArray
+from espargos_driver.sim.person import EMPTY, MOVING, STILL
+from espargos_driver.sim.swarm import SwarmScenario
+from espargos_msgs.msg import CsiArray, VitalSigns
+
+from conftest import Processes, free_port, spin_until
+
+WINDOW_S = 30.0
+DURATION_S = 75
+MACS = {i: f"02:00:00:00:00:{i:02x}" for i in range(1, 9)}
+PEOPLE = {("node1", "node2"): 0, ("node3", "node4"): 1, ("node5", "node6"): 2}
+SCENARIO = {"swarm": {
+    "rate_hz": 50, "crystal_ppm_limit": 20, "seed": 21, "agc_step_db": 3.0, "agc_interval_s": 5.0,
+    "network_delay_s": 0.005, "network_jitter_s": 0.1, "reorder_probability": 0.01, "burst_period_s": 2.0,
+    "burst_hold_s": 0.08,
+    "nodes": [{"id": i, "mac": MACS[i], "waypoints": [[0, 5.0 * ((i - 1) % 2), 20.0 * ((i - 1) // 2), 1.0]]}
+              for i in range(1, 9)],
+    "links": [{"a": 1, "b": 2}, {"a": 3, "b": 4}, {"a": 5, "b": 6}, {"a": 7, "b": 8}],
+    "people": [
+        {"position": [2.5, 1.5, 1.0], "breathing_rate_bpm": 9.0, "chest_displacement_m": 0.005},
+        {"position": [2.0, 22.5, 1.0], "breathing_rate_bpm": 22.0, "chest_displacement_m": 0.008, "moving": [[45, 52]]},
+        {"position": [3.0, 42.0, 1.0], "breathing_rate_bpm": 16.0, "chest_displacement_m": 0.004,
+         "present": [[35, 1e9]], "moving": [[35, 38]]},
+    ]}}
+PRESENCE = {EMPTY: VitalSigns.PRESENCE_EMPTY, STILL: VitalSigns.PRESENCE_STILL, MOVING: VitalSigns.PRESENCE_MOVING}
+
+
+def truth_state(scenario: SwarmScenario, link: tuple[str, str], t: float) -> str:
+    index = PEOPLE.get(link)
+    return EMPTY if index is None else scenario.people[index].state(t)
+
+
+def steady(scenario: SwarmScenario, link: tuple[str, str], t: float) -> str | None:
+    """The truth over the whole window ending at ``t`` if it holds still (else None)."""
+    states = {truth_state(scenario, link, x) for x in np.arange(t - WINDOW_S, t + 1e-9, 0.1)}
+    return states.pop() if len(states) == 1 and t >= WINDOW_S else None
+
+
+@pytest.fixture(scope="module")
+def vitals_run(ros_context, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("vitals")
+    procs = Processes(tmp)
+    node = rclpy.create_node(f"vitals_watch_{os.getpid()}_{random.randint(0, 1 << 30)}")
+    msgs: list[VitalSigns] = []
+    node.create_subscription(VitalSigns, "/people/vital_signs", msgs.append, 1000)
+    diag: dict[str, str] = {}
+
+    def on_diag(msg) -> None:
+        for status in msg.status:
+            if status.name.startswith("espargos_vitals"):
+                diag.update({kv.key: kv.value for kv in status.values}, level=status.level, message=status.message)
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    scenario = tmp / "people.yaml"
+    scenario.write_text(yaml.safe_dump(SCENARIO))
+    port = free_port(socket.SOCK_DGRAM)
+    try:
+        procs.start_node({"transport": "udp", "udp_host": "127.0.0.1", "udp_port": port}, "/people", "swarm_node")
+        nodes = ",".join(f'"node{i}={mac}"' for i, mac in MACS.items())
+        procs.start_node({"nodes": f"[{nodes}]"}, "/people", "vital_signs_node")
+        assert spin_until(node, lambda: node.count_subscribers("/people/csi") >= 1
+                          and node.count_publishers("/people/csi") >= 1
+                          and node.count_publishers("/people/vital_signs") >= 1, 30)
+        spin_until(node, lambda: False, 1.0)
+        sim = procs.start("swarm_simulator", "--scenario", str(scenario), "--target", f"127.0.0.1:{port}",
+                          "--duration", str(DURATION_S))
+        assert spin_until(node, lambda: sim.poll() is not None, DURATION_S + 20), "simulator did not finish"
+        spin_until(node, lambda: False, 2.0)
+        yield SwarmScenario.from_dict(SCENARIO["swarm"]), msgs, diag
+    finally:
+        node.destroy_node()
+        procs.stop_all()
+
+
+def by_link(msgs: list[VitalSigns]) -> dict[tuple[str, str], list[VitalSigns]]:
+    out: dict[tuple[str, str], list[VitalSigns]] = {}
+    for m in msgs:
+        out.setdefault((m.endpoint_a, m.endpoint_b), []).append(m)
+    return out
+
+
+def test_breathing_rate_of_still_people_within_one_per_minute(vitals_run):
+    scenario, msgs, _ = vitals_run
+    links = by_link(msgs)
+    assert set(links) == {("node1", "node2"), ("node3", "node4"), ("node5", "node6"), ("node7", "node8")}
+    assert all(m.method == VitalSigns.METHOD_BIDIRECTIONAL for m in msgs)
+    errors, covered = [], []
+    for link, index in PEOPLE.items():
+        person = scenario.people[index]
+        for m in links[link]:
+            if steady(scenario, link, m.sensor_time) != STILL:
+                continue
+            truth = person.mean_rate_bpm(m.sensor_time - m.window_length, m.sensor_time)
+            error = m.breathing_rate - truth if m.presence == VitalSigns.PRESENCE_STILL else np.inf
+            errors.append(abs(error))
+            covered.append(abs(error) <= m.breathing_rate_std)
+    errors = np.array(errors)
+    print(f"still windows: {len(errors)}, rate error median {np.median(errors):.2f} /min, "
+          f"{100 * np.mean(errors <= 1.0):.0f} % within 1 /min, 1-sigma covers {100 * np.mean(covered):.0f} %")
+    assert len(errors) >= 50, f"only {len(errors)} still windows"
+    assert np.mean(errors <= 1.0) >= 0.9, f"{100 * np.mean(errors <= 1.0):.0f} % of still windows within 1 /min"
+    assert 0.4 <= np.mean(covered) <= 0.95, f"1-sigma covers {100 * np.mean(covered):.0f} % of the errors"
+
+
+def test_presence_is_right_away_from_transitions(vitals_run):
+    scenario, msgs, diag = vitals_run
+    judged = right = 0
+    wrong = []
+    for link, link_msgs in by_link(msgs).items():
+        for m in link_msgs:
+            truth = steady(scenario, link, m.sensor_time)
+            if truth is None:
+                continue
+            judged += 1
+            right += m.presence == PRESENCE[truth]
+            if m.presence != PRESENCE[truth]:
+                wrong.append((link, round(m.sensor_time), truth, m.presence, round(m.breathing_snr_db, 1), m.reason))
+    print(f"presence right in {right} of {judged} windows away from transitions; wrong: {wrong[:8]}")
+    assert judged >= 100 and right >= 0.95 * judged, wrong[:10]
+    assert int(diag["agc_steps"]) > 0 and int(diag["reports"]) > 10000, diag
+
+
+def test_gross_motion_is_moving_and_gives_no_rate(vitals_run):
+    """While a person walks about (detection allowed 1.5 s), the link says MOVING; no rate is
+    published from the motion's start until a motion-free window has passed."""
+    scenario, msgs, _ = vitals_run
+    for link, (start, end) in ((("node3", "node4"), (45, 52)), (("node5", "node6"), (35, 38))):
+        link_msgs = by_link(msgs)[link]
+        during = [m for m in link_msgs if start + 1.5 <= m.sensor_time <= end]
+        assert during and all(m.presence == VitalSigns.PRESENCE_MOVING for m in during), \
+            [(round(m.sensor_time, 1), m.presence, m.motion_level) for m in during]
+        after = [m for m in link_msgs if start + 0.5 <= m.sensor_time < end + 15.0]
+        assert after and not any(np.isfinite(m.breathing_rate) for m in after), \
+            [(round(m.sensor_time, 1), m.presence, m.breathing_rate) for m in after if np.isfinite(m.breathing_rate)]
+
+
+def test_bad_input_is_counted_and_gives_no_verdict(ros_node, processes):
+    """NaN CSI, a CsiArray whose arrays disagree and a multi-antenna frame: counted, no crash, no
+    VitalSigns from them."""
+    processes.start_node({}, "/badvitals", "vital_signs_node")
+    pub = ros_node.create_publisher(CsiArray, "/badvitals/csi", 10)
+    got: list[VitalSigns] = []
+    ros_node.create_subscription(VitalSigns, "/badvitals/vital_signs", got.append, 10)
+    diag: dict[str, str] = {}
+
+    def on_diag(msg) -> None:
+        for status in msg.status:
+            if status.name == "espargos_vitals: /badvitals/vital_signs_node":
+                diag.update({kv.key: kv.value for kv in status.values}, message=status.message)
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    assert spin_until(ros_node, lambda: pub.get_subscription_count() >= 1, 20)
+
+    def frame(rows: int = 1, csi: list[float] | None = None, n: int = 57) -> CsiArray:
+        msg = CsiArray(source_id="node1", rows=rows, cols=1, subcarrier_indices=list(range(-28, 29)),
+                       center_frequency_hz=2.437e9, subcarrier_spacing_hz=312500.0, antenna_mask=[True] * rows)
+        msg.csi = csi if csi is not None else [1.0, 0.0] * n * rows
+        msg.sensor_timestamps = [1.0] * rows
+        return msg
+    for _ in range(3):
+        pub.publish(frame(csi=[float("nan"), 0.0] * 57))
+        pub.publish(frame(csi=[1.0, 0.0] * 10))
+        pub.publish(frame(rows=2))
+    assert spin_until(ros_node, lambda: int(diag.get("nan_csi", 0)) >= 3 and int(diag.get("bad_csi_message", 0)) >= 3
+                      and int(diag.get("not_single_antenna", 0)) >= 3, 15), diag
+    assert not got and "no verdict yet" in diag["message"]
+
+
+def test_parameters_that_cannot_work_are_refused(processes):
+    cases = (("window:=5.0", "window (5.0 s) must be 15-60 s"),
+             ("max_rate:=120.0", "reaches the noise band"),
+             ("nodes:=[node1]", "nodes: expected"),
+             ("publish_period:=0.0", "publish_period must be in"))
+    started = [(processes.start("vital_signs_node", "--ros-args", "-p", param), text) for param, text in cases]
+    for proc, text in started:
+        assert proc.wait(timeout=30) == 2, processes.log_of(proc)
+        log = processes.log_of(proc)
+        assert text in log and "Traceback" not in log, log
