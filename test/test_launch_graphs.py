@@ -138,7 +138,7 @@ def test_robot_graph():
     assert [(t.parent, t.child) for t in graph.transforms] == [("base_link", "espargos_front"), ("base_link", "espargos_left")]
     assert graph.transforms[1].rpy == (0.0, 0.0, 1.5708)
     swarm = {n.executable: n for n in graph.nodes if n.namespace == "/robot/swarm"}
-    assert set(swarm) == {"swarm_simulator", "swarm_node", "velocity_node"}
+    assert set(swarm) == {"swarm_simulator", "swarm_node", "velocity_node", "vital_signs_node"}
     assert swarm["swarm_node"].parameters["udp_port"] == 5015 and swarm["swarm_simulator"].arguments[-1] == "127.0.0.1:5015"
     assert swarm["velocity_node"].parameters["nodes"][0] == "node1=02:00:00:00:00:01"
 
@@ -186,7 +186,9 @@ def test_robot_graph_refusals(change, message):
 def test_swarm_graph():
     graph = swarm_graph(namespace="swarm", params_file=ROOT / "config" / "swarm.yaml", share_dir=SHARE, simulate=True)
     nodes = by_executable(graph)
-    assert set(nodes) == {"swarm_simulator", "swarm_node", "velocity_node"}
+    assert set(nodes) == {"swarm_simulator", "swarm_node", "velocity_node", "vital_signs_node"}
+    assert nodes["vital_signs_node"].effective_parameters()["nodes"] == ["node1=02:00:00:00:00:01",
+                                                                         "node2=02:00:00:00:00:02"]
     assert nodes["swarm_node"].parameters["udp_host"] == "127.0.0.1" and nodes["swarm_node"].namespace == "/swarm"
     assert nodes["swarm_simulator"].arguments[-1] == "127.0.0.1:5005"
     assert nodes["velocity_node"].effective_parameters()["nodes"] == ["node1=02:00:00:00:00:01",

@@ -56,8 +56,9 @@ LAUNCH_ARGUMENTS: dict[str, dict[str, tuple[str, str]]] = {
         "autostart": AUTOSTART_ARGUMENT,
     },
     "swarm.launch.py": {
-        "namespace": ("swarm", "namespace of swarm_node and velocity_node"),
-        "config": ("<share>/config/swarm.yaml", "parameters file of swarm_node and velocity_node (given as a file)"),
+        "namespace": ("swarm", "namespace of swarm_node, velocity_node and vital_signs_node"),
+        "config": ("<share>/config/swarm.yaml",
+                   "parameters file of swarm_node, velocity_node and vital_signs_node (given as a file)"),
         "simulate": ("false", "start the built-in swarm simulator (UDP on loopback)"),
         "scenario": ("", "swarm simulator scenario YAML (empty: <share>/config/swarm_scenario.yaml)"),
         "autostart": AUTOSTART_ARGUMENT,
@@ -331,20 +332,21 @@ def robot_graph(robot: dict, share_dir: Path, publish_tf: bool = True, autostart
             raise GraphError("robot YAML: swarm must be a mapping of swarm_node parameters")
         swarm = dict(swarm)
         velocity = {"nodes": [str(n) for n in swarm.pop("nodes")]} if swarm.get("nodes") else {}
-        graph.extend(swarm_graph(namespace=f"{namespace}/swarm", velocity_params=velocity, share_dir=share_dir,
+        graph.extend(swarm_graph(namespace=f"{namespace}/swarm", velocity_params=velocity, vitals_params=velocity,
+                                 share_dir=share_dir,
                                  simulate=bool(swarm.pop("simulate", False)), scenario=str(swarm.pop("scenario", "")),
                                  swarm_params=swarm, autostart=autostart))
     return graph
 
 
 def swarm_graph(*, namespace: str, share_dir: Path, params_file: str | Path = "", swarm_params: dict | None = None,
-                velocity_params: dict | None = None, simulate: bool = False, scenario: str = "",
-                autostart: bool = True) -> Graph:
-    """swarm_node + velocity_node under ``namespace`` (+ the swarm simulator sending to the
-    swarm_node's UDP port on loopback when ``simulate``).
+                velocity_params: dict | None = None, vitals_params: dict | None = None, simulate: bool = False,
+                scenario: str = "", autostart: bool = True) -> Graph:
+    """swarm_node + velocity_node + vital_signs_node under ``namespace`` (+ the swarm simulator
+    sending to the swarm_node's UDP port on loopback when ``simulate``).
 
-    ``params_file``: a ROS parameters file with sections for swarm_node and velocity_node, given
-    to both as a file; ``swarm_params`` / ``velocity_params`` override it (flattened names).
+    ``params_file``: a ROS parameters file with sections for the three nodes, given to each as a
+    file; ``swarm_params`` / ``velocity_params`` / ``vitals_params`` override it (flattened names).
     """
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     files = [str(params_file)] if params_file else []
@@ -352,8 +354,11 @@ def swarm_graph(*, namespace: str, share_dir: Path, params_file: str | Path = ""
                      {**flatten(swarm_params or {}), "autostart": autostart}, params_files=files)
     velocity = NodeSpec("espargos_aoa", "velocity_node", "velocity_node", ns, flatten(velocity_params or {}),
                         params_files=files)
+    vitals = NodeSpec("espargos_aoa", "vital_signs_node", "vital_signs_node", ns, flatten(vitals_params or {}),
+                      params_files=files)
     effective = {"transport": "udp", "udp_port": 5005, **swarm.effective_parameters()}
     velocity.effective_parameters()                       # refuse an unreadable or malformed file here
+    vitals.effective_parameters()
     graph = Graph()
     if simulate:
         if effective["transport"] != "udp":
@@ -362,7 +367,7 @@ def swarm_graph(*, namespace: str, share_dir: Path, params_file: str | Path = ""
         graph.nodes.append(NodeSpec("espargos_driver", "swarm_simulator", "swarm_simulator", ns, ros=False, arguments=[
             "--scenario", str(in_config(scenario or "swarm_scenario.yaml", share_dir)),
             "--target", f"127.0.0.1:{effective['udp_port']}"]))
-    graph.nodes += [swarm, velocity]
+    graph.nodes += [swarm, velocity, vitals]
     return graph
 
 

@@ -1,4 +1,4 @@
-"""Swarm nodes: swarm_node (UDP, serial or file) + velocity_node, optionally the built-in swarm simulator.
+"""Swarm nodes: swarm_node (UDP, serial or file) + velocity_node + vital_signs_node, optionally the built-in swarm simulator.
 
 ros2 launch espargos_driver swarm.launch.py simulate:=true
 ros2 launch espargos_driver swarm.launch.py config:=/path/my_swarm.yaml

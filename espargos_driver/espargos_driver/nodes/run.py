@@ -37,6 +37,7 @@ NODE_CLASSES = {
     ("espargos_driver", "swarm_node"): "espargos_driver.nodes.swarm_node:SwarmNode",
     ("espargos_aoa", "aoa_node"): "espargos_aoa.nodes.aoa_node:AoaNode",
     ("espargos_aoa", "velocity_node"): "espargos_aoa.nodes.velocity_node:VelocityNode",
+    ("espargos_aoa", "vital_signs_node"): "espargos_aoa.nodes.vital_signs_node:VitalSignsNode",
     ("espargos_aoa", "locator_node"): "espargos_aoa.nodes.locator_node:LocatorNode",
 }
 PROGRAMS = {("espargos_driver", "board_simulator"): "espargos_driver.nodes.board_simulator",
