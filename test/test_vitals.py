@@ -1,13 +1,13 @@
 """Swarm simulator with people -> swarm_node (real UDP) -> vital_signs_node over real DDS, judged
 against the simulator's truth; and vital_signs_node fed bad input and refused parameters.
 
-One 75 s simulation, four bidirectional links 20 m apart at 50 exchanges/s, with 3 dB AGC steps,
+One 75 s simulation, three bidirectional links 20 m apart at 50 exchanges/s, with 3 dB AGC steps,
 +-20 ppm crystals, per-frame phase jitter and packet-sync jumps, and the swarm system test's
 network model (jitter, reordering, bursts):
 - link 1-2: a person 1.5 m from the line of sight, still, breathing 9 /min (5 mm chest);
 - link 3-4: a person 2.5 m off, 22 /min (8 mm), walking about from 45 s to 52 s;
-- link 5-6: empty until 35 s, then a person walks in (35-38 s) and breathes 16 /min (4 mm);
-- link 7-8: nobody.
+- link 5-6: a person 2 m off breathing 16 /min (4 mm) who walks about from 26 s and leaves at
+  30 s: empty from then on.
 A window counts as 'away from transitions' when the truth holds still over all of it.
 """
 from __future__ import annotations
@@ -29,20 +29,20 @@ from conftest import Processes, free_port, spin_until
 
 WINDOW_S = 30.0
 DURATION_S = 75
-MACS = {i: f"02:00:00:00:00:{i:02x}" for i in range(1, 9)}
+MACS = {i: f"02:00:00:00:00:{i:02x}" for i in range(1, 7)}
 PEOPLE = {("node1", "node2"): 0, ("node3", "node4"): 1, ("node5", "node6"): 2}
 SCENARIO = {"swarm": {
     "rate_hz": 50, "crystal_ppm_limit": 20, "seed": 21, "agc_step_db": 3.0, "agc_interval_s": 5.0,
     "network_delay_s": 0.005, "network_jitter_s": 0.1, "reorder_probability": 0.01, "burst_period_s": 2.0,
     "burst_hold_s": 0.08,
     "nodes": [{"id": i, "mac": MACS[i], "waypoints": [[0, 5.0 * ((i - 1) % 2), 20.0 * ((i - 1) // 2), 1.0]]}
-              for i in range(1, 9)],
-    "links": [{"a": 1, "b": 2}, {"a": 3, "b": 4}, {"a": 5, "b": 6}, {"a": 7, "b": 8}],
+              for i in range(1, 7)],
+    "links": [{"a": 1, "b": 2}, {"a": 3, "b": 4}, {"a": 5, "b": 6}],
     "people": [
         {"position": [2.5, 1.5, 1.0], "breathing_rate_bpm": 9.0, "chest_displacement_m": 0.005},
         {"position": [2.0, 22.5, 1.0], "breathing_rate_bpm": 22.0, "chest_displacement_m": 0.008, "moving": [[45, 52]]},
         {"position": [3.0, 42.0, 1.0], "breathing_rate_bpm": 16.0, "chest_displacement_m": 0.004,
-         "present": [[35, 1e9]], "moving": [[35, 38]]},
+         "present": [[0, 30]], "moving": [[26, 30]]},
     ]}}
 PRESENCE = {EMPTY: VitalSigns.PRESENCE_EMPTY, STILL: VitalSigns.PRESENCE_STILL, MOVING: VitalSigns.PRESENCE_MOVING}
 
@@ -103,7 +103,7 @@ def by_link(msgs: list[VitalSigns]) -> dict[tuple[str, str], list[VitalSigns]]:
 def test_breathing_rate_of_still_people_within_one_per_minute(vitals_run):
     scenario, msgs, _ = vitals_run
     links = by_link(msgs)
-    assert set(links) == {("node1", "node2"), ("node3", "node4"), ("node5", "node6"), ("node7", "node8")}
+    assert set(links) == {("node1", "node2"), ("node3", "node4"), ("node5", "node6")}
     assert all(m.method == VitalSigns.METHOD_BIDIRECTIONAL for m in msgs)
     errors, covered = [], []
     for link, index in PEOPLE.items():
@@ -118,7 +118,7 @@ def test_breathing_rate_of_still_people_within_one_per_minute(vitals_run):
     errors = np.array(errors)
     print(f"still windows: {len(errors)}, rate error median {np.median(errors):.2f} /min, "
           f"{100 * np.mean(errors <= 1.0):.0f} % within 1 /min, 1-sigma covers {100 * np.mean(covered):.0f} %")
-    assert len(errors) >= 50, f"only {len(errors)} still windows"
+    assert len(errors) >= 40, f"only {len(errors)} still windows"
     assert np.mean(errors <= 1.0) >= 0.9, f"{100 * np.mean(errors <= 1.0):.0f} % of still windows within 1 /min"
     assert 0.4 <= np.mean(covered) <= 0.95, f"1-sigma covers {100 * np.mean(covered):.0f} % of the errors"
 
@@ -136,16 +136,16 @@ def test_presence_is_right_away_from_transitions(vitals_run):
             right += m.presence == PRESENCE[truth]
             if m.presence != PRESENCE[truth]:
                 wrong.append((link, round(m.sensor_time), truth, m.presence, round(m.breathing_snr_db, 1), m.reason))
-    print(f"presence right in {right} of {judged} windows away from transitions; wrong: {wrong[:8]}")
-    assert judged >= 100 and right >= 0.95 * judged, wrong[:10]
-    assert int(diag["agc_steps"]) > 0 and int(diag["reports"]) > 10000, diag
+    print(f"presence right in {right} of {judged} windows away from transitions; wrong: {wrong[:8]}; diagnostics {diag}")
+    assert judged >= 60 and right >= 0.95 * judged, wrong[:10]
+    assert int(diag["agc_steps"]) > 0 and int(diag["reports"]) > 20000, diag
 
 
 def test_gross_motion_is_moving_and_gives_no_rate(vitals_run):
     """While a person walks about (detection allowed 1.5 s), the link says MOVING; no rate is
     published from the motion's start until a motion-free window has passed."""
     scenario, msgs, _ = vitals_run
-    for link, (start, end) in ((("node3", "node4"), (45, 52)), (("node5", "node6"), (35, 38))):
+    for link, (start, end) in ((("node3", "node4"), (45, 52)), (("node5", "node6"), (26, 30))):
         link_msgs = by_link(msgs)[link]
         during = [m for m in link_msgs if start + 1.5 <= m.sensor_time <= end]
         assert during and all(m.presence == VitalSigns.PRESENCE_MOVING for m in during), \

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 
 import numpy as np
 from scipy.signal import butter, sosfiltfilt
@@ -53,6 +54,9 @@ CYCLE_AGREEMENT = 0.25
 within this fraction; a drift or a single swing also makes a peak at the band's low end."""
 """Breaths cut from each end of the band-passed signal before counting cycles (filter edges)."""
 MOTION_BLOCK_S = 0.5
+MAX_GAP_S = 1.0
+"""A window with a longer silence (lost frames, a stalled reader) gives no verdict: interpolating
+over a quarter of a fast breath bends the rate and looks like motion."""
 JUMP_GATE_RAD = 0.35
 """A frame whose features are turned by more than this against the recent ones as a whole is a
 packet-sync phase jump of one direction (a uniformly random turn), not the channel: dropped."""
@@ -133,6 +137,8 @@ class GainTracker:
     STEP_MIN_DB = 0.5
     STEP_SIGMAS = 8.0
     LEARN_FRAMES = 20
+    SPREAD_EVERY = 25
+    """Frames between two updates of the usual scatter (a median: too dear for every frame)."""
 
     def __init__(self) -> None:
         self.offset_db = 0.0
@@ -140,6 +146,8 @@ class GainTracker:
         self.steps = 0
         self._last_db: float | None = None
         self._changes: deque[float] = deque(maxlen=200)
+        self._spread = float("inf")
+        self._frames = 0
 
     def scale(self, power: float) -> float:
         """Mean power of a frame's CSI (linear) -> the amplitude factor that brings it to the link's
@@ -147,9 +155,12 @@ class GainTracker:
         level = 10.0 * np.log10(max(power, 1e-30))
         if self._last_db is not None:
             change = level - self._last_db
+            self._frames += 1
+            if len(self._changes) >= self.LEARN_FRAMES and (self._frames % self.SPREAD_EVERY == 0
+                                                            or not np.isfinite(self._spread)):
+                self._spread = 1.4826 * float(np.median(np.abs(self._changes)))
             if len(self._changes) >= self.LEARN_FRAMES:
-                spread = 1.4826 * float(np.median(np.abs(self._changes)))
-                if abs(change) > max(self.STEP_MIN_DB, self.STEP_SIGMAS * spread):
+                if abs(change) > max(self.STEP_MIN_DB, self.STEP_SIGMAS * self._spread):
                     self.offset_db += change
                     self.steps += 1
                     change = None
@@ -197,12 +208,10 @@ class VitalsEstimate:
 @dataclass
 class Binned:
     """Frames of a time span averaged into bins: ``means`` complex ``(N, M)`` (empty bins
-    interpolated), ``counts`` ``(N,)``, ``scatter`` ``(N,)`` mean squared deviation of a frame
-    from its bin mean (NaN where fewer than two frames)."""
+    interpolated), ``counts`` ``(N,)``."""
 
     means: np.ndarray
     counts: np.ndarray
-    scatter: np.ndarray
 
 
 def bin_frames(t: np.ndarray, z: np.ndarray, t0: float, n_bins: int, rate_hz: float) -> Binned:
@@ -214,16 +223,20 @@ def bin_frames(t: np.ndarray, z: np.ndarray, t0: float, n_bins: int, rate_hz: fl
     sums = np.zeros((n_bins, z.shape[1]), complex)
     np.add.at(sums, index, z)
     means = sums / np.maximum(counts, 1)[:, None]
-    deviation = np.sum(np.abs(z - means[index]) ** 2, axis=1) / z.shape[1]
-    scatter = np.bincount(index, weights=deviation, minlength=n_bins) / np.maximum(counts - 1, 1)
-    scatter[counts < 2] = np.nan
     filled = counts > 0
     if filled.any() and not filled.all():
         centres = np.arange(n_bins)
         for m in range(means.shape[1]):
             means[~filled, m] = (np.interp(centres[~filled], centres[filled], means[filled, m].real)
                                  + 1j * np.interp(centres[~filled], centres[filled], means[filled, m].imag))
-    return Binned(means, counts, scatter)
+    return Binned(means, counts)
+
+
+@lru_cache(maxsize=64)
+def bandpass(low_hz: float, high_hz: float, rate_hz: float) -> np.ndarray:
+    """Second-order Butterworth band-pass as second-order sections (designs are cached: the
+    same bands recur every window)."""
+    return butter(2, (low_hz, high_hz), btype="bandpass", fs=rate_hz, output="sos")
 
 
 def motion_signal(means: np.ndarray, rate_hz: float, band_hz: tuple[float, float]) -> np.ndarray:
@@ -236,12 +249,13 @@ def motion_signal(means: np.ndarray, rate_hz: float, band_hz: tuple[float, float
     x = np.arange(n) - (n - 1) / 2.0
     residual = means - means.mean(axis=0)
     residual = residual - np.outer(x, (x @ residual) / (x @ x))
-    sos = butter(2, band_hz, btype="bandpass", fs=rate_hz, output="sos")
+    sos = bandpass(band_hz[0], band_hz[1], rate_hz)
     passed = sosfiltfilt(sos, residual.real, axis=0) + 1j * sosfiltfilt(sos, residual.imag, axis=0)
-    _, _, vh = np.linalg.svd(passed, full_matrices=False)
-    s_band = passed @ np.conj(vh[0])
+    _, vectors = np.linalg.eigh(passed.conj().T @ passed)          # (M, M): cheaper than an SVD of (N, M)
+    principal = vectors[:, -1]
+    s_band = passed @ principal
     rotation = np.exp(-0.5j * np.angle(np.sum(s_band * s_band)))
-    return np.real(residual @ np.conj(vh[0]) * rotation)
+    return np.real(residual @ principal * rotation)
 
 
 @dataclass
@@ -310,7 +324,7 @@ def mean_rate(signal: np.ndarray, rate_hz: float, peak_hz: float) -> Rate:
     may have differed). Fewer than three crossings (two cycles): the peak frequency, NaN 1-sigma."""
     n = signal.size
     low, high = 0.6 * peak_hz, min(1.5 * peak_hz, 0.45 * rate_hz)
-    x = sosfiltfilt(butter(2, (low, high), btype="bandpass", fs=rate_hz, output="sos"), signal,
+    x = sosfiltfilt(bandpass(round(low, 4), round(high, 4), rate_hz), signal,
                     padlen=min(n - 1, int(2 * rate_hz / low)))
     edge = min(int(TRIM_BREATHS * rate_hz / peak_hz), n // 4)
     core = x[edge:n - edge]
@@ -382,7 +396,10 @@ class VitalsLink:
         coverage = float(np.mean(binned.counts > 0))
         if coverage < cfg.min_coverage:
             return VitalsEstimate(UNKNOWN, frames=len(frames), reason=f"frames in {100 * coverage:.0f} % of the window")
-        level = self._motion_level(t_end, binned)
+        gap = float(np.max(np.diff(np.append(np.sort(t), t_end))))     # a short history is min_coverage's matter
+        if gap > MAX_GAP_S:
+            return VitalsEstimate(UNKNOWN, frames=len(frames), reason=f"a {gap:.1f} s gap in the window's frames")
+        level = self._motion_level(t_end, t, z)
         if level > cfg.motion_factor:
             self.last_motion_t = t_end
         if t_end - self.last_motion_t <= cfg.motion_hold_s:
@@ -413,20 +430,29 @@ class VitalsLink:
         result.rate_std_bpm = float(np.sqrt(crlb ** 2 + (60.0 * rate.std_hz) ** 2 + cfg.rate_floor_bpm ** 2))
         return result
 
-    def _motion_level(self, t_end: float, binned: Binned) -> float:
+    def _motion_level(self, t_end: float, t: np.ndarray, z: np.ndarray) -> float:
         """Change of the channel in the last motion window over the link's still baseline: the
-        larger of the within-bin scatter (fast motion) and the bin-to-bin change (slower motion),
-        each relative to the channel's power (a gain error does not look like motion) and taken in
-        the worst MOTION_BLOCK_S of the window (motion is seen within that of its onset)."""
+        larger of the scatter of frames within a bin (fast motion) and the change from bin to bin
+        (slower motion), each relative to the channel's power (a gain error does not look like
+        motion), taken in the worst MOTION_BLOCK_S of the window (motion is seen within that of
+        its onset). Bins are summarised by medians, so that a single odd frame (a phase jump that
+        slipped through the gate) is not motion. t: ``(F,)`` s, z: ``(F, M)`` the window's frames."""
         cfg = self.config
         k = max(2, int(round(cfg.motion_window_s * cfg.sample_rate_hz)))
         block = max(1, int(round(MOTION_BLOCK_S * cfg.sample_rate_hz)))
-        recent = binned.means[-k - 1:]
-        power = float(np.mean(np.abs(recent) ** 2))
-        if power <= 0:
+        index = np.floor((t - (t_end - (k + 1) / cfg.sample_rate_hz)) * cfg.sample_rate_hz).astype(int)
+        centres = np.full((k + 1, z.shape[1]), np.nan + 0j)
+        scatter = np.full(k + 1, np.nan)
+        for i in range(k + 1):
+            frames = z[index == i]
+            if frames.shape[0]:
+                centres[i] = np.median(frames.real, axis=0) + 1j * np.median(frames.imag, axis=0)
+            if frames.shape[0] >= 2:
+                scatter[i] = float(np.median(np.mean(np.abs(frames - centres[i]) ** 2, axis=1)))
+        power = float(np.nanmean(np.abs(centres) ** 2)) if np.any(np.isfinite(scatter)) else 0.0
+        if not power > 0:
             return float("nan")
-        scatter = binned.scatter[-k:]
-        change = np.mean(np.abs(np.diff(recent, axis=0)) ** 2, axis=1)
+        change = np.mean(np.abs(np.diff(centres, axis=0)) ** 2, axis=1)
 
         def worst_block(x: np.ndarray) -> float:
             x = x[np.isfinite(x)]
@@ -434,7 +460,7 @@ class VitalsLink:
                 return float("nan")
             return float(np.max(np.convolve(x, np.ones(block) / block, mode="valid"))) / power
 
-        fast, slow = worst_block(scatter), worst_block(change)
+        fast, slow = worst_block(scatter[1:]), worst_block(change)
         history = self.motion_history
         if not history or t_end - history[-1][0] >= cfg.motion_window_s:
             history.append((t_end, fast, slow))

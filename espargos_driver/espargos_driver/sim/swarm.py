@@ -144,6 +144,8 @@ class SwarmSimulation:
         self.drift = {n.id: self.rng.choice([-1.0, 1.0]) * scenario.crystal_drift_ppm_s for n in scenario.nodes}
         self.seq = {n.id: 0 for n in scenario.nodes}
         self.next_send = [0.0 for _ in scenario.links]
+        self._agc_steps: dict[tuple[int, int], int] = {}
+        """(node, AGC interval) -> its gain step in units of agc_step_db."""
 
     def lo_phase(self, node: int, t_s: float) -> float:
         """Phi_N(t) in rad (only its value mod 2 pi matters)."""
@@ -154,9 +156,10 @@ class SwarmSimulation:
         """The AGC gain step of receiver ``node`` at ``t_s`` (dB; its own random stream)."""
         if not self.sc.agc_step_db:
             return 0.0
-        block = int(t_s // self.sc.agc_interval_s)
-        step = np.random.default_rng([self.sc.seed, 2, node, block]).integers(-1, 2)
-        return float(step * self.sc.agc_step_db)
+        key = (node, int(t_s // self.sc.agc_interval_s))
+        if key not in self._agc_steps:
+            self._agc_steps[key] = int(np.random.default_rng([self.sc.seed, 2, *key]).integers(-1, 2))
+        return self._agc_steps[key] * self.sc.agc_step_db
 
     def sensor_time_us(self, node: int, t_s: float) -> int:
         """The node's own microsecond clock (runs fast or slow with its crystal)."""
