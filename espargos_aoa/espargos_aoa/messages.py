@@ -73,6 +73,20 @@ def parse_mac(text: str) -> bytes | None:
     return raw if len(raw) == 6 else None
 
 
+def node_names(entries: list[str]) -> dict[str, str]:
+    """The ``nodes`` parameter of the swarm link nodes (``['node1=02:00:00:00:00:01', ...]``,
+    empty entries skipped) -> node name by MAC text; ValueError naming a malformed entry."""
+    out: dict[str, str] = {}
+    for entry in entries:
+        if entry.strip():
+            name, sep, mac = entry.partition("=")
+            raw = parse_mac(mac)
+            if not sep or not name or raw is None:
+                raise ValueError(f"nodes: expected 'name=aa:bb:cc:dd:ee:ff', got {entry!r}")
+            out[mac_text(raw)] = name
+    return out
+
+
 def bearing_array_msg(result: AoaResult, header: Header, source_id: str, mac: bytes, method: str,
                       window_span_s: float) -> BearingArray:
     """``window_span_s``: s from the oldest to the newest frame stamp of the window."""

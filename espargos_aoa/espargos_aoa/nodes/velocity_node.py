@@ -14,7 +14,7 @@ from std_msgs.msg import Header
 from ..common_messages import diagnostic_status
 from ..diagnostic_counters import VELOCITY_COUNTERS as ERROR_COUNTERS
 from ..diagnostic_counters import CounterWarnings
-from ..messages import csi_arrays, mac_text, parse_mac, stamp_seconds
+from ..messages import csi_arrays, mac_text, node_names, stamp_seconds
 from ..runtime import run_node
 from ..sanitize import sanitize
 from ..steering import SPEED_OF_LIGHT
@@ -62,14 +62,7 @@ class VelocityNode(Node):
             read_only=True))
         self.config = VelocityConfig(**{FIELD.get(n, n): self.get_parameter(n).value for n in CONFIG_PARAMS})
         self.config.validate()
-        self.node_of_mac: dict[str, str] = {}
-        for entry in self.get_parameter("nodes").value:
-            if entry.strip():
-                name, sep, mac = entry.partition("=")
-                raw = parse_mac(mac)
-                if not sep or not name or raw is None:
-                    raise ValueError(f"nodes: expected 'name=aa:bb:cc:dd:ee:ff', got {entry!r}")
-                self.node_of_mac[mac_text(raw)] = name
+        self.node_of_mac = node_names(self.get_parameter("nodes").value)
         self.counters: Counter = Counter()
         self.bidirectional: dict[tuple[str, str], BidirectionalLink] = {}
         self.one_way: dict[tuple[str, str], OneWayLink] = {}

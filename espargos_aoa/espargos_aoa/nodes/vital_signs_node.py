@@ -14,7 +14,7 @@ from std_msgs.msg import Header
 
 from ..common_messages import CsiArrayReader, CsiArrayView, diagnostic_status
 from ..diagnostic_counters import VITALS_COUNTERS, CounterWarnings
-from ..messages import csi_arrays, mac_text, parse_mac, stamp_seconds
+from ..messages import csi_arrays, mac_text, node_names, stamp_seconds
 from ..runtime import events_executor, run_node
 from ..sanitize import sanitize
 from ..swarm_vitals import BIDIRECTIONAL, NODE_PARAMETERS, ONE_WAY, SwarmLinkVitals
@@ -42,14 +42,7 @@ class VitalSignsNode(Node):
             raise ValueError(f"pair_tolerance must be in (0, 0.1) s, got {self.pair_tolerance}")
         if not 0.0 < self.period <= self.config.window_s:
             raise ValueError(f"publish_period must be in (0, window] s, got {self.period}")
-        self.node_of_mac: dict[str, str] = {}
-        for entry in self.get_parameter("nodes").value:
-            if entry.strip():
-                name, sep, mac = entry.partition("=")
-                raw = parse_mac(mac)
-                if not sep or not name or raw is None:
-                    raise ValueError(f"nodes: expected 'name=aa:bb:cc:dd:ee:ff', got {entry!r}")
-                self.node_of_mac[mac_text(raw)] = name
+        self.node_of_mac = node_names(self.get_parameter("nodes").value)
         self.counters: Counter = Counter()
         self.links: dict[tuple[str, str], SwarmLinkVitals] = {}
         self.latest: dict[tuple[str, str], VitalsEstimate] = {}
