@@ -1,6 +1,8 @@
 """ROS messages in and out of the AoA core: CsiArray -> arrays; AoaResult -> bearings, spectrum, rviz views."""
 from __future__ import annotations
 
+from collections import Counter
+
 import array
 from typing import TYPE_CHECKING
 
@@ -71,6 +73,24 @@ def parse_mac(text: str) -> bytes | None:
     except ValueError:
         return None
     return raw if len(raw) == 6 else None
+
+
+def single_antenna_csi(msg: CsiArray, counters: Counter) -> tuple[np.ndarray, np.ndarray] | None:
+    """A swarm node's report -> (csi complex ``(S,)`` with reported gains taken out, valid bins bool
+    ``(S,)``); None, with ``not_single_antenna``, ``bad_csi_message`` or ``nan_csi`` counted in
+    ``counters``, for a report that cannot be used."""
+    if msg.rows * msg.cols != 1:
+        counters["not_single_antenna"] += 1
+        return None
+    try:
+        csi, _, _, valid = csi_arrays(msg)
+    except ValueError:
+        counters["bad_csi_message"] += 1
+        return None
+    if not np.all(np.isfinite(csi)):
+        counters["nan_csi"] += 1
+        return None
+    return csi[0], valid
 
 
 def node_names(entries: list[str]) -> dict[str, str]:

@@ -14,7 +14,7 @@ from std_msgs.msg import Header
 from ..common_messages import diagnostic_status
 from ..diagnostic_counters import VELOCITY_COUNTERS as ERROR_COUNTERS
 from ..diagnostic_counters import CounterWarnings
-from ..messages import csi_arrays, mac_text, node_names, stamp_seconds
+from ..messages import mac_text, node_names, single_antenna_csi, stamp_seconds
 from ..runtime import run_node
 from ..sanitize import sanitize
 from ..steering import SPEED_OF_LIGHT
@@ -79,18 +79,11 @@ class VelocityNode(Node):
 
     def _on_csi(self, msg: CsiArray) -> None:
         self.counters["reports"] += 1
-        if msg.rows * msg.cols != 1:
-            self.counters["not_single_antenna"] += 1
+        usable = single_antenna_csi(msg, self.counters)
+        if usable is None:
             return
-        try:
-            csi, _, _, valid = csi_arrays(msg)
-        except ValueError:
-            self.counters["bad_csi_message"] += 1
-            return
-        if not np.all(np.isfinite(csi)):
-            self.counters["nan_csi"] += 1
-            return
-        s = sanitize(csi[0], np.asarray(msg.subcarrier_indices, float), valid)
+        csi, valid = usable
+        s = sanitize(csi, np.asarray(msg.subcarrier_indices, float), valid)
         host_t = stamp_seconds(msg.header.stamp)
         sensor = msg.sensor_timestamps[0] if len(msg.sensor_timestamps) else float("nan")
         t = sensor if np.isfinite(sensor) else host_t

@@ -14,7 +14,7 @@ from std_msgs.msg import Header
 
 from ..common_messages import CsiArrayReader, CsiArrayView, diagnostic_status
 from ..diagnostic_counters import VITALS_COUNTERS, CounterWarnings
-from ..messages import csi_arrays, mac_text, node_names, stamp_seconds
+from ..messages import mac_text, node_names, single_antenna_csi, stamp_seconds
 from ..runtime import events_executor, run_node
 from ..sanitize import sanitize
 from ..swarm_vitals import BIDIRECTIONAL, NODE_PARAMETERS, ONE_WAY, SwarmLinkVitals
@@ -67,19 +67,15 @@ class VitalSignsNode(Node):
 
     def _on_csi(self, msg: CsiArrayView) -> None:
         self.counters["reports"] += 1
-        if msg.rows * msg.cols != 1:
-            self.counters["not_single_antenna"] += 1
+        usable = single_antenna_csi(msg, self.counters)
+        if usable is None:
             return
-        try:
-            csi, _, _, valid = csi_arrays(msg)
-        except ValueError:
-            self.counters["bad_csi_message"] += 1
-            return
-        if not np.all(np.isfinite(csi[0])) or not valid.any():
+        csi, valid = usable
+        if not valid.any():
             self.counters["nan_csi"] += 1
             return
         subcarriers = np.asarray(msg.subcarrier_indices, float)
-        report = sanitize(csi[0], subcarriers, valid)
+        report = sanitize(csi, subcarriers, valid)
         host_t = stamp_seconds(msg.header.stamp)
         sensor = msg.sensor_timestamps[0] if len(msg.sensor_timestamps) else float("nan")
         t = sensor if np.isfinite(sensor) else host_t
