@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import chi2
+from scipy.special import chdtri  # chi-square quantile: chdtri(dof, 1 - p); lighter than scipy.stats
 
 from .bearing import crb_std, grid_peaks, refine_peak, source_powers, subband_spread
 from .covariance import Covariance, exchange_permutation, forward_backward, sample_covariance
@@ -175,7 +175,7 @@ class AoaEstimator:
             # spread is the std.
             spread = np.array([subband_spread(az, el, self.positions_m, cov.freqs_hz, subspaces,
                                               SPREAD_SEARCH_RAD) for az, el in angles])
-            excess = spread ** 2 > std[:, 0] ** 2 * chi2.ppf(0.95, bands - 1) / (bands - 1)
+            excess = spread ** 2 > std[:, 0] ** 2 * chdtri(bands - 1, 0.05) / (bands - 1)
             std[:, 0] = np.where(excess, spread, std[:, 0])
         floor = np.radians(cfg.uncertainty_floor_deg)
         std = np.sqrt(std ** 2 + floor ** 2)

@@ -23,7 +23,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field, fields
 
 import numpy as np
-from scipy.stats import chi2
+from scipy.special import chdtri  # chi-square quantile: chdtri(dof, 1 - p); lighter than scipy.stats
 
 from .diagnostic_counters import LOCATOR_COUNTERS
 from .poses import ArrayPose, PoseHistory
@@ -371,7 +371,7 @@ class Track:
                 self.rejections_in_a_row += 1
                 return "rejected_behind"
             nis = float(innovation @ np.linalg.solve(s, innovation))
-            if nis > chi2.ppf(self.config.gate_probability, len(innovation)):
+            if nis > chdtri(len(innovation), 1.0 - self.config.gate_probability):
                 self.rejections_in_a_row += 1
                 return "rejected_inconsistent"
             # Covariance matching: drive the mean normalised innovation per dimension towards 1.

@@ -7,14 +7,14 @@ from builtin_interfaces.msg import Duration
 from espargos_msgs.msg import BearingArray, TransmitterPosition
 from geometry_msgs.msg import Point, Vector3
 from scipy.spatial.transform import Rotation
-from scipy.stats import chi2
+from scipy.special import chdtri  # chi-square quantile: chdtri(dof, 1 - p); lighter than scipy.stats
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from .locate import BearingObservation, Estimate
 from .messages import mac_text, parse_mac, stamp_seconds
 
-ELLIPSOID_SCALE = float(np.sqrt(chi2.ppf(0.95, 3)))
+ELLIPSOID_SCALE = float(np.sqrt(chdtri(3, 0.05)))
 """Semi-axes of the drawn ellipsoid in 1-sigma units: it holds the transmitter with 95 % probability."""
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from espargos_aoa.diagnostic_counters import AOA_COUNTERS, LOCATOR_COUNTERS, VELOCITY_COUNTERS, VITALS_COUNTERS
-from espargos_aoa.locate import parameter_table
-from espargos_aoa.swarm_vitals import parameter_table as vitals_parameter_table
 
 from .readme_sections import regenerate, replace_section
 
@@ -135,7 +133,15 @@ def markdown_table(counters: Mapping[str, str]) -> str:
 
 
 def update_readme(text: str) -> str:
-    """``text`` with every README_TABLES section replaced by its generated table."""
+    """``text`` with every README_TABLES section replaced by its generated table, and the parameter tables
+    of locator_node and vital_signs_node.
+
+    The estimators are imported here, not at the top: the nodes import this module for their counter
+    lists, and the estimators' scipy imports would cost each of them about a second of start-up CPU.
+    """
+    from espargos_aoa.locate import parameter_table
+    from espargos_aoa.swarm_vitals import parameter_table as vitals_parameter_table
+
     for name, counters in README_TABLES.items():
         text = replace_section(text, name, markdown_table(counters))
     text = replace_section(text, "vitals-parameters", vitals_parameter_table())
