@@ -135,7 +135,8 @@ class SimulatedRig:
         tx = self.scenario.transmitters[tx_index]
         ref = self.reference
         fmt = ref.csi_format(reference=False)
-        z, gain_db = self.channel.receive(tx, t_s, fmt, ref.primary, ref.secondary, self.scenario.snr_db)
+        z, gain_db = self.channel.receive(tx, t_s, fmt, ref.primary, ref.secondary, self.scenario.snr_db,
+                                          self.scenario.people)
         self._emit(z, fmt, tx.mac_bytes, t_s, False, gain_db)
 
     def _reference_frame(self) -> None:

@@ -12,10 +12,13 @@ packets use H_i = exp(-j 2 pi f d_i) with d_i the reference-path delay.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ..geometry import board_antenna_positions, direction_vector
 from ..wifi import GRIDS, SPEED_OF_LIGHT, CsiFormat, baseband_offsets_hz, grid_center_hz
+from .person import PersonSpec
 from .scenario import Impairments, Transmitter
 
 
@@ -71,10 +74,10 @@ class ArrayChannel:
         return self.receive(tx, t_s, fmt, channel, secondary, snr_db)[0]
 
     def receive(self, tx: Transmitter, t_s: float, fmt: CsiFormat, channel: int, secondary: int,
-                snr_db: float) -> tuple[np.ndarray, np.ndarray]:
+                snr_db: float, people: Sequence[PersonSpec] = ()) -> tuple[np.ndarray, np.ndarray]:
         """One OTA frame: CSI ``(N, bins)`` (direct path of mean power 1 before the AGC, noise at
         ``snr_db`` below it) and the gain in dB each sensor's AGC applied, ``(N,)`` (multiples
-        of 1/4 dB; zeros without AGC)."""
+        of 1/4 dB; zeros without AGC). ``people`` (array frame) add a path each through their chest."""
         grid = GRIDS[fmt]
         f = grid_center_hz(fmt, channel, secondary) + grid.indices * grid.spacing_hz
         f_bb = baseband_offsets_hz(fmt, secondary)
@@ -100,6 +103,11 @@ class ArrayChannel:
             fade = self._unit_gaussian()
             h = h + 10 ** (p["gain_db"] / 20) * fade * self._plane_wave(
                 distance, az, elevation_deg, p["excess_delay_ns"], f)
+        for person in people:
+            reflected = person.path(source, self.positions, t_s)
+            if reflected is not None:
+                length_m, amplitude = reflected
+                h = h + amplitude[:, None] * np.exp(-2j * np.pi * np.mod(np.outer(length_m / SPEED_OF_LIGHT, f), 1.0))
         if model.phase_noise_deg > 0:
             h = h * np.exp(1j * np.radians(model.phase_noise_deg) * self.rng.standard_normal(h.shape[0]))[:, None]
         clean = h * self._receiver_errors(f_bb) * self._common(f_bb)[None, :]

@@ -87,15 +87,17 @@ class PersonSpec:
                                                 np.sin(0.77 * w * t_s + self._motion_phase[1]), 0.0])
         return p
 
-    def path(self, tx: np.ndarray, rx: np.ndarray, t_s: float) -> tuple[float, float] | None:
+    def path(self, tx: np.ndarray, rx: np.ndarray, t_s: float) -> tuple[np.ndarray, np.ndarray] | None:
         """The reflected path tx -> chest -> rx at ``t_s``: (length m, amplitude relative to a unit
-        direct path of the same link), or None when the person is not in the room."""
+        direct path of the same link), or None when the person is not in the room. ``rx``: one
+        receiver (3,) or several (N, 3) (the antennas of an array); the results have its leading shape."""
         if not self._inside(t_s, self.present):
             return None
+        tx, rx = np.asarray(tx, float), np.asarray(rx, float)
         c = self.chest_position(t_s)
         u1, u2 = tx - c, rx - c
-        d1, d2 = float(np.linalg.norm(u1)), float(np.linalg.norm(u2))
-        d0 = max(float(np.linalg.norm(tx - rx)), 1e-3)
-        cos_half = np.sqrt(max(0.0, 0.5 * (1 + float(np.dot(u1, u2)) / (d1 * d2))))
+        d1, d2 = float(np.linalg.norm(u1)), np.linalg.norm(u2, axis=-1)
+        d0 = np.maximum(np.linalg.norm(tx - rx, axis=-1), 1e-3)
+        cos_half = np.sqrt(np.maximum(0.0, 0.5 * (1 + (u2 @ u1) / (d1 * d2))))
         length = d1 + d2 - 2 * self.chest_m(t_s) * cos_half                # the chest moves towards both ends
         return length, self.reflectivity_m * d0 / (d1 * d2)

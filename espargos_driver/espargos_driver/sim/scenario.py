@@ -9,6 +9,7 @@ import numpy as np
 import yaml
 
 from ..geometry import direction_vector
+from .person import PersonSpec
 
 
 @dataclass
@@ -222,6 +223,9 @@ class Scenario:
     transmitters: list[Transmitter] = field(default_factory=lambda: [Transmitter()])
     impairments: Impairments = field(default_factory=Impairments)
     faults: Faults = field(default_factory=Faults)
+    people: list[PersonSpec] = field(default_factory=list)
+    """People in the room (sim/person.py), positions in the array frame (m): each adds a path
+    transmitter -> chest -> antenna to every transmitter's frames, with breathing and gross motion."""
     seed: int = 1
 
     @classmethod
@@ -236,7 +240,8 @@ class Scenario:
             txs.append(Transmitter(reflections=reflections, channel=channel, **t))
         imp = Impairments(**data.pop("impairments", {}))
         faults = Faults(**data.pop("faults", {}))
-        return cls(transmitters=txs, impairments=imp, faults=faults, **data)
+        people = [PersonSpec(**{"seed": i, **person}) for i, person in enumerate(data.pop("people", None) or [])]
+        return cls(transmitters=txs, impairments=imp, faults=faults, people=people, **data)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Scenario":

@@ -107,6 +107,9 @@ class Scene:
         scenario = dict(data.get("scenario") or {})
         if "transmitters" in scenario:
             raise ValueError("a scene's transmitters are under scene:, not scenario:")
+        if scenario.get("people"):
+            raise ValueError("people are not supported in a scene yet (their positions would be taken in each "
+                             "board's frame): give them in a board scenario")
         Scenario.from_dict(scenario)                      # refuse a bad scenario section here
         return cls(txs, room, scenario)
 
