@@ -1,13 +1,14 @@
 """Swarm links -> vital signs (pure core): AGC steps removed per receiver, the two directions of
-each exchange paired by the nodes' clocks, and the features fed to a VitalsLink."""
+each exchange paired by the nodes' clocks, and the features fed to a VitalsLink. Also the
+parameters of vital_signs_node (swarm links and arrays, see array_vitals) and their README table."""
 from __future__ import annotations
 
 import numpy as np
 
 from .sanitize import Sanitized
 from .velocity import RESTART_S, SENSOR_CLOCK_PERIOD_S, ExchangePairer
-from .vitals import (GainTracker, VitalsConfig, VitalsEstimate, VitalsLink, config_parameters, exchange_features,
-                     report_features)
+from .vitals import (EstimateSchedule, GainTracker, VitalsConfig, VitalsEstimate, VitalsLink, config_parameters,
+                     exchange_features, report_features)
 
 BIDIRECTIONAL, ONE_WAY = "bidirectional", "one_way"
 FEATURE_HALF_WIDTH = 26
@@ -54,7 +55,7 @@ class SwarmLinkVitals:
         self.pairer = ExchangePairer(self.pair_tolerance_s)
         self.gains = {True: GainTracker(), False: GainTracker()}
         self.clock = ClockUnwrapper()
-        self.next_estimate_t: float | None = None
+        self.schedule: EstimateSchedule | None = None
 
     def _time(self, sensor_t: float) -> float:
         """Continuous link time of a sensor time; if the clock went back by more than RESTART_S
@@ -95,23 +96,21 @@ class SwarmLinkVitals:
     def due(self, period_s: float) -> list[VitalsEstimate]:
         """Estimates for every ``period_s`` of link time that has passed since the last one
         (stamp-driven: a replayed bag gives the same estimates)."""
-        newest = self.vitals.newest_t
-        if not np.isfinite(newest):
-            return []
-        if self.next_estimate_t is None or newest - self.next_estimate_t > 10 * period_s:
-            self.next_estimate_t = newest + period_s            # first frames, or after a long silence
-        out = []
-        while newest >= self.next_estimate_t:
-            out.append(self.vitals.estimate(self.next_estimate_t))
-            self.next_estimate_t += period_s
-        return out
+        if self.schedule is None:
+            self.schedule = EstimateSchedule(period_s)
+        return [self.vitals.estimate(t_end) for t_end in self.schedule.due(self.vitals.newest_t)]
 
 
 NODE_PARAMETERS = {
     "nodes": ([""], "node name = its MAC, e.g. ['node1=02:00:00:00:00:01']: links between named nodes are "
                     "bidirectional (both directions multiplied); reports from other transmitters are one-way links"),
     "pair_tolerance": (0.002, "s of sensor-clock tolerance when pairing the two directions of an exchange"),
-    "publish_period": (1.0, "s of link time between two VitalSigns of a link"),
+    "publish_period": (1.0, "s of link time between two VitalSigns of a link (or of an array's beam)"),
+    "beams": ([-60.0, -40.0, -20.0, 0.0, 20.0, 40.0, 60.0],
+              "azimuths (deg, array frame: 0 ahead, positive to the left) of the beams each calibrated array is "
+              "judged in, one VitalSigns per beam and transmitter"),
+    "max_links": (64, "links and array-transmitter pairs followed at most; reports of further ones are dropped "
+                      "and counted (links_over_limit), so that strangers' MACs cannot grow the node without bound"),
 }
 """vital_signs_node's parameters besides VitalsConfig's: name -> (default, description)."""
 

@@ -339,16 +339,122 @@ def mean_rate(signal: np.ndarray, rate_hz: float, peak_hz: float) -> Rate:
     return Rate(frequency, frequency * variation * (1.0 / periods.size + uncovered))
 
 
-class VitalsLink:
-    """Feature frames of one link (or array beam) -> breathing and presence per window."""
+class WindowJudge:
+    """The verdict on windows of one view of a link (the link itself, or one beam of an array):
+    presence, breathing rate, and the motion history that sets the still baseline: the view's own,
+    or ``history`` shared by views whose motion is measured in one unit (an array's beams)."""
+
+    def __init__(self, config: VitalsConfig, history: deque[tuple[float, float, float]] | None = None) -> None:
+        self.config = config
+        self.motion_history: deque[tuple[float, float, float]] = deque() if history is None else history
+        """(time s, fast power, slow power) of past motion windows: the still baseline."""
+        self.last_motion_t = -np.inf
+        self._last_history_t = -np.inf
+
+    def judge(self, t: np.ndarray, z: np.ndarray, t_end: float, noise_scale: float | None = None) -> VitalsEstimate:
+        """The window ``[t_end - window_s, t_end)``: frame times ``t`` ``(F,)`` s and their features
+        ``z`` complex ``(F, M)``, only frames inside the window. Motion is measured relative to the
+        features' power (a link: a gain error is not motion), or to ``noise_scale`` (the noise power
+        gain of an array beam, for a baseline shared by the beams)."""
+        cfg = self.config
+        if len(t) < 2 * cfg.window_s:
+            return VitalsEstimate(UNKNOWN, frames=len(t), reason=f"{len(t)} frames in the window")
+        n_bins = int(round(cfg.window_s * cfg.sample_rate_hz))
+        binned = bin_frames(t, z, t_end - cfg.window_s, n_bins, cfg.sample_rate_hz)
+        coverage = float(np.mean(binned.counts > 0))
+        if coverage < cfg.min_coverage:
+            return VitalsEstimate(UNKNOWN, frames=len(t), reason=f"frames in {100 * coverage:.0f} % of the window")
+        gap = float(np.max(np.diff(np.append(np.sort(t), t_end))))     # a short history is min_coverage's matter
+        if gap > MAX_GAP_S:
+            return VitalsEstimate(UNKNOWN, frames=len(t), reason=f"a {gap:.1f} s gap in the window's frames")
+        level = self._motion_level(t_end, t, z, noise_scale)
+        if level > cfg.motion_factor:
+            self.last_motion_t = t_end
+        if t_end - self.last_motion_t <= cfg.motion_hold_s:
+            return VitalsEstimate(MOVING, motion_level=level, window_s=cfg.window_s, frames=len(t),
+                                  reason="gross motion")
+        clean_s = min(cfg.window_s, t_end - self.last_motion_t)
+        if clean_s < cfg.min_window_s:
+            return VitalsEstimate(UNKNOWN, motion_level=level, window_s=clean_s, frames=len(t),
+                                  reason=f"settling after motion ({clean_s:.0f} of {cfg.min_window_s:.0f} s)")
+        used = binned.means[n_bins - int(round(clean_s * cfg.sample_rate_hz)):]
+        band = (cfg.min_rate_bpm / 60.0, cfg.max_rate_bpm / 60.0)
+        signal = motion_signal(used, cfg.sample_rate_hz, (0.7 * band[0], min(2.0 * band[1], NOISE_BAND_HZ[0])))
+        peak = breathing_peak(signal, cfg.sample_rate_hz, band)
+        snr_db = 10.0 * np.log10(max(peak.snr, 1e-12))
+        result = VitalsEstimate(EMPTY, snr_db=snr_db, motion_level=level, window_s=clean_s,
+                                frames=int(np.sum(t >= t_end - clean_s)))
+        if snr_db < cfg.presence_snr_db:
+            result.reason = f"no breathing above the noise ({snr_db:.1f} dB)"
+            return result
+        rate = mean_rate(signal, cfg.sample_rate_hz, peak.frequency_hz)
+        if not np.isfinite(rate.std_hz) or abs(rate.frequency_hz / peak.frequency_hz - 1.0) > CYCLE_AGREEMENT:
+            result.reason = (f"a {60 * peak.frequency_hz:.1f} /min peak ({snr_db:.1f} dB) without repeated breaths "
+                             "(a slow drift, not breathing)")
+            return result
+        result.state = STILL
+        result.rate_bpm = 60.0 * rate.frequency_hz
+        crlb = 60.0 / (np.pi * clean_s * np.sqrt(peak.snr))
+        result.rate_std_bpm = float(np.sqrt(crlb ** 2 + (60.0 * rate.std_hz) ** 2 + cfg.rate_floor_bpm ** 2))
+        return result
+
+    def _motion_level(self, t_end: float, t: np.ndarray, z: np.ndarray, noise_scale: float | None) -> float:
+        """Change of the channel in the last motion window over the link's still baseline: the
+        larger of the scatter of frames within a bin (fast motion) and the change from bin to bin
+        (slower motion), each relative to the channel's power (a gain error does not look like
+        motion), taken in the worst MOTION_BLOCK_S of the window (motion is seen within that of
+        its onset). Bins are summarised by medians, so that a single odd frame (a phase jump that
+        slipped through the gate) is not motion. t: ``(F,)`` s, z: ``(F, M)`` the window's frames."""
+        cfg = self.config
+        k = max(2, int(round(cfg.motion_window_s * cfg.sample_rate_hz)))
+        block = max(1, int(round(MOTION_BLOCK_S * cfg.sample_rate_hz)))
+        index = np.floor((t - (t_end - (k + 1) / cfg.sample_rate_hz)) * cfg.sample_rate_hz).astype(int)
+        centres = np.full((k + 1, z.shape[1]), np.nan + 0j)
+        scatter = np.full(k + 1, np.nan)
+        for i in range(k + 1):
+            frames = z[index == i]
+            if frames.shape[0]:
+                centres[i] = np.median(frames.real, axis=0) + 1j * np.median(frames.imag, axis=0)
+            if frames.shape[0] >= 2:
+                scatter[i] = float(np.median(np.mean(np.abs(frames - centres[i]) ** 2, axis=1)))
+        power = float(np.nanmean(np.abs(centres) ** 2)) if noise_scale is None else noise_scale
+        power = power if np.any(np.isfinite(scatter)) else 0.0
+        if not power > 0:
+            return float("nan")
+        change = np.mean(np.abs(np.diff(centres, axis=0)) ** 2, axis=1)
+
+        def worst_block(x: np.ndarray) -> float:
+            x = x[np.isfinite(x)]
+            if x.size < block:
+                return float("nan")
+            return float(np.max(np.convolve(x, np.ones(block) / block, mode="valid"))) / power
+
+        fast, slow = worst_block(scatter[1:]), worst_block(change)
+        history = self.motion_history
+        if t_end - self._last_history_t >= cfg.motion_window_s:
+            history.append((t_end, fast, slow))
+            self._last_history_t = t_end
+        while history and history[0][0] < t_end - HISTORY_S:
+            history.popleft()
+        if len(history) < 5:
+            return float("nan")
+        ratios = []
+        for value, column in ((fast, 1), (slow, 2)):
+            past = np.array([h[column] for h in history])
+            past = past[np.isfinite(past)]
+            if np.isfinite(value) and past.size >= 5:
+                ratios.append(value / max(float(np.percentile(past, BASELINE_PERCENTILE)), 1e-30))
+        return float(max(ratios)) if ratios else float("nan")
+
+
+class FrameWindow:
+    """Feature frames of one link or array: those of the last window (and a second more, for late
+    ones), with packet-sync phase jumps gated out."""
 
     def __init__(self, config: VitalsConfig) -> None:
         config.validate()
         self.config = config
         self.frames: deque[tuple[float, np.ndarray]] = deque()
-        self.motion_history: deque[tuple[float, float, float]] = deque()
-        """(time s, fast power, slow power) of past motion windows: the still baseline."""
-        self.last_motion_t = -np.inf
         self.newest_t = -np.inf
         self.reference: np.ndarray | None = None
         self.jumps = 0
@@ -377,101 +483,45 @@ class VitalsLink:
             self.frames.popleft()
         return True
 
+    def window(self, t_end: float) -> tuple[np.ndarray, np.ndarray]:
+        """The frames in ``[t_end - window_s, t_end)``: times ``(F,)`` s and features ``(F, M)``."""
+        frames = [(t, z) for t, z in self.frames if t_end - self.config.window_s <= t < t_end]
+        if not frames:
+            return np.zeros(0), np.zeros((0, 0 if self.reference is None else self.reference.size), complex)
+        return np.array([f[0] for f in frames]), np.stack([f[1] for f in frames])
+
+
+class VitalsLink(FrameWindow):
+    """Feature frames of one link -> breathing and presence per window."""
+
+    def __init__(self, config: VitalsConfig) -> None:
+        super().__init__(config)
+        self.judge = WindowJudge(config)
+
     def estimate(self, t_end: float | None = None) -> VitalsEstimate:
         """The window ending at ``t_end`` (default: the newest frame)."""
         t_end = self.newest_t if t_end is None else t_end
-        result = self._estimate(t_end)
+        result = self.judge.judge(*self.window(t_end), t_end)
         result.t_end_s = t_end
         return result
 
-    def _estimate(self, t_end: float) -> VitalsEstimate:
-        cfg = self.config
-        frames = [(t, z) for t, z in self.frames if t_end - cfg.window_s <= t < t_end]
-        if len(frames) < 2 * cfg.window_s:
-            return VitalsEstimate(UNKNOWN, frames=len(frames), reason=f"{len(frames)} frames in the window")
-        t = np.array([f[0] for f in frames])
-        z = np.stack([f[1] for f in frames])
-        n_bins = int(round(cfg.window_s * cfg.sample_rate_hz))
-        binned = bin_frames(t, z, t_end - cfg.window_s, n_bins, cfg.sample_rate_hz)
-        coverage = float(np.mean(binned.counts > 0))
-        if coverage < cfg.min_coverage:
-            return VitalsEstimate(UNKNOWN, frames=len(frames), reason=f"frames in {100 * coverage:.0f} % of the window")
-        gap = float(np.max(np.diff(np.append(np.sort(t), t_end))))     # a short history is min_coverage's matter
-        if gap > MAX_GAP_S:
-            return VitalsEstimate(UNKNOWN, frames=len(frames), reason=f"a {gap:.1f} s gap in the window's frames")
-        level = self._motion_level(t_end, t, z)
-        if level > cfg.motion_factor:
-            self.last_motion_t = t_end
-        if t_end - self.last_motion_t <= cfg.motion_hold_s:
-            return VitalsEstimate(MOVING, motion_level=level, window_s=cfg.window_s, frames=len(frames),
-                                  reason="gross motion")
-        clean_s = min(cfg.window_s, t_end - self.last_motion_t)
-        if clean_s < cfg.min_window_s:
-            return VitalsEstimate(UNKNOWN, motion_level=level, window_s=clean_s, frames=len(frames),
-                                  reason=f"settling after motion ({clean_s:.0f} of {cfg.min_window_s:.0f} s)")
-        used = binned.means[n_bins - int(round(clean_s * cfg.sample_rate_hz)):]
-        band = (cfg.min_rate_bpm / 60.0, cfg.max_rate_bpm / 60.0)
-        signal = motion_signal(used, cfg.sample_rate_hz, (0.7 * band[0], min(2.0 * band[1], NOISE_BAND_HZ[0])))
-        peak = breathing_peak(signal, cfg.sample_rate_hz, band)
-        snr_db = 10.0 * np.log10(max(peak.snr, 1e-12))
-        result = VitalsEstimate(EMPTY, snr_db=snr_db, motion_level=level, window_s=clean_s,
-                                frames=int(np.sum(t >= t_end - clean_s)))
-        if snr_db < cfg.presence_snr_db:
-            result.reason = f"no breathing above the noise ({snr_db:.1f} dB)"
-            return result
-        rate = mean_rate(signal, cfg.sample_rate_hz, peak.frequency_hz)
-        if not np.isfinite(rate.std_hz) or abs(rate.frequency_hz / peak.frequency_hz - 1.0) > CYCLE_AGREEMENT:
-            result.reason = (f"a {60 * peak.frequency_hz:.1f} /min peak ({snr_db:.1f} dB) without repeated breaths "
-                             "(a slow drift, not breathing)")
-            return result
-        result.state = STILL
-        result.rate_bpm = 60.0 * rate.frequency_hz
-        crlb = 60.0 / (np.pi * clean_s * np.sqrt(peak.snr))
-        result.rate_std_bpm = float(np.sqrt(crlb ** 2 + (60.0 * rate.std_hz) ** 2 + cfg.rate_floor_bpm ** 2))
-        return result
 
-    def _motion_level(self, t_end: float, t: np.ndarray, z: np.ndarray) -> float:
-        """Change of the channel in the last motion window over the link's still baseline: the
-        larger of the scatter of frames within a bin (fast motion) and the change from bin to bin
-        (slower motion), each relative to the channel's power (a gain error does not look like
-        motion), taken in the worst MOTION_BLOCK_S of the window (motion is seen within that of
-        its onset). Bins are summarised by medians, so that a single odd frame (a phase jump that
-        slipped through the gate) is not motion. t: ``(F,)`` s, z: ``(F, M)`` the window's frames."""
-        cfg = self.config
-        k = max(2, int(round(cfg.motion_window_s * cfg.sample_rate_hz)))
-        block = max(1, int(round(MOTION_BLOCK_S * cfg.sample_rate_hz)))
-        index = np.floor((t - (t_end - (k + 1) / cfg.sample_rate_hz)) * cfg.sample_rate_hz).astype(int)
-        centres = np.full((k + 1, z.shape[1]), np.nan + 0j)
-        scatter = np.full(k + 1, np.nan)
-        for i in range(k + 1):
-            frames = z[index == i]
-            if frames.shape[0]:
-                centres[i] = np.median(frames.real, axis=0) + 1j * np.median(frames.imag, axis=0)
-            if frames.shape[0] >= 2:
-                scatter[i] = float(np.median(np.mean(np.abs(frames - centres[i]) ** 2, axis=1)))
-        power = float(np.nanmean(np.abs(centres) ** 2)) if np.any(np.isfinite(scatter)) else 0.0
-        if not power > 0:
-            return float("nan")
-        change = np.mean(np.abs(np.diff(centres, axis=0)) ** 2, axis=1)
+class EstimateSchedule:
+    """When a link's (or array's) next estimates are due: every ``period_s`` of its own time
+    (stamp-driven: a replayed bag gives the same estimates)."""
 
-        def worst_block(x: np.ndarray) -> float:
-            x = x[np.isfinite(x)]
-            if x.size < block:
-                return float("nan")
-            return float(np.max(np.convolve(x, np.ones(block) / block, mode="valid"))) / power
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self.next_t: float | None = None
 
-        fast, slow = worst_block(scatter[1:]), worst_block(change)
-        history = self.motion_history
-        if not history or t_end - history[-1][0] >= cfg.motion_window_s:
-            history.append((t_end, fast, slow))
-        while history and history[0][0] < t_end - HISTORY_S:
-            history.popleft()
-        if len(history) < 5:
-            return float("nan")
-        ratios = []
-        for value, column in ((fast, 1), (slow, 2)):
-            past = np.array([h[column] for h in history])
-            past = past[np.isfinite(past)]
-            if np.isfinite(value) and past.size >= 5:
-                ratios.append(value / max(float(np.percentile(past, BASELINE_PERCENTILE)), 1e-30))
-        return float(max(ratios)) if ratios else float("nan")
+    def due(self, newest_t: float) -> list[float]:
+        """Window ends (s) that the newest frame time ``newest_t`` has passed since the last call."""
+        if not np.isfinite(newest_t):
+            return []
+        if self.next_t is None or newest_t - self.next_t > 10 * self.period_s:
+            self.next_t = newest_t + self.period_s              # first frames, or after a long silence
+        out = []
+        while newest_t >= self.next_t:
+            out.append(self.next_t)
+            self.next_t += self.period_s
+        return out
