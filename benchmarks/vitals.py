@@ -5,6 +5,7 @@ figure (``--plot``).
 
     source tools/env.sh && python benchmarks/vitals.py                       # the table
     python benchmarks/vitals.py --plot docs/vitals.png --seeds 1              # the figure only
+    python benchmarks/vitals.py --array-cost                                 # CPU of an array's beams
 
 Baseline: one bidirectional link 5 m long, a person 2 m from its line of sight breathing 15 /min
 (5 % slow wander) with a 5 mm chest excursion, 50 exchanges/s, 25 dB SNR per subcarrier, 3 dB
@@ -12,6 +13,10 @@ AGC steps every 5 s; 30 s windows. Each row changes one factor; each cell pools 
 of ``--seconds`` (windows from 35 s on, every second). 'rate ok' is the share of still windows
 whose rate is within 1 /min of the truth (a window without a rate counts as wrong); 'present' the
 share said STILL; 'empty room' the share of windows said EMPTY without the person.
+
+``--array-cost``: the CPU time of one window estimate of ArrayVitals (espargos_aoa.array_vitals)
+per beam, on frames of the board simulator's channel (one transmitter, a breathing person, HT40,
+50 frames/s, 8 antennas), after it counts the frames the window really holds.
 """
 from __future__ import annotations
 
@@ -144,13 +149,48 @@ def plot(path: str, seed: int, seconds: float) -> None:
     print(f"wrote {path}")
 
 
+def array_cost(beams: int = 7, rate_hz: float = 50.0) -> None:
+    import time
+
+    from espargos_driver.geometry import board_antenna_positions
+    from espargos_driver.sim.channel import ArrayChannel
+    from espargos_driver.sim.person import PersonSpec
+    from espargos_driver.sim.scenario import ChannelModel, Impairments, Transmitter
+    from espargos_driver.wifi import CsiFormat, grid_center_hz
+
+    from espargos_aoa.array_vitals import ArrayVitals
+
+    fmt = CsiFormat.HT40
+    freqs = grid_center_hz(fmt, 6, 1) + GRIDS[fmt].indices * GRIDS[fmt].spacing_hz
+    channel = ArrayChannel(Impairments(lo_phase=False, timing_offset_std_ns=0.0), np.zeros(8), np.random.default_rng(1))
+    tx = Transmitter(azimuth_deg=-20.0, distance_m=6.0, channel=ChannelModel(fading="none", paths=[]))
+    people = [PersonSpec(position=[1.6, 1.2, 0.0])]
+    vitals = ArrayVitals(VitalsConfig(), board_antenna_positions().reshape(-1, 3), np.radians(np.linspace(-60, 60, beams)))
+    valid = np.ones(len(freqs), bool)
+    for i in range(int(35 * rate_hz)):
+        z, _ = channel.receive(tx, i / rate_hz, fmt, 6, 1, 25.0, people)
+        vitals.add(i / rate_hz, z, freqs, valid)
+    frames = len(vitals.frames.window(35.0)[0])
+    repeats = 20
+    start = time.process_time()
+    for k in range(repeats):
+        vitals.estimate(35.0 - 0.01 * k)
+    per_estimate = (time.process_time() - start) / repeats
+    print(f"window of {frames} frames ({VitalsConfig().window_s:.0f} s at {rate_hz:.0f} frames/s), {beams} beams: "
+          f"{1e3 * per_estimate:.0f} ms CPU per estimate, {1e3 * per_estimate / beams:.1f} ms per beam; "
+          f"at one estimate per second {100 * per_estimate:.0f} % of a core per transmitter")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     p.add_argument("--seconds", type=float, default=70.0)
     p.add_argument("--plot", help="write the README figure to this PNG and skip the table")
+    p.add_argument("--array-cost", action="store_true", help="measure the CPU of an array's beams and skip the table")
     args = p.parse_args()
-    if args.plot:
+    if args.array_cost:
+        array_cost()
+    elif args.plot:
         plot(args.plot, args.seeds[0], 100.0)
     else:
         table(args.seeds, args.seconds)

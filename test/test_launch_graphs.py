@@ -48,6 +48,21 @@ def test_board_graph_simulates_only_when_asked():
     assert "/espargos/bearing_markers" in graph.rviz_configs[0]
 
 
+def test_board_graph_with_vitals_adds_vital_signs_node_with_the_board_file():
+    """vitals:=true (espargos_run board --vitals) adds vital_signs_node next to the driver, with the
+    board parameters file's section: its beams and window."""
+    from espargos_driver.nodes.run import build_graph, parse_args
+
+    graph = array_graph(namespace="espargos", params_file=BOARD_YAML, frame_id="espargos_array", parent_frame="base_link",
+                        pose=None, share_dir=SHARE, simulate=True, vitals=True)
+    vitals = by_executable(graph)["vital_signs_node"]
+    assert (vitals.package, vitals.namespace, vitals.params_files) == ("espargos_aoa", "/espargos", [str(BOARD_YAML)])
+    effective = vitals.effective_parameters()
+    assert effective["beams"] == [-60.0, -40.0, -20.0, 0.0, 20.0, 40.0, 60.0] and effective["window"] == 30.0
+    runner = build_graph(parse_args(["board", "--simulate", "--vitals"]), SHARE)
+    assert [n.executable for n in runner.nodes] == [n.executable for n in graph.nodes]
+
+
 def test_config_host_is_honoured(tmp_path):
     """An empty host argument means the parameters file's host, never the simulator."""
     params = tmp_path / "host.yaml"

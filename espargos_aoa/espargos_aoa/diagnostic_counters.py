@@ -30,8 +30,7 @@ AOA_COUNTERS = {
 }
 """aoa_node: why an update gave no bearing, and input it never saw."""
 VELOCITY_COUNTERS = {
-    "not_single_antenna": "CsiArray with more than one antenna",
-    "bad_csi_message": "CsiArray whose fields do not agree",
+    "bad_csi_message": "CsiArray whose fields do not agree (or an array frame that disagrees with its geometry)",
     "nan_csi": "CsiArray with NaN or infinite CSI",
     "unknown_transmitter": "reports from a transmitter MAC the nodes map does not name",
     "unpaired": "reports whose other direction never came (lost frame or report)",
@@ -55,8 +54,7 @@ LOCATOR_COUNTERS = {
 }
 """locator_node: bearings it could not use, and positions it withheld (the README table is generated)."""
 VITALS_COUNTERS = {
-    "not_single_antenna": "CsiArray with more than one antenna",
-    "bad_csi_message": "CsiArray whose fields do not agree",
+    "bad_csi_message": "CsiArray whose fields do not agree (or an array frame that disagrees with its geometry)",
     "nan_csi": "CsiArray with NaN or infinite CSI",
     "unknown_transmitter": "reports from a transmitter MAC the nodes map does not name (with a nodes map set)",
     "unpaired": "reports of bidirectional links whose other direction never came",
@@ -65,6 +63,10 @@ VITALS_COUNTERS = {
     "link_restarts": "links restarted because a node's clock went back (reboot)",
     "grid_mismatch": "frames on another subcarrier grid than their link's first ones (dropped)",
     "unknown_windows": "windows without a verdict: too few frames, or settling after motion",
+    "uncalibrated_array": "multi-antenna CsiArray without calibration (its beams would point anywhere)",
+    "no_geometry": "array frames that came before a usable ArrayGeometry of their source on array_geometry",
+    "incomplete_array_frame": "array frames with antennas missing (antenna_mask)",
+    "links_over_limit": "reports of links or arrays beyond max_links (not followed)",
 }
 """vital_signs_node: input it could not use, and windows that gave no verdict."""
 WARN_EVERY_S = 5.0

@@ -17,6 +17,7 @@ from .readme_sections import regenerate, replace_section
 
 DRIVER_NODE = "board_node"
 AOA_NODE = "aoa_node"
+VITALS_NODE = "vital_signs_node"
 SIM_HTTP_PORT = 8400
 SIM_STREAM_PORT = 53330
 
@@ -34,6 +35,8 @@ ARRAY_ARGUMENTS = {
     "x": ("0.0", "array position in parent_frame, m"), "y": ("0.0", "m"), "z": ("0.0", "m"),
     "roll": ("0.0", "array orientation in parent_frame, rad"), "pitch": ("0.0", "rad"), "yaw": ("0.0", "rad"),
     "rviz": ("false", "start rviz2 with the shipped view of bearings and spectrum (needs rviz2)"),
+    "vitals": ("false", "also start vital_signs_node: breathing and presence per beam from the array's CSI "
+                        "(its section of the parameters file)"),
     "simulate": ("false", "start the built-in simulator and use it instead of a board"),
     "sim_http_port": (str(SIM_HTTP_PORT), "simulator HTTP port (one board)"),
     "sim_stream_port": (str(SIM_STREAM_PORT), "simulator UDP stream port (one board)"),
@@ -215,8 +218,9 @@ def array_graph(*, namespace: str, params_file: str | Path, frame_id: str, paren
                 host: str = "", array_config: str = "", share_dir: Path, scenario: str = "", simulate: bool = False,
                 sim_ports: tuple[int, int] = (SIM_HTTP_PORT, SIM_STREAM_PORT), rviz: bool = False,
                 remappings: dict | None = None, board_id: str = "", publish_tf: bool = True,
-                autostart: bool = True, scene: str = "") -> Graph:
-    """Driver + aoa_node for one array under ``namespace``, and the array's static transform.
+                autostart: bool = True, scene: str = "", vitals: bool = False) -> Graph:
+    """Driver + aoa_node (+ vital_signs_node with ``vitals``) for one array under ``namespace``,
+    and the array's static transform.
 
     One board, or a combined array from ``array_config`` (its hosts). The board is at ``host``
     if given, else at the ``host`` of the parameters file: a simulator is started only when
@@ -238,8 +242,11 @@ def array_graph(*, namespace: str, params_file: str | Path, frame_id: str, paren
         driver["board_id"] = board_id
     nodes = [NodeSpec("espargos_driver", "board_node", DRIVER_NODE, ns, driver, remappings=remap, params_files=files),
              NodeSpec("espargos_aoa", "aoa_node", AOA_NODE, ns, remappings=remap, params_files=files)]
+    if vitals:
+        nodes.append(NodeSpec("espargos_aoa", "vital_signs_node", VITALS_NODE, ns, remappings=remap, params_files=files))
     file_driver = nodes[0].effective_parameters()          # refuses an unreadable or malformed file here
-    nodes[1].effective_parameters()
+    for spec in nodes[1:]:
+        spec.effective_parameters()
     graph = Graph()
     scenario = scenario or str(share_dir / "config" / "sim_scenario.yaml")
     if simulate and host:

@@ -104,6 +104,6 @@ def array_launch_description(launch_file: str, share: Path, host: Callable[[dict
                            autostart=flag(v["autostart"], "autostart"),
                            sim_ports=(port(v["sim_http_port"], "sim_http_port"),
                                       port(v["sim_stream_port"], "sim_stream_port")),
-                           rviz=flag(v["rviz"], "rviz"))
+                           rviz=flag(v["rviz"], "rviz"), vitals=flag(v["vitals"], "vitals"))
 
     return launch_description(launch_arguments(launch_file, share), make)

@@ -1,7 +1,7 @@
 """Single-process runner: the graph a launch file builds, from the same YAML, in one rclpy executor.
 
-    espargos_run board [--host H | --simulate] [--namespace espargos] [--config board.yaml] [--monitor]
-    espargos_run combined [--array-config combined_array.yaml] [--simulate]
+    espargos_run board [--host H | --simulate] [--namespace espargos] [--config board.yaml] [--monitor] [--vitals]
+    espargos_run combined [--array-config combined_array.yaml] [--simulate] [--vitals]
     espargos_run robot [--robot-config robot.yaml]
     espargos_run localize [--robot-config room.yaml]
     espargos_run swarm [--config swarm.yaml] [--simulate]
@@ -66,6 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         sp = sub.add_parser(name, parents=[common])
         sp.add_argument("--monitor", action="store_true", help="print one status line per second per array")
         sp.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
+        if name in ("board", "combined"):
+            sp.add_argument("--vitals", action="store_true",
+                            help="also run vital_signs_node on the array's CSI (launch: vitals:=true)")
         if name == "board":
             sp.add_argument("--host", default="", help="board address (default: host in the parameters file)")
             sp.add_argument("--simulate", action="store_true", help="start the built-in board simulator and use it")
@@ -100,7 +103,7 @@ def build_graph(args: argparse.Namespace, share: Path) -> Graph:
             frame_id=args.frame_id, parent_frame=args.parent_frame, publish_tf=publish_tf, autostart=autostart,
             pose={"xyz": args.pose[:3], "rpy": args.pose[3:]}, share_dir=share,
             scenario=str(in_config(args.scenario, share)) if args.scenario else "",
-            host=getattr(args, "host", ""), simulate=args.simulate,
+            host=getattr(args, "host", ""), simulate=args.simulate, vitals=args.vitals,
             sim_ports=(getattr(args, "sim_http_port", SIM_HTTP_PORT), getattr(args, "sim_stream_port", SIM_STREAM_PORT)),
             array_config=str(in_config(args.array_config, share)) if args.graph == "combined" else "")
     if args.monitor:
