@@ -98,6 +98,7 @@ def test_four_arrays_at_the_walls_locate_a_static_and_a_walking_transmitter(ros_
         report[mac] = {"median": np.median(distance), "r95": np.percentile(distance, 95),
                        "nees_inside": np.mean((nees >= band[0]) & (nees <= band[1])), "n": len(judged)}
     print({mac: {k: round(float(v), 3) for k, v in r.items()} for mac, r in report.items()})
+    print("locator diagnostics:", diagnostics)          # shown in full when an assertion below fails
     for mac, r in report.items():
         assert r["median"] <= MAX_MEDIAN_M and r["r95"] <= MAX_R95_M[mac], (mac, report, diagnostics)
         assert r["nees_inside"] >= MIN_NEES_INSIDE, (mac, report, diagnostics)

@@ -38,7 +38,6 @@ from dataclasses import dataclass, field, fields
 from functools import lru_cache
 
 import numpy as np
-from scipy.signal import butter, sosfiltfilt
 
 UNKNOWN, EMPTY, STILL, MOVING = "UNKNOWN", "EMPTY", "STILL", "MOVING"
 NOISE_BAND_HZ = (1.5, 3.5)
@@ -236,7 +235,15 @@ def bin_frames(t: np.ndarray, z: np.ndarray, t0: float, n_bins: int, rate_hz: fl
 def bandpass(low_hz: float, high_hz: float, rate_hz: float) -> np.ndarray:
     """Second-order Butterworth band-pass as second-order sections (designs are cached: the
     same bands recur every window)."""
+    from scipy.signal import butter     # here, not at the top: scipy.signal costs ~2 s of start-up CPU
     return butter(2, (low_hz, high_hz), btype="bandpass", fs=rate_hz, output="sos")
+
+
+def zero_phase(sos: np.ndarray, x: np.ndarray, **kwargs) -> np.ndarray:
+    """``x`` filtered forward and backward along axis 0 by ``sos`` (scipy.signal.sosfiltfilt,
+    imported on first use like :func:`bandpass`); ``kwargs`` go to sosfiltfilt."""
+    from scipy.signal import sosfiltfilt
+    return sosfiltfilt(sos, x, axis=0, **kwargs)
 
 
 def motion_signal(means: np.ndarray, rate_hz: float, band_hz: tuple[float, float]) -> np.ndarray:
@@ -250,7 +257,7 @@ def motion_signal(means: np.ndarray, rate_hz: float, band_hz: tuple[float, float
     residual = means - means.mean(axis=0)
     residual = residual - np.outer(x, (x @ residual) / (x @ x))
     sos = bandpass(band_hz[0], band_hz[1], rate_hz)
-    passed = sosfiltfilt(sos, residual.real, axis=0) + 1j * sosfiltfilt(sos, residual.imag, axis=0)
+    passed = zero_phase(sos, residual.real) + 1j * zero_phase(sos, residual.imag)
     _, vectors = np.linalg.eigh(passed.conj().T @ passed)          # (M, M): cheaper than an SVD of (N, M)
     principal = vectors[:, -1]
     s_band = passed @ principal
@@ -324,8 +331,7 @@ def mean_rate(signal: np.ndarray, rate_hz: float, peak_hz: float) -> Rate:
     may have differed). Fewer than three crossings (two cycles): the peak frequency, NaN 1-sigma."""
     n = signal.size
     low, high = 0.6 * peak_hz, min(1.5 * peak_hz, 0.45 * rate_hz)
-    x = sosfiltfilt(bandpass(round(low, 4), round(high, 4), rate_hz), signal,
-                    padlen=min(n - 1, int(2 * rate_hz / low)))
+    x = zero_phase(bandpass(round(low, 4), round(high, 4), rate_hz), signal, padlen=min(n - 1, int(2 * rate_hz / low)))
     edge = min(int(TRIM_BREATHS * rate_hz / peak_hz), n // 4)
     core = x[edge:n - edge]
     crossings = (edge + upward_crossings(core, np.std(core) / 3.0)) / rate_hz

@@ -21,7 +21,7 @@ from ..messages import csi_arrays, geometry_positions, mac_text, node_names, sin
 from ..runtime import events_executor, run_node
 from ..sanitize import sanitize
 from ..swarm_vitals import BIDIRECTIONAL, NODE_PARAMETERS, ONE_WAY, SwarmLinkVitals
-from ..vitals import EMPTY, MOVING, STILL, UNKNOWN, VitalsConfig, VitalsEstimate, config_parameters
+from ..vitals import EMPTY, MOVING, STILL, UNKNOWN, VitalsConfig, VitalsEstimate, bandpass, config_parameters
 
 PRESENCE = {UNKNOWN: VitalSigns.PRESENCE_UNKNOWN, EMPTY: VitalSigns.PRESENCE_EMPTY,
             STILL: VitalSigns.PRESENCE_STILL, MOVING: VitalSigns.PRESENCE_MOVING}
@@ -54,6 +54,9 @@ class VitalSignsNode(Node):
         self.max_links = int(self.get_parameter("max_links").value)
         if self.max_links < 1:
             raise ValueError(f"max_links must be >= 1, got {self.max_links}")
+        # Load scipy.signal now (about 2 s of CPU), not in the first window's callback while reports
+        # queue up; after the parameter checks, so that a refused parameter exits at once.
+        bandpass(self.config.min_rate_bpm / 60.0, self.config.max_rate_bpm / 60.0, self.config.sample_rate_hz)
         self.counters: Counter = Counter()
         self.links: dict[tuple[str, str], SwarmLinkVitals] = {}
         self.arrays: dict[tuple[str, str], ArrayVitals] = {}
