@@ -512,9 +512,15 @@ class VitalsLink(FrameWindow):
         return result
 
 
+LATE_FRAMES_S = 0.5
+"""A window is judged once frames this much newer than its end have come: frames reach the node
+out of order (network jitter, bursts, a busy host), and a window judged at the first frame past
+its end lacks its last ones, which thins the bins the motion level is read from."""
+
+
 class EstimateSchedule:
-    """When a link's (or array's) next estimates are due: every ``period_s`` of its own time
-    (stamp-driven: a replayed bag gives the same estimates)."""
+    """When a link's (or array's) next estimates are due: every ``period_s`` of its own time,
+    LATE_FRAMES_S after the window's end (stamp-driven: a replayed bag gives the same estimates)."""
 
     def __init__(self, period_s: float) -> None:
         self.period_s = period_s
@@ -527,7 +533,7 @@ class EstimateSchedule:
         if self.next_t is None or newest_t - self.next_t > 10 * self.period_s:
             self.next_t = newest_t + self.period_s              # first frames, or after a long silence
         out = []
-        while newest_t >= self.next_t:
+        while newest_t >= self.next_t + LATE_FRAMES_S:
             out.append(self.next_t)
             self.next_t += self.period_s
         return out
