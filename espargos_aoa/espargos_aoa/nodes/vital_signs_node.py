@@ -98,6 +98,8 @@ class VitalSignsNode(Node):
             self.geometries[msg.source_id] = positions
             for key in [k for k in self.arrays if k[1] == msg.source_id]:
                 del self.arrays[key]                           # a new geometry: its beams start afresh
+            for key in [k for k in self.latest if len(k) == 3 and k[1] == msg.source_id]:
+                del self.latest[key]                           # and their old verdicts leave the diagnostics
             self.get_logger().info(f"array geometry of {msg.source_id!r}: {len(positions)} antennas")
 
     def _room_for(self, key: tuple[str, str]) -> bool:
