@@ -26,6 +26,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from espargos_driver.sim.swarm import SwarmScenario
 from espargos_driver.swarm.binary import build_datagram
 from espargos_msgs.msg import CsiArray, RadialVelocity
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from conftest import ROOT, Processes, free_port, spin_until
 
@@ -63,12 +64,11 @@ def swarm_run(ros_context, tmp_path_factory):
     node = rclpy.create_node(f"swarm_watch_{os.getpid()}_{random.randint(0, 1 << 30)}")
     msgs: list[RadialVelocity] = []
     node.create_subscription(RadialVelocity, "/swarm/radial_velocity", msgs.append, 1000)
-    diag: dict[str, str] = {}
+    diag: dict[str, dict[str, str]] = {}
 
     def on_diag(msg) -> None:
         for status in msg.status:
-            if status.name.startswith("espargos_velocity"):
-                diag.update({kv.key: kv.value for kv in status.values}, level=status.level, message=status.message)
+            diag[status.name] = {kv.key: kv.value for kv in status.values} | {"level": status.level, "message": status.message}
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     scenario = tmp / "swarm.yaml"
     scenario.write_text(yaml.safe_dump(SCENARIO))
@@ -85,6 +85,8 @@ def swarm_run(ros_context, tmp_path_factory):
                           "--duration", "32")
         assert spin_until(node, lambda: sim.poll() is not None, 45), "simulator did not finish"
         spin_until(node, lambda: False, 1.5)
+        for name, values in diag.items():
+            print(name, values)
         yield SwarmScenario.from_dict(SCENARIO["swarm"]), msgs, diag
     finally:
         node.destroy_node()
@@ -128,6 +130,16 @@ def test_static_link_stays_static(swarm_run):
     assert not_static < 0.01, f"{100 * not_static:.2f} % of static updates not STATIC"
 
 
+def test_reports_lost_on_the_way_to_velocity_node_are_counted(swarm_run):
+    """Every report swarm_node published reached velocity_node or is counted in its input_lost."""
+    _, _, diags = swarm_run
+    swarm = next(values for name, values in diags.items() if name.startswith("espargos_swarm"))
+    velocity = next(values for name, values in diags.items() if name.startswith("espargos_velocity"))
+    published, received, lost = int(swarm["reports"]), int(velocity["reports"]), int(velocity["input_lost"])
+    print(f"swarm_node published {published}, velocity_node received {received}, counted lost {lost}")
+    assert published > 14000 and received + lost == published
+
+
 def test_one_way_link_detects_motion_onset_and_claims_no_velocity(swarm_run):
     _, msgs, _ = swarm_run
     t, v, state, std = link(msgs, "node5", "node6", RadialVelocity.METHOD_ONE_WAY)
@@ -144,13 +156,41 @@ def test_one_way_link_detects_motion_onset_and_claims_no_velocity(swarm_run):
 def test_links_too_noisy_for_velocity_say_unknown(swarm_run, a, b):
     """Reply-time jitter of 1 us and 10 us with crystals 40 ppm apart: never CLOSING or SEPARATING,
     UNKNOWN with NaN velocity from 2 s on, and the diagnostics say which link and why."""
-    _, msgs, diag = swarm_run
+    _, msgs, diags = swarm_run
+    diag = next(values for name, values in diags.items() if name.startswith("espargos_velocity"))
     t, v, state, _ = link(msgs, a, b, RadialVelocity.METHOD_BIDIRECTIONAL)
     assert len(t) > 1000, f"only {len(t)} updates"
     assert not np.any(np.isin(state, [RadialVelocity.STATE_CLOSING, RadialVelocity.STATE_SEPARATING]))
     late = t - t[0] > 2.0
     assert np.all(state[late] == RadialVelocity.STATE_UNKNOWN) and np.all(np.isnan(v[late]))
     assert f"{a}-{b}: phase-sum noise" in diag["unsupported_links"] and int(diag["unsupported_updates"]) > 0
+
+
+def test_a_burst_velocity_node_cannot_keep_up_with_is_counted_as_lost(ros_node, processes):
+    """20,000 reports published as fast as rclpy can into a writer history of 10: velocity_node
+    falls behind and the writer drops what it has not taken; each one is counted in input_lost."""
+    processes.start_node({"nodes": f'["node1={MACS[1]}", "node2={MACS[2]}"]'}, "/burst", "velocity_node")
+    values: dict[str, str] = {}
+
+    def on_diag(msg) -> None:
+        for status in msg.status:
+            if status.name == "espargos_velocity: /burst/velocity_node":
+                values.update({kv.key: kv.value for kv in status.values})
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    pub = ros_node.create_publisher(CsiArray, "/burst/csi", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    assert spin_until(ros_node, lambda: pub.get_subscription_count() >= 1 and values, 20)
+    total = 20_000
+    msg = CsiArray(source_id="node1", rows=1, cols=1, subcarrier_indices=list(range(-28, 29)), center_frequency_hz=2.437e9,
+                   subcarrier_spacing_hz=312500.0, antenna_mask=[True], transmitter_mac=list(bytes.fromhex("020000000002")),
+                   csi=[1.0, 0.5] * 57)
+    for number in range(total):
+        msg.source_sequence = number
+        msg.sensor_timestamps = [number * 0.02]
+        pub.publish(msg)
+    counted = lambda: int(values.get("reports", 0)) + int(values.get("input_lost", 0))  # noqa: E731
+    assert spin_until(ros_node, lambda: counted() >= total, 60), values
+    print(f"burst of {total}: velocity_node took {values['reports']}, counted {values['input_lost']} lost")
+    assert counted() == total and int(values["input_lost"]) > 0
 
 
 class SwarmSimulationClock:

@@ -31,7 +31,7 @@ ENCAPSULATION = b"\x00\x01\x00\x00"
 
 SCHEMA: tuple[tuple[str, str], ...] = (
     ("header.stamp.sec", "i4"), ("header.stamp.nanosec", "u4"), ("header.frame_id", "string"),
-    ("source_id", "string"), ("transmitter_mac", "u1[6]"), ("receiver_mac", "u1[6]"),
+    ("source_id", "string"), ("source_sequence", "u4"), ("transmitter_mac", "u1[6]"), ("receiver_mac", "u1[6]"),
     ("sequence_number", "u2"), ("fragment_number", "u1"), ("retry", "b1"), ("is_reference", "b1"),
     ("channel", "u1"), ("secondary_channel", "i1"), ("format", "u1"),
     ("center_frequency_hz", "f8"), ("subcarrier_spacing_hz", "f8"),

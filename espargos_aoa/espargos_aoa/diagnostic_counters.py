@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .input_loss import INPUT_LOST
+
 AOA_COUNTERS = {
     "no_geometry": "CSI dropped for want of a usable ArrayGeometry (up to 200 frames are kept until one arrives)",
     "bad_geometry": "ArrayGeometry the estimator cannot use",
@@ -27,6 +29,7 @@ AOA_COUNTERS = {
                      "or by DDS when this node falls behind its input",
     "frames_shed": "frames of a transmitter sooner than 1/max_frame_rate after its last one taken in, "
                    "dropped before any work (load shedding)",
+    **INPUT_LOST,
 }
 """aoa_node: why an update gave no bearing, and input it never saw."""
 VELOCITY_COUNTERS = {
@@ -36,6 +39,7 @@ VELOCITY_COUNTERS = {
     "unpaired": "reports whose other direction never came (lost frame or report)",
     "late_pairs": "exchanges that arrived after reorder_delay of newer ones (dropped)",
     "unsupported_updates": "updates of links too noisy for velocity (published UNKNOWN, NaN velocity)",
+    **INPUT_LOST,
 }
 """velocity_node: reports and updates that give no velocity."""
 LOCATOR_COUNTERS = {
@@ -67,6 +71,7 @@ VITALS_COUNTERS = {
     "no_geometry": "array frames that came before a usable ArrayGeometry of their source on array_geometry",
     "incomplete_array_frame": "array frames with antennas missing (antenna_mask)",
     "links_over_limit": "reports of links or arrays beyond max_links (not followed)",
+    **INPUT_LOST,
 }
 """vital_signs_node: input it could not use, and windows that gave no verdict."""
 WARN_EVERY_S = 5.0

@@ -30,6 +30,7 @@ def message(rows: int, cols: int, bins: int, rng: np.random.Generator, frame_id:
     msg.header.stamp.sec, msg.header.stamp.nanosec = int(rng.integers(0, 2**31)), int(rng.integers(0, 10**9))
     msg.header.frame_id = frame_id
     msg.source_id = source_id
+    msg.source_sequence = int(rng.integers(0, 2**32))
     msg.transmitter_mac = [int(v) for v in rng.integers(0, 256, 6)]
     msg.receiver_mac = [255] * 6
     msg.sequence_number, msg.fragment_number, msg.retry, msg.is_reference = int(rng.integers(0, 4096)), 3, True, False

@@ -6,6 +6,7 @@ import array
 import numpy as np
 from builtin_interfaces.msg import Time
 from espargos_aoa.csi_wire import Layout, LayoutCache
+from espargos_aoa.input_loss import SEQUENCE_WRAP
 from espargos_msgs.msg import ArrayGeometry, CsiArray
 from geometry_msgs.msg import Point
 
@@ -19,8 +20,9 @@ def _f32(values: np.ndarray) -> array.array:
     return array.array("f", np.ascontiguousarray(values, np.float32).tobytes())
 
 
-def frame_to_msg(frame: CsiFrame, stamp: Time, frame_id: str, source_id: str) -> CsiArray:
-    """One CsiFrame of a single board or combined array -> CsiArray with a (rows, cols) grid."""
+def frame_to_msg(frame: CsiFrame, stamp: Time, frame_id: str, source_id: str, source_sequence: int = 0) -> CsiArray:
+    """One CsiFrame of a single board or combined array -> CsiArray with a (rows, cols) grid;
+    ``source_sequence``: the number of CsiArrays published for ``source_id`` before this one."""
     *lead, bins = frame.csi.shape
     rows = int(np.prod(lead[:-1]))
     cols = int(lead[-1])
@@ -28,6 +30,7 @@ def frame_to_msg(frame: CsiFrame, stamp: Time, frame_id: str, source_id: str) ->
     msg.header.stamp = stamp
     msg.header.frame_id = frame_id
     msg.source_id = source_id
+    msg.source_sequence = source_sequence % SEQUENCE_WRAP
     src, dst, seq, frag, retry = frame.key
     msg.transmitter_mac = list(src)
     msg.receiver_mac = list(dst)
@@ -67,8 +70,9 @@ class CsiArraySerializer:
         self._layouts = LayoutCache()
         self._grids: dict[CsiFormat, tuple[bytes, bytes]] = {}
 
-    def __call__(self, frame: CsiFrame, stamp_ns: int) -> bytes:
-        """``stamp_ns``: header stamp, ns since the epoch of the node's clock."""
+    def __call__(self, frame: CsiFrame, stamp_ns: int, source_sequence: int = 0) -> bytes:
+        """``stamp_ns``: header stamp, ns since the epoch of the node's clock; ``source_sequence``:
+        CsiArrays published for this source before this one."""
         *lead, bins = frame.csi.shape
         antennas = frame.mask.size
         grid = self._grids.get(frame.format)
@@ -82,7 +86,8 @@ class CsiArraySerializer:
         src, dst, seq, frag, retry = frame.key
         sec, nanosec = divmod(stamp_ns, 1_000_000_000)
         return layout.pack(
-            sec, nanosec, len(self.frame_id) + 1, self.frame_id, len(self.source_id) + 1, self.source_id, src, dst, seq,
+            sec, nanosec, len(self.frame_id) + 1, self.frame_id, len(self.source_id) + 1, self.source_id,
+            source_sequence % SEQUENCE_WRAP, src, dst, seq,
             frag, retry, frame.is_reference, frame.channel, frame.secondary, int(frame.format), frame.center_frequency_hz,
             frame.grid.spacing_hz, bins, indices, len(interpolated) // 2, interpolated, int(np.prod(lead[:-1])), lead[-1],
             2 * antennas * bins, np.ascontiguousarray(frame.csi, np.complex64).tobytes(),
@@ -106,13 +111,13 @@ def serializer_matches_middleware(serializer: CsiArraySerializer) -> bool:
                          rssi_dbm=np.full(shape, -50.0), noise_floor_dbm=np.full(shape, -95.0), rx_gain_db=np.full(shape, 20.0),
                          fft_gain_db=np.full(shape, 0.25), cfo_hz=np.full(shape, -1234.0), is_reference=fmt == CsiFormat.LLTF,
                          host_time=0.0, completed_at=0.0, calibrated=fmt != CsiFormat.LLTF)
-        stamp_ns = 1_700_000_000_123_456_789
+        stamp_ns, number = 1_700_000_000_123_456_789, 4_000_000_000 + int(fmt)
         try:
-            received = deserialize_message(serializer(frame, stamp_ns), CsiArray)
+            received = deserialize_message(serializer(frame, stamp_ns, number), CsiArray)
         except Exception:  # noqa: BLE001 - any failure means: do not rely on it
             return False
         if received != frame_to_msg(frame, Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9),
-                                    serializer.frame_id.decode(), serializer.source_id.decode()):
+                                    serializer.frame_id.decode(), serializer.source_id.decode(), number):
             return False
     return True
 
@@ -131,13 +136,15 @@ def geometry_msg(positions_m: np.ndarray, labels: list[str], stamp: Time, frame_
     return msg
 
 
-def node_frame_to_msg(frame: NodeFrame, stamp: Time, frame_id: str) -> CsiArray:
-    """One single-antenna swarm-node report -> CsiArray with rows = cols = 1."""
+def node_frame_to_msg(frame: NodeFrame, stamp: Time, frame_id: str, source_sequence: int = 0) -> CsiArray:
+    """One single-antenna swarm-node report -> CsiArray with rows = cols = 1; ``source_sequence``:
+    the number of CsiArrays published for this node before this one."""
     report, grid = frame.report, GRIDS[frame.csi.format]
     msg = CsiArray()
     msg.header.stamp = stamp
     msg.header.frame_id = frame_id
     msg.source_id = frame.node
+    msg.source_sequence = source_sequence % SEQUENCE_WRAP
     msg.transmitter_mac = list(report.transmitter_mac or bytes(6))
     msg.sequence_number = (report.sequence or 0) & 0xFFF
     msg.channel = frame.channel

@@ -56,9 +56,11 @@ def test_serialized_frames_read_back_as_frame_to_msg(fmt, boards):
     serialize = CsiArraySerializer("espargos_array", "espargos")
     for i, frame in enumerate(frames):
         stamp_ns = 1_800_000_000_000_000_000 + 123_456_789 * i
-        got = deserialize_message(serialize(frame, stamp_ns), CsiArray)
+        number = (1 << 32) - 2 + i                                   # wraps after the second frame
+        got = deserialize_message(serialize(frame, stamp_ns, number), CsiArray)
+        assert got.source_sequence == number % (1 << 32)
         assert_same_message(got, frame_to_msg(frame, Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9),
-                                              "espargos_array", "espargos"))
+                                              "espargos_array", "espargos", number))
 
 
 def test_partial_frames_keep_their_nan_and_mask():

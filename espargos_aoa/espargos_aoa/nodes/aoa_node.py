@@ -15,11 +15,12 @@ from sensor_msgs.msg import LaserScan
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from ..common_messages import CsiArrayReader, diagnostic_status
+from ..common_messages import CsiArrayReader, csi_qos, diagnostic_status
 from ..covariance import CovarianceError
 from ..diagnostic_counters import AOA_COUNTERS as ERROR_COUNTERS
 from ..diagnostic_counters import CounterWarnings
 from ..estimator import AoaConfig, AoaEstimator
+from ..input_loss import InputLoss
 from ..messages import (bearing_array_msg, bearing_markers, checked_csi, csi_arrays, geometry_positions, laser_scan_msg,
                         mac_text, parse_mac, spectrum_msg, stamp_seconds)
 from ..runtime import events_executor, run_node
@@ -115,12 +116,12 @@ class AoaNode(Node):
         self.last_taken_s: dict[bytes, float] = {}
         """Stamp of each transmitter's last frame taken in (load shedding by max_frame_rate)."""
         self.read_csi = CsiArrayReader()
+        self.input_loss = InputLoss()
         self.max_frame_rate = self.get_parameter("max_frame_rate").value
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        csi_qos = (qos_profile_sensor_data if qos_name == "sensor_data"
-                   else QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
-        self.create_subscription(CsiArray, "csi", self._on_csi_bytes, csi_qos, raw=True)
+        qos = qos_profile_sensor_data if qos_name == "sensor_data" else csi_qos()
+        self.create_subscription(CsiArray, "csi", self._on_csi_bytes, qos, raw=True)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(ArrayGeometry, "array_geometry", self._on_geometry, latched)
         self.bearing_pub = self.create_publisher(BearingArray, "bearings", 10)
@@ -218,6 +219,7 @@ class AoaNode(Node):
 
     def _on_csi(self, msg: CsiArray) -> None:
         self.counters["frames"] += 1
+        self.counters["input_lost"] += self.input_loss.add(msg.source_id, msg.source_sequence)
         if msg.is_reference:
             return
         if self.allowlist and bytes(msg.transmitter_mac) not in self.allowlist:

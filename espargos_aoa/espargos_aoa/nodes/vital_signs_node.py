@@ -14,9 +14,10 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
 
-from ..common_messages import CsiArrayReader, CsiArrayView, diagnostic_status
+from ..common_messages import CsiArrayReader, CsiArrayView, csi_qos, diagnostic_status
 from ..array_vitals import ArrayVitals
 from ..diagnostic_counters import VITALS_COUNTERS, CounterWarnings
+from ..input_loss import InputLoss
 from ..messages import csi_arrays, geometry_positions, mac_text, node_names, single_antenna_csi, stamp_seconds
 from ..runtime import events_executor, run_node
 from ..sanitize import sanitize
@@ -68,8 +69,8 @@ class VitalSignsNode(Node):
         self.pub = self.create_publisher(VitalSigns, "vital_signs", 50)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.read_csi = CsiArrayReader()
-        qos = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE)
-        self.create_subscription(CsiArray, "csi", self._on_csi_bytes, qos, raw=True)
+        self.input_loss = InputLoss()
+        self.create_subscription(CsiArray, "csi", self._on_csi_bytes, csi_qos(), raw=True)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(ArrayGeometry, "array_geometry", self._on_geometry, latched)
         self.create_timer(1.0, self._diagnostics)
@@ -111,6 +112,7 @@ class VitalSignsNode(Node):
 
     def _on_csi(self, msg: CsiArrayView) -> None:
         self.counters["reports"] += 1
+        self.counters["input_lost"] += self.input_loss.add(msg.source_id, msg.source_sequence)
         if msg.rows * msg.cols > 1:
             self._on_array_frame(msg)
             return

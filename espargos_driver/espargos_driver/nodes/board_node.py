@@ -9,7 +9,7 @@ from dataclasses import replace
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from espargos_aoa.diagnostic_counters import CounterWarnings
-from espargos_aoa.common_messages import diagnostic_status
+from espargos_aoa.common_messages import csi_qos, diagnostic_status
 from espargos_aoa.runtime import run_node
 from espargos_msgs.msg import ArrayGeometry, CsiArray
 from espargos_msgs.srv import Calibrate
@@ -31,9 +31,6 @@ from .managed import ManagedDriverNode
 
 PROBE_TIMEOUT_S = 2.0
 """How long configure waits for each board's identity."""
-CSI_QUEUE_DEPTH = 1000
-"""Reliable history of the csi publisher: a reliable subscriber (a recorder, aoa_node with
-csi_qos reliable) that stalls for up to 10 s at 100 frames/s (0.2 s at 5,000) loses nothing."""
 
 
 def _desc(text: str, read_only: bool = True, **ranges) -> ParameterDescriptor:
@@ -112,10 +109,12 @@ class BoardNode(ManagedDriverNode):
         does not answer yet is reported; activation keeps trying to reach it)."""
         self.config = self._read_config()
         self.csi_pub = self.create_lifecycle_publisher(
-            CsiArray, "csi", QoSProfile(depth=CSI_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE))
+            CsiArray, "csi", csi_qos())
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
         self.geometry_pub = self.create_lifecycle_publisher(ArrayGeometry, "array_geometry", latched)
         self.serializer = CsiArraySerializer(self.frame_id, self.board_id)
+        self.published = 0
+        """CsiArrays published on csi so far: the next one's source_sequence."""
         if not serializer_matches_middleware(self.serializer):
             self.serializer = None
             self.get_logger().warning("the middleware reads CsiArray bytes differently from espargos_aoa.csi_wire: "
@@ -159,10 +158,11 @@ class BoardNode(ManagedDriverNode):
             # clock: now, less the frame's age. Publish time would shift every frame of a backlog.
             stamp_ns = self.get_clock().now().nanoseconds - int((time.time() - frame.host_time) * 1e9)
             if self.serializer is not None:
-                self.csi_pub.publish(self.serializer(frame, stamp_ns))
+                self.csi_pub.publish(self.serializer(frame, stamp_ns, self.published))
             else:
                 self.csi_pub.publish(frame_to_msg(frame, Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9),
-                                                  self.frame_id, self.board_id))
+                                                  self.frame_id, self.board_id, self.published))
+            self.published += 1
         except Exception:
             if self.context.ok():
                 raise

@@ -7,11 +7,10 @@ from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from espargos_aoa.diagnostic_counters import CounterWarnings
-from espargos_aoa.common_messages import diagnostic_status
+from espargos_aoa.common_messages import csi_qos, diagnostic_status
 from espargos_aoa.runtime import run_node
 from espargos_msgs.msg import CsiArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from ..diagnostic_counters import OTHER_PREFIX, SWARM_COUNTERS
 from ..messages import node_frame_to_msg
@@ -124,7 +123,9 @@ class SwarmNode(ManagedDriverNode):
         """Check the parameters, make the report decoder and the csi publisher."""
         self.ingest = self._make_ingest()
         self.csi_pub = self.create_lifecycle_publisher(CsiArray, "csi",
-                                                       QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
+                                                       csi_qos())
+        self.published: dict[str, int] = {}
+        """CsiArrays published per node (source_id): the next one's source_sequence."""
 
     def activate(self) -> None:
         """Open the input (bind the UDP port, open the serial port or file) and read it."""
@@ -154,7 +155,9 @@ class SwarmNode(ManagedDriverNode):
     def _publish(self, frame) -> None:
         """Called on the reader thread; after Ctrl-C the context goes away under it: frames are then dropped."""
         try:
-            self.csi_pub.publish(node_frame_to_msg(frame, self.get_clock().now().to_msg(), self.frame_id))
+            number = self.published.get(frame.node, 0)
+            self.csi_pub.publish(node_frame_to_msg(frame, self.get_clock().now().to_msg(), self.frame_id, number))
+            self.published[frame.node] = number + 1
         except Exception:
             if self.context.ok():
                 raise
