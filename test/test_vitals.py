@@ -5,10 +5,8 @@ vital_signs_node fed bad input and refused parameters.
 Swarm: swarm simulator -> swarm_node (real UDP) -> vital_signs_node. 75 s, three bidirectional
 links 20 m apart at 50 exchanges/s, with 3 dB AGC steps, +-20 ppm crystals, per-frame phase
 jitter and packet-sync jumps, and the swarm system test's network model (jitter, reordering, bursts):
-- link 1-2: a person 1.5 m from the line of sight, still, breathing 12 /min (5 mm chest). At 9 /min
-  (stop 21) the link said EMPTY in 0-2 of 43 windows per seed offline and in 4 of 75 once under
-  load (a single window's breathing SNR falling from ~20 to 4-12 dB, cause not found yet), which
-  left no margin on the 95 % presence bound; slow breathing is in the README's limits;
+- link 1-2: a person 1.5 m from the line of sight, still, breathing 8 /min (5 mm chest): four
+  breaths per 30 s window, the slow end of the issue's range;
 - link 3-4: a person 2.5 m off, 22 /min (8 mm), walking about from 45 s to 52 s;
 - link 5-6: a person 2 m off breathing 16 /min (4 mm) who walks about from 26 s and leaves at
   30 s: empty from then on.
@@ -54,7 +52,7 @@ SCENARIO = {"swarm": {
               for i in range(1, 7)],
     "links": [{"a": 1, "b": 2}, {"a": 3, "b": 4}, {"a": 5, "b": 6}],
     "people": [
-        {"position": [2.5, 1.5, 1.0], "breathing_rate_bpm": 12.0, "chest_displacement_m": 0.005},
+        {"position": [2.5, 1.5, 1.0], "breathing_rate_bpm": 8.0, "chest_displacement_m": 0.005},
         {"position": [2.0, 22.5, 1.0], "breathing_rate_bpm": 22.0, "chest_displacement_m": 0.008, "moving": [[45, 52]]},
         {"position": [3.0, 42.0, 1.0], "breathing_rate_bpm": 16.0, "chest_displacement_m": 0.004,
          "present": [[0, 30]], "moving": [[26, 30]]},

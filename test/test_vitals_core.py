@@ -94,6 +94,21 @@ def test_the_rate_is_the_windows_mean_even_when_it_wanders():
     assert np.mean(errors <= np.hypot(sigmas, VitalsConfig().rate_floor_bpm)) >= 0.5
 
 
+@pytest.mark.parametrize("rate_bpm", [8.0, 9.0])
+def test_slow_breathing_is_found_at_every_phase_of_the_window(rate_bpm):
+    """A 30 s window holds only four breaths at 8 /min: every window, whatever phase the breaths
+    fall at, is STILL with the window's mean rate (a fixed half-breath trim per end left three
+    breaths to count, and one window in seven lost its third crossing: EMPTY)."""
+    person = PersonSpec(breathing_rate_bpm=rate_bpm, chest_displacement_m=0.005, seed=4)
+    t = np.arange(0, 70, 1 / RATE_HZ)
+    by_a, by_b = channel(t, 1.3, person, seed=5)
+    said = verdicts(t, np.array([exchange_features(a, 1.0, b, 1.0, 0.0) for a, b in zip(by_a, by_b)]), VitalsConfig())
+    assert len(said) == 40
+    wrong = [(round(v.t_end_s), v.state, round(v.rate_bpm, 2)) for v in said
+             if v.state != SAID_STILL or abs(v.rate_bpm - person.mean_rate_bpm(v.t_end_s - 30, v.t_end_s)) > 1.0]
+    assert not wrong, wrong
+
+
 def test_person_truth():
     p = PersonSpec(breathing_rate_bpm=12.0, rate_variability=0.1, present=[[5, 50]], moving=[[20, 25]], seed=1)
     assert [p.state(t) for t in (1, 10, 22, 30, 60)] == [EMPTY, STILL, MOVING, STILL, EMPTY]

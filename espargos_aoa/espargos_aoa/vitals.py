@@ -47,11 +47,16 @@ ZERO_PAD = 8
 HISTORY_S = 120.0
 """How much motion history sets a link's still baseline."""
 BASELINE_PERCENTILE = 20.0
-TRIM_BREATHS = 0.5
+TRIM_BREATHS = (0.2, 0.5)
+"""Breaths cut from each end of the band-passed signal before counting cycles (filter edges): the
+larger where the window holds many breaths, down to the smaller so that CORE_BREATHS remain."""
+CORE_BREATHS = 3.5
+"""Breaths left to count between the trimmed ends when the window allows it: three whole cycles
+always hold the three crossings (two cycles) that breathing needs. With a fixed half-breath trim a
+30 s window at 8 /min kept three breaths, and one window in seven lost its third crossing."""
 CYCLE_AGREEMENT = 0.25
 """Breathing needs at least two counted cycles whose rate agrees with the periodogram peak to
 within this fraction; a drift or a single swing also makes a peak at the band's low end."""
-"""Breaths cut from each end of the band-passed signal before counting cycles (filter edges)."""
 MOTION_BLOCK_S = 0.5
 MAX_GAP_S = 1.0
 """A window with a longer silence (lost frames, a stalled reader) gives no verdict: interpolating
@@ -322,7 +327,7 @@ def upward_crossings(x: np.ndarray, hysteresis: float) -> np.ndarray:
 def mean_rate(signal: np.ndarray, rate_hz: float, peak_hz: float) -> Rate:
     """Breaths per second over the window, by counting cycles: ``signal`` band-passed around
     ``peak_hz`` (0.6-1.5 times: the rate's wander in, the second harmonic out), without
-    TRIM_BREATHS at each end (filter edges), and its upward crossings of zero with hysteresis of a
+    TRIM_BREATHS at each end (filter edges; less in a window of few breaths), and its upward crossings of zero with hysteresis of a
     third of its spread (noise near zero adds none); the rate is whole cycles between the first
     and the last crossing over the time between them: the mean rate even where it wanders (a
     periodogram peak is not). 1-sigma: the relative scatter of the cycle durations (breath-to-
@@ -332,7 +337,9 @@ def mean_rate(signal: np.ndarray, rate_hz: float, peak_hz: float) -> Rate:
     n = signal.size
     low, high = 0.6 * peak_hz, min(1.5 * peak_hz, 0.45 * rate_hz)
     x = zero_phase(bandpass(round(low, 4), round(high, 4), rate_hz), signal, padlen=min(n - 1, int(2 * rate_hz / low)))
-    edge = min(int(TRIM_BREATHS * rate_hz / peak_hz), n // 4)
+    breaths = n / rate_hz * peak_hz
+    trim = float(np.clip((breaths - CORE_BREATHS) / 2.0, *TRIM_BREATHS))
+    edge = min(int(trim * rate_hz / peak_hz), n // 4)
     core = x[edge:n - edge]
     crossings = (edge + upward_crossings(core, np.std(core) / 3.0)) / rate_hz
     if crossings.size < 3:
@@ -397,6 +404,10 @@ class WindowJudge:
         if not np.isfinite(rate.std_hz) or abs(rate.frequency_hz / peak.frequency_hz - 1.0) > CYCLE_AGREEMENT:
             result.reason = (f"a {60 * peak.frequency_hz:.1f} /min peak ({snr_db:.1f} dB) without repeated breaths "
                              "(a slow drift, not breathing)")
+            return result
+        if not band[0] <= rate.frequency_hz <= band[1]:
+            result.reason = (f"{60 * rate.frequency_hz:.1f} breaths/min counted under a {60 * peak.frequency_hz:.1f} /min "
+                             "peak: outside the breathing band")
             return result
         result.state = STILL
         result.rate_bpm = 60.0 * rate.frequency_hz
