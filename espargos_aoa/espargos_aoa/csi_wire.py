@@ -171,12 +171,14 @@ def scan_sizes(data: bytes | memoryview) -> tuple[int, ...]:
 
 
 class LayoutCache:
-    """Layouts by sizes, at most ``limit`` (a stream has a handful: one per format and array)."""
+    """Layouts by sizes, at most ``limit`` (a stream has a handful: one per format and array; a
+    swarm stream one per node-name length)."""
 
     def __init__(self, limit: int = 16) -> None:
         self.limit = limit
         self._layouts: dict[tuple[int, ...], Layout] = {}
-        self._last: Layout | None = None
+        self._by_length: dict[int, Layout] = {}
+        """The layout that last read a message of each byte length: tried first."""
 
     def get(self, sizes: tuple[int, ...]) -> Layout:
         layout = self._layouts.get(sizes)
@@ -187,14 +189,17 @@ class LayoutCache:
         return layout
 
     def unpack(self, data: bytes | memoryview) -> tuple[Layout, tuple]:
-        """The layout and values of a serialized CsiArray (the last layout is tried first);
-        ValueError if the bytes are no CsiArray."""
-        last = self._last
-        if last is not None and last.size <= len(data) < last.size + 8:     # the middleware may pad the end
+        """The layout and values of a serialized CsiArray (the layout that last read a message of
+        this length is tried first); ValueError if the bytes are no CsiArray."""
+        known = self._by_length.get(len(data))
+        if known is not None:
             try:
-                return last, last.unpack(data)
+                return known, known.unpack(data)
             except ValueError:
                 pass
         layout = self.get(scan_sizes(data))
-        self._last = layout
-        return layout, layout.unpack(data)
+        values = layout.unpack(data)
+        if len(self._by_length) >= 4 * self.limit:
+            self._by_length.pop(next(iter(self._by_length)))
+        self._by_length[len(data)] = layout
+        return layout, values
