@@ -327,13 +327,14 @@ def upward_crossings(x: np.ndarray, hysteresis: float) -> np.ndarray:
 def mean_rate(signal: np.ndarray, rate_hz: float, peak_hz: float) -> Rate:
     """Breaths per second over the window, by counting cycles: ``signal`` band-passed around
     ``peak_hz`` (0.6-1.5 times: the rate's wander in, the second harmonic out), without
-    TRIM_BREATHS at each end (filter edges; less in a window of few breaths), and its upward crossings of zero with hysteresis of a
-    third of its spread (noise near zero adds none); the rate is whole cycles between the first
-    and the last crossing over the time between them: the mean rate even where it wanders (a
-    periodogram peak is not). 1-sigma: the relative scatter of the cycle durations (breath-to-
-    breath variation and timing noise) times the rate, over the number of cycles (the end
-    crossings' timing) plus the fraction of the window outside the counted cycles (where the rate
-    may have differed). Fewer than three crossings (two cycles): the peak frequency, NaN 1-sigma."""
+    TRIM_BREATHS at each end (filter edges; less in a window of few breaths), and its upward
+    crossings of zero with hysteresis of a third of its spread (noise near zero adds none); the
+    rate is whole cycles between the first and the last crossing over the time between them: the
+    mean rate even where it wanders (a periodogram peak is not). 1-sigma: the relative scatter of
+    the cycle durations (breath-to-breath variation and timing noise) times the rate, over the
+    number of cycles (the end crossings' timing) plus the fraction of the window outside the
+    counted cycles (where the rate may have differed). Fewer than three crossings (two cycles):
+    the peak frequency, NaN 1-sigma."""
     n = signal.size
     low, high = 0.6 * peak_hz, min(1.5 * peak_hz, 0.45 * rate_hz)
     x = zero_phase(bandpass(round(low, 4), round(high, 4), rate_hz), signal, padlen=min(n - 1, int(2 * rate_hz / low)))
