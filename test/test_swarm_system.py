@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pty
 import random
+import signal
 import socket
 import struct
 import time
@@ -253,6 +254,27 @@ def test_bad_datagrams_and_a_vanishing_node_are_counted(ros_node, processes):
 
 
 @needs_captures
+def test_datagrams_the_kernel_drops_while_swarm_node_stalls_are_counted(ros_node, processes):
+    """swarm_node stopped (SIGSTOP) while 20,000 datagrams arrive: its 4 MiB socket buffer holds a
+    few thousand, the kernel drops the rest, and once it runs again every datagram sent is either
+    a report or counted in kernel_drops."""
+    port, _, diag = udp_swarm_node(ros_node, processes, "/stall")
+    node = processes.procs[-1][0]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    total = 20_000
+    os.killpg(node.pid, signal.SIGSTOP)
+    try:
+        for i in range(total):
+            sock.sendto(build_datagram(7, i, 2437, -40, -90, np.tile(np.array([3, 20], np.int8), 128),
+                                       sensor_time_us=i * 20_000), ("127.0.0.1", port))
+    finally:
+        os.killpg(node.pid, signal.SIGCONT)
+    assert spin_until(ros_node, lambda: diag.count("reports") + diag.count("kernel_drops") >= total, 30), diag.values
+    print(f"{total} datagrams sent to a stopped swarm_node: {diag.count('reports')} reports, "
+          f"{diag.count('kernel_drops')} dropped by the kernel")
+    assert diag.count("reports") + diag.count("kernel_drops") == total and diag.count("kernel_drops") > 0
+
+
 def test_serial_port_that_vanishes_is_reopened(ros_node, processes, tmp_path):
     link_path = tmp_path / "ttyESP"
     master, slave = pty.openpty()

@@ -18,12 +18,14 @@ BOARD_ACTIVITY = {
     "reports": "sensor reports decoded",
     "frames": "frames published",
 }
+KERNEL_DROPS = {"kernel_drops": "datagrams the kernel dropped because the socket's receive buffer was full"}
+"""Counted by every UDP reader (board stream, swarm port): one text for both."""
 BOARD_COUNTERS = {
     # lifecycle
     "invalid_transitions": "lifecycle transitions requested that the current state does not have (refused)",
     # what arrives from outside the board
     "foreign_source": "datagrams not from the board's address and stream port, dropped unparsed",
-    "kernel_drops": "datagrams the kernel dropped because the socket's receive buffer was full",
+    **KERNEL_DROPS,
     # framing and reassembly
     "bad_magic": "sensor packet without the 0xDECAFBAD magic",
     "truncated": "packet, fragment, TLV or G1 message shorter than it says",
@@ -89,6 +91,7 @@ SWARM_ACTIVITY = {
 SWARM_COUNTERS = {
     "invalid_transitions": "lifecycle transitions requested that the current state does not have (refused)",
     "foreign_source": "datagrams from addresses the allowlist does not name, dropped unparsed",
+    **KERNEL_DROPS,
     "not_allowed": "reports of nodes or MACs the allowlist does not name",
     "sender_evicted": "senders forgotten to keep per-sender state bounded (MAX_SENDERS)",
     "wrong_magic": "binary datagram with an unknown magic",

@@ -6,6 +6,7 @@ split into lines in linear time with a bounded buffer (LineSplitter).
 """
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -18,6 +19,7 @@ from pathlib import Path
 import serial
 
 from ..reader_thread import ReaderThread
+from ..transport.streams import udp_kernel_drops
 from .ingest import MAX_SENDERS
 
 Feed = Callable[[bytes, str, float], None]
@@ -142,6 +144,10 @@ class KeepAlive:
             self.addresses.popitem(last=False)
 
 
+DROP_CHECK_S = 1.0
+"""How often a UDP source reads the kernel's drop counter of its socket (/proc/net/udp)."""
+
+
 class UdpSource(Source):
     """Datagrams on ``host:port`` (binary frames, or text lines); the sender's address names text
     sources. With ``keepalive_hz`` > 0, ``keepalive`` sends ICMP echo requests at that rate to the
@@ -156,12 +162,25 @@ class UdpSource(Source):
         self.sock.bind((host, port))
         self.sock.settimeout(0.2)
         self.address = self.sock.getsockname()
+        self._inode = os.fstat(self.sock.fileno()).st_ino
+        self._drops_seen = udp_kernel_drops(self._inode) or 0
+
+    def _count_kernel_drops(self) -> None:
+        """Add the datagrams the kernel dropped since the last look (receive buffer full) to ``kernel_drops``."""
+        drops = udp_kernel_drops(self._inode)
+        if drops is not None and drops > self._drops_seen:
+            self.counters["kernel_drops"] += drops - self._drops_seen
+            self._drops_seen = drops
 
     def _run(self) -> None:
         self.state, self.state_detail = "receiving", f"UDP {self.address[0]}:{self.address[1]}"
         if self.keepalive is not None:
             threading.Thread(target=self.keepalive.run, args=(self._stop,), name="keepalive", daemon=True).start()
+        next_drop_check = time.monotonic()
         while not self._stop.is_set():
+            if time.monotonic() >= next_drop_check:
+                self._count_kernel_drops()
+                next_drop_check = time.monotonic() + DROP_CHECK_S
             try:
                 data, addr = self.sock.recvfrom(65536)
             except TimeoutError:

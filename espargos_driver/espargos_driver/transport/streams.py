@@ -50,7 +50,7 @@ def _kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float:
     return time.time()
 
 
-def _proc_udp_drops(inode: int) -> int | None:
+def udp_kernel_drops(inode: int) -> int | None:
     """The kernel's drop counter of the UDP socket with ``inode`` (/proc/net/udp, udp6), or None."""
     for table in ("/proc/net/udp", "/proc/net/udp6"):
         try:
@@ -102,7 +102,7 @@ class UdpStream:
 
     def kernel_drops(self) -> int | None:
         """Datagrams the kernel dropped for this socket (receive buffer full), or None if unknown."""
-        return _proc_udp_drops(self._inode)
+        return udp_kernel_drops(self._inode)
 
     def open(self) -> None:
         self.sock.sendto(b"", self.peer)
