@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 from ament_index_python.packages import get_package_share_directory
+from diagnostic_msgs.msg import DiagnosticArray
 from espargos_driver.graph import (GraphError, array_graph, missing_packages, node_parameters, read_yaml, robot_graph,
                                    swarm_graph)
 from espargos_aoa.poses import parse_array_pose
 from espargos_msgs.msg import BearingArray, RadialVelocity, TransmitterPositionArray
+from nav_msgs.msg import Odometry
 
 from conftest import ROOT, executable, free_port, spin_until
 
@@ -156,6 +158,11 @@ def test_robot_graph():
     assert set(swarm) == {"swarm_simulator", "swarm_node", "velocity_node", "vital_signs_node"}
     assert swarm["swarm_node"].parameters["udp_port"] == 5015 and swarm["swarm_simulator"].arguments[-1] == "127.0.0.1:5015"
     assert swarm["velocity_node"].parameters["nodes"][0] == "node1=02:00:00:00:00:01"
+    locator = next(n for n in graph.nodes if n.executable == "locator_node")
+    assert locator.namespace == "/robot" and locator.parameters["fixed_frame"] == "odom"
+    assert locator.parameters["platform_pose_topic"] == "/robot/odom" and locator.parameters["platform_pose_type"] == "odometry"
+    assert locator.parameters["bearing_topics"] == ["/robot/front/bearings", "/robot/left/bearings"]
+    assert locator.parameters["array_poses"][1] == "espargos_left: 0.0 0.15 0.15 0.0 0.0 1.5708"   # mounts on base_link
 
 
 def test_localize_graph_places_simulated_boards_in_the_scene_and_feeds_the_locator():
@@ -240,7 +247,20 @@ def test_node_parameters_match_keys_the_way_rcl_does():
 
 
 def test_runner_starts_the_robot_graph(ros_node, processes, tmp_path):
+    """The robot rig in one process: both arrays give bearings, the swarm links velocities, and the
+    locator says it cannot place bearings without odometry, then (odometry of a robot standing
+    still) that it cannot range the transmitter, and publishes no position."""
     counts = {"front": 0, "left": 0, "swarm": 0}
+    locator: dict[str, str] = {}
+    positions: list = []
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == "espargos_locator: /robot/locator_node":
+                locator.update({kv.key: kv.value for kv in status.values}, message=status.message)
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 50)
+    ros_node.create_subscription(TransmitterPositionArray, "/robot/positions",
+                                 lambda m: positions.extend(m.positions), 10)
     for name in ("front", "left"):
         ros_node.create_subscription(BearingArray, f"/robot/{name}/bearings",
                                      lambda m, n=name: counts.__setitem__(n, counts[n] + 1), 10)
@@ -253,8 +273,26 @@ def test_runner_starts_the_robot_graph(ros_node, processes, tmp_path):
     robot["robot"]["swarm"]["udp_port"] = free_port(socket.SOCK_DGRAM)
     robot["robot"]["swarm"]["scenario"] = str(ROOT / "config" / robot["robot"]["swarm"]["scenario"])
     (tmp_path / "robot.yaml").write_text(yaml.safe_dump(robot))
-    runner = processes.start("espargos_run", "robot", "--robot-config", str(tmp_path / "robot.yaml"), "--duration", "40")
+    runner = processes.start("espargos_run", "robot", "--robot-config", str(tmp_path / "robot.yaml"), "--duration", "60")
     assert spin_until(ros_node, lambda: min(counts.values()) >= 5, 40), (counts, processes.log_of(runner)[-2000:])
+    assert spin_until(ros_node, lambda: "no platform pose on /robot/odom" in locator.get("message", ""), 10), locator
+    odom = ros_node.create_publisher(Odometry, "/robot/odom", 10)
+
+    def still() -> None:
+        msg = Odometry(child_frame_id="base_link")
+        msg.header.stamp, msg.header.frame_id = ros_node.get_clock().now().to_msg(), "odom"
+        msg.pose.pose.orientation.w = 1.0
+        odom.publish(msg)
+    timer = ros_node.create_timer(0.1, still)
+    try:
+        assert spin_until(ros_node, lambda: locator.get("message", "").startswith("no position yet")
+                          and int(locator.get("poor_geometry", 0)) > 0, 15), str(locator)
+        spin_until(ros_node, lambda: False, 5.0)                # and it stays so
+    finally:
+        ros_node.destroy_timer(timer)
+    assert not positions and int(locator["poor_geometry"]) > 0, (
+        [(round(p.position.x, 2), round(p.position.y, 2), round(p.covariance[0], 3), round(p.covariance[4], 3), p.bearings_used)
+         for p in positions], str(locator))
     log = processes.log_of(runner)
     assert "tf2_ros is not installed: static transforms not published (base_link -> espargos_front" in log
 

@@ -51,7 +51,8 @@ LOCATOR_COUNTERS = {
     "rejected_behind": "bearings whose ray points away from the estimated position",
     "poor_geometry": "position updates withheld: 1-sigma above max_position_std, fewer than min_bearings fused since "
                      "the track (re)started, or the arrays behind the bearings span less than min_parallax seen from "
-                     "the transmitter (rays near parallel, or one array standing still: the range is unobservable)",
+                     "the transmitter (rays near parallel, or one array standing still: the range is unobservable), "
+                     "or the position lies within far_field of an array",
     "stale_platform_pose": "platform poses not newer than the newest one kept (out of order)",
     "platform_pose_wrong_frame": "platform poses in another frame than fixed_frame, or with an invalid orientation",
     "track_resets": "tracks restarted after max_rejections bearings in a row were rejected, or max_gap of silence",

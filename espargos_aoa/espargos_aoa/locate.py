@@ -135,6 +135,9 @@ class LocatorConfig:
     max_rejections: int = _param(20, "a track restarts after this many rejected bearings in a row")
     max_gap: float = _param(10.0, "s without a fused bearing after which a track restarts")
     min_range: float = _param(0.3, "m; closer ranges are clipped when weighting a bearing")
+    far_field: float = _param(1.0, "m; positions closer than this to an array whose bearings they fuse are withheld "
+                                   "(poor_geometry): bearings assume a plane wave, which a 2 x 4 board sees from about "
+                                   "1 m on, and wrong bearings of arrays close together (a reflection) meet there")
 
     def validate(self) -> None:
         """ValueError naming the parameter that cannot work."""
@@ -146,7 +149,7 @@ class LocatorConfig:
                      "noise_adaptation"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("max_position_std", "prior_std", "max_gap", "min_range", "min_parallax"):
+        for name in ("max_position_std", "prior_std", "max_gap", "min_range", "min_parallax", "far_field"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("max_rejections", "min_bearings"):
@@ -330,10 +333,19 @@ class Track:
         return self.position_std_max <= self.config.max_position_std
 
     @property
+    def nearest_array_m(self) -> float:
+        """Horizontal distance (m) from the estimate to the nearest array whose bearings it fused."""
+        if not self.last_origins:
+            return float("inf")
+        origins = np.array(list(self.last_origins.values()))
+        return float(np.min(np.linalg.norm(origins[:, :2] - self.x[:2], axis=1)))
+
+    @property
     def observable(self) -> bool:
-        """The position is worth reporting: small covariance from enough rays that really cross."""
+        """The position is worth reporting: small covariance from enough rays that really cross, in
+        the arrays' far field."""
         return self.ranged and self.bearings_used >= self.config.min_bearings and \
-            self.parallax_deg >= self.config.min_parallax
+            self.parallax_deg >= self.config.min_parallax and self.nearest_array_m >= self.config.far_field
 
     def update(self, pose: ArrayPose, obs: BearingObservation) -> str:
         """Fuse one bearing (after :meth:`predict` to its time): "used", "rejected_inconsistent" or

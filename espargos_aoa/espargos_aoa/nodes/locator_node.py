@@ -34,6 +34,7 @@ class LocatorNode(Node):
         self.method = f"kalman-{config.motion_model}"
         self.fixed_frame = self.get_parameter("fixed_frame").value
         platform_topic = self.get_parameter("platform_pose_topic").value
+        self.platform_topic = platform_topic
         pose_type = self.get_parameter("platform_pose_type").value
         if pose_type not in PLATFORM_POSE_TYPES:
             raise ValueError(f"platform_pose_type must be one of {PLATFORM_POSE_TYPES}, got {pose_type!r}")
@@ -129,8 +130,12 @@ class LocatorNode(Node):
         elif self.locator.tracks:
             level, text = DiagnosticStatus.WARN, ("no position yet: the bearings do not cross well enough (one array "
                                                   "standing still, or rays near parallel)")
+        elif counters["unknown_pose"] and self.platform_topic and not self.locator.platform.stamps:
+            level, text = DiagnosticStatus.WARN, (f"no platform pose on {self.platform_topic} yet: the arrays' "
+                                                  "bearings cannot be placed in " + self.fixed_frame)
         elif counters["unknown_pose"]:
-            level, text = DiagnosticStatus.WARN, "bearings only from arrays whose pose is unknown (array_poses)"
+            level, text = DiagnosticStatus.WARN, ("bearings only from arrays whose pose is unknown (array_poses, or no "
+                                                  "platform pose at their stamps)")
         else:
             level, text = DiagnosticStatus.WARN, "no bearings yet"
         msg = DiagnosticArray()
