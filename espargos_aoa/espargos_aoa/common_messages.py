@@ -3,6 +3,8 @@ CSI of a CsiArray. Light on purpose: the drivers import it, and the AoA estimato
 add over a second to every driver's start-up."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
@@ -11,6 +13,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
 
 from .csi_wire import SCHEMA, LayoutCache
+from .input_loss import InputLoss
 
 CSI_QUEUE_DEPTH = 1000
 """Reliable history of the csi topic, at its publishers and its subscribers: a subscriber that
@@ -51,6 +54,27 @@ class CsiArrayReader:
         fields = layout.fields(values)
         header = Header(stamp=Time(sec=fields["stamp.sec"], nanosec=fields["stamp.nanosec"]), frame_id=fields["frame_id"])
         return CsiArrayView(header, fields)
+
+
+class CsiInput:
+    """The bytes of a ``raw=True`` csi subscription -> CsiArrayView (None if they are no CsiArray),
+    counted in ``counters`` as every swarm CSI subscriber counts them: ``reports``,
+    ``bad_csi_message``, and ``input_lost`` (messages lost on the way, see InputLoss)."""
+
+    def __init__(self, counters: Counter) -> None:
+        self.counters = counters
+        self._read = CsiArrayReader()
+        self._loss = InputLoss()
+
+    def __call__(self, data: bytes) -> CsiArrayView | None:
+        self.counters["reports"] += 1
+        try:
+            msg = self._read(data)
+        except ValueError:
+            self.counters["bad_csi_message"] += 1
+            return None
+        self.counters["input_lost"] += self._loss.add(msg.source_id, msg.source_sequence)
+        return msg
 
 
 def msg_to_csi(msg: CsiArray) -> np.ndarray:

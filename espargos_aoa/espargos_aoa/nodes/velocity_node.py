@@ -10,10 +10,9 @@ from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
 from rclpy.node import Node
 from std_msgs.msg import Header
 
-from ..common_messages import CsiArrayReader, CsiArrayView, csi_qos, diagnostic_status
+from ..common_messages import CsiArrayView, CsiInput, csi_qos, diagnostic_status
 from ..diagnostic_counters import VELOCITY_COUNTERS as ERROR_COUNTERS
 from ..diagnostic_counters import CounterWarnings
-from ..input_loss import InputLoss
 from ..messages import mac_text, node_names, single_antenna_csi, stamp_seconds
 from ..runtime import events_executor, run_node
 from ..sanitize import sanitize
@@ -73,8 +72,7 @@ class VelocityNode(Node):
         self.updates: dict[tuple[str, str, str], deque] = {}
         self.pub = self.create_publisher(RadialVelocity, "radial_velocity", 50)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.read_csi = CsiArrayReader()
-        self.input_loss = InputLoss()
+        self.csi_input = CsiInput(self.counters)
         self.create_subscription(CsiArray, "csi", self._on_csi_bytes,
                                  csi_qos(), raw=True)
         self.create_timer(1.0, self._diagnostics)
@@ -83,17 +81,11 @@ class VelocityNode(Node):
     def _on_csi_bytes(self, data: bytes) -> None:
         """The csi subscription delivers serialized bytes: read without building an rclpy message
         (a fifth of the cost; swarm links bring hundreds of reports per second)."""
-        try:
-            msg = self.read_csi(data)
-        except ValueError:
-            self.counters["reports"] += 1
-            self.counters["bad_csi_message"] += 1
-            return
-        self._on_csi(msg)
+        msg = self.csi_input(data)
+        if msg is not None:
+            self._on_csi(msg)
 
     def _on_csi(self, msg: CsiArrayView) -> None:
-        self.counters["reports"] += 1
-        self.counters["input_lost"] += self.input_loss.add(msg.source_id, msg.source_sequence)
         usable = single_antenna_csi(msg, self.counters)
         if usable is None:
             return

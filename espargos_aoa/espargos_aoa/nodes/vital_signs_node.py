@@ -14,10 +14,9 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
 
-from ..common_messages import CsiArrayReader, CsiArrayView, csi_qos, diagnostic_status
+from ..common_messages import CsiArrayView, CsiInput, csi_qos, diagnostic_status
 from ..array_vitals import ArrayVitals
 from ..diagnostic_counters import VITALS_COUNTERS, CounterWarnings
-from ..input_loss import InputLoss
 from ..messages import csi_arrays, geometry_positions, mac_text, node_names, single_antenna_csi, stamp_seconds
 from ..runtime import events_executor, run_node
 from ..sanitize import sanitize
@@ -68,8 +67,7 @@ class VitalSignsNode(Node):
         """Latest verdict by link (a, b) or by array beam (transmitter, source_id, azimuth rad)."""
         self.pub = self.create_publisher(VitalSigns, "vital_signs", 50)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.read_csi = CsiArrayReader()
-        self.input_loss = InputLoss()
+        self.csi_input = CsiInput(self.counters)
         self.create_subscription(CsiArray, "csi", self._on_csi_bytes, csi_qos(), raw=True)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(ArrayGeometry, "array_geometry", self._on_geometry, latched)
@@ -79,13 +77,9 @@ class VitalSignsNode(Node):
     def _on_csi_bytes(self, data: bytes) -> None:
         """The csi subscription delivers serialized bytes: read without building an rclpy message
         (a fifth of the cost; swarm links bring hundreds of reports per second)."""
-        try:
-            msg = self.read_csi(data)
-        except ValueError:
-            self.counters["reports"] += 1
-            self.counters["bad_csi_message"] += 1
-            return
-        self._on_csi(msg)
+        msg = self.csi_input(data)
+        if msg is not None:
+            self._on_csi(msg)
 
     def _on_geometry(self, msg: ArrayGeometry) -> None:
         try:
@@ -111,8 +105,6 @@ class VitalSignsNode(Node):
         return False
 
     def _on_csi(self, msg: CsiArrayView) -> None:
-        self.counters["reports"] += 1
-        self.counters["input_lost"] += self.input_loss.add(msg.source_id, msg.source_sequence)
         if msg.rows * msg.cols > 1:
             self._on_array_frame(msg)
             return
