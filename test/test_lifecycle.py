@@ -34,6 +34,14 @@ class Lifecycle:
         self.change_state = node.create_client(ChangeState, f"{name}/change_state")
         assert self.get.wait_for_service(timeout_sec=30) and self.change_state.wait_for_service(timeout_sec=30), \
             f"no lifecycle services under {name}"
+        # wait_for_service sees the service's request reader; its response writer may match our
+        # reader later, and Fast DDS drops a response it cannot deliver ("failed to send response
+        # (timeout)", seen once on an idle machine). get_state changes nothing: ask until it answers.
+        for _ in range(6):
+            future = self.get.call_async(GetState.Request())
+            if spin_until(self.node, future.done, 5):
+                break
+            self.get.remove_pending_request(future)
 
     def _call(self, client, request):
         future = client.call_async(request)
