@@ -101,6 +101,7 @@ class AoaResult:
     grid: SpectrumGrid
     spectrum_db: np.ndarray
     bearings: list[BearingEstimate]
+    """Strongest source first (by estimated power, :attr:`BearingEstimate.snr_db`)."""
     sources: int
     """Source count from MDL/AIC (or fixed); may exceed len(bearings) if peaks were too weak."""
     covariance: Covariance
@@ -179,7 +180,10 @@ class AoaEstimator:
             std[:, 0] = np.where(excess, spread, std[:, 0])
         floor = np.radians(cfg.uncertainty_floor_deg)
         std = np.sqrt(std ** 2 + floor ** 2)
-        return [BearingEstimate(float(az), float(el), float(s[0]), float(s[1]),
-                                float(10 * np.log10(max(np.real(powers[i, i]) / noise, 1e-12))),
-                                float(spectrum_db[p] - median_db))
-                for i, ((az, el), s, p) in enumerate(zip(angles, std, peaks))]
+        bearings = [BearingEstimate(float(az), float(el), float(s[0]), float(s[1]),
+                                    float(10 * np.log10(max(np.real(powers[i, i]) / noise, 1e-12))),
+                                    float(spectrum_db[p] - median_db))
+                    for i, ((az, el), s, p) in enumerate(zip(angles, std, peaks))]
+        # Strongest first: MUSIC peak heights measure how orthogonal a direction is to the noise
+        # subspace, not power (at high SNR every resolved peak is as high as the grid lets it be).
+        return sorted(bearings, key=lambda b: b.snr_db, reverse=True)
