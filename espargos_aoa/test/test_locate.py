@@ -184,6 +184,38 @@ def test_two_arrays_on_a_robot_standing_still_never_claim_a_position(sigma_deg, 
     assert not claimed, claimed[:5]
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known limitation: a track started from rays of different paths (a reflection of one array crossed with the "
+    "direct path of the other) collapses near the arrays and is reported; per-array bias states and a "
+    "tentative/confirm test were tried and do not remove it (see issue 14's note)"))
+@pytest.mark.parametrize("seed", [0, 1, 4, 7])   # the seeds of 0-7 that claim one (the others do not)
+def test_two_arrays_standing_still_whose_bearings_jump_between_paths_never_claim_a_position(seed):
+    """The robot of config/robot.yaml standing still, each array's rank-0 bearing in a window a
+    different path at random: the direct one or one of two reflections 50 and 70 deg off it (what
+    aoa_node gave when it ranked bearings by MUSIC peak height; a real channel whose paths fade
+    about equal can do it too). Rays of different paths meet near the arrays, the filter fuses
+    them before it has a range to gate with, then keeps the bearings that agree within the gate:
+    positions 1.0-1.5 m out with a 1-sigma of 7-15 cm, the transmitter 7 m away."""
+    rng = np.random.default_rng(seed)
+    loc = Locator(LocatorConfig(motion_model="constant_position", bearing_std_floor=2.0))
+    poses = {"front": ArrayPose.from_xyz_rpy((0.2, 0.0, 0.15), (0.0, 0.0, 0.0)),
+             "left": ArrayPose.from_xyz_rpy((0.0, 0.15, 0.15), (0.0, 0.0, np.pi / 2))}
+    offsets = {"front": (0.0, -50.0, -70.0), "left": (0.0, 50.0, 70.0)}
+    for name, pose in poses.items():
+        loc.set_static_pose(name, pose)
+    estimates = []
+    for k in range(300):
+        for j, (name, pose) in enumerate(poses.items()):
+            obs = observe(pose, name, "tx", np.array([5.0, 5.0, 0.5]), k * 0.2 + j * 0.03, rng, np.radians(0.03))
+            obs.azimuth += np.radians(rng.choice(offsets[name]))
+            loc.add(obs)
+        estimates += loc.fuse()
+    assert estimates
+    claimed = [(np.round(e.position[:2], 2), np.round(np.sqrt(np.diag(e.covariance)[:2]), 2)) for e in estimates
+               if e.observable]
+    assert not claimed, claimed[:5]
+
+
 def test_bad_bearings_are_counted_and_change_nothing():
     rng = np.random.default_rng(4)
     loc = Locator(LocatorConfig())
