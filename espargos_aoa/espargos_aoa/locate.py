@@ -116,14 +116,20 @@ class LocatorConfig:
     position_noise: float = _param(0.01, "m^2/s, constant_position's random walk")
     bearing_std_floor: float = _param(0.0, "deg added in quadrature to every bearing's 1-sigma (array pose errors, "
                                            "multipath bias)")
+    motion_bias: float = _param(0.5, "deg of azimuth error per m/s of a constant_velocity track's speed that its bearings "
+                                     "of one array share for about bias_time (a state per array and track; 0: none). "
+                                     "Measured in the room scene: bearings of a person walking at 1 m/s err by 1.0-1.5 "
+                                     "deg, correlated over 1-2 s; a standing transmitter's do not")
+    bias_time: float = _param(1.0, "s, correlation time of the motion_bias states")
     noise_adaptation: float = _param(0.02, "rate at which a track scales its bearings' variance so that their "
                                            "normalised innovations average one (0: trust the reported 1-sigma)")
     gate_probability: float = _param(0.999, "bearings whose innovation lies beyond this chi-square quantile are "
                                             "rejected")
     max_position_std: float = _param(2.0, "m; positions whose largest 1-sigma exceeds this are withheld "
                                           "(poor_geometry)")
-    min_parallax: float = _param(10.0, "deg; positions are withheld until the fused bearings' array positions span "
-                                       "this angle seen from the transmitter (one array standing still spans none)")
+    min_parallax: float = _param(15.0, "deg; positions are withheld until the fused bearings' array positions span "
+                                       "this angle seen from the transmitter (one array standing still spans none; "
+                                       "rays of wrong paths of two arrays 25 cm apart met at 10-14 deg)")
     min_bearings: int = _param(10, "a (re)started track is reported once it has fused this many bearings (a few early "
                                    "rays, reflections among them, can cross far from the transmitter)")
     reorder_delay: float = _param(1.0, "s of stamp time to wait at most for an array whose bearings lag the others' "
@@ -146,10 +152,10 @@ class LocatorConfig:
         if not 0.5 < self.gate_probability < 1.0:
             raise ValueError(f"gate_probability must be in (0.5, 1), got {self.gate_probability}")
         for name in ("accel_noise", "position_noise", "bearing_std_floor", "reorder_delay", "height_std",
-                     "noise_adaptation"):
+                     "noise_adaptation", "motion_bias"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("max_position_std", "prior_std", "max_gap", "min_range", "min_parallax", "far_field"):
+        for name in ("max_position_std", "prior_std", "max_gap", "min_range", "min_parallax", "far_field", "bias_time"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("max_rejections", "min_bearings"):
@@ -203,6 +209,14 @@ class BearingObservation:
     elevation_std: float = field(default=float("nan"), compare=False)
     window_span: float = field(default=0.0, compare=False)
     """s of CSI stamps behind the bearing (BearingArray.window_span)."""
+    window_frames: int = field(default=1, compare=False)
+    """CSI frames behind the bearing (BearingArray.window_frames)."""
+
+    @property
+    def window_duration(self) -> float:
+        """s the window's frames stand for, one frame interval each (the span plus one interval)."""
+        n = max(self.window_frames, 1)
+        return self.window_span * n / (n - 1) if n > 1 else self.window_span
 
     @property
     def time(self) -> float:
@@ -278,6 +292,8 @@ class Track:
         self.motion = motion
         self.config = config
         self.x, self.p = motion.initial(prior_position, prior_cov)
+        self.bias_index: dict[str, int] = {}
+        """Array id -> index in the state of the azimuth error its bearings share (motion_bias), rad."""
         self.height_prior = (float(prior_position[2]), float(prior_cov[2, 2]))
         self.elevations = False
         """Whether an elevation has been fused: until then the height is the prior's."""
@@ -291,10 +307,17 @@ class Track:
         self.last_origins: dict[str, np.ndarray] = {}
         self.origins: deque[np.ndarray] = deque(maxlen=MAX_ORIGINS)
         """Distinct positions (m) the fused bearings were taken from."""
+        self.last_fused_stamp: dict[str, float] = {}
+        """Array id -> stamp (s) of its newest bearing fused (:meth:`_overlap`)."""
 
     def predict(self, stamp: float) -> None:
         if self.stamp is not None and stamp > self.stamp:
-            f, q = self.motion.transition(stamp - self.stamp)
+            dt, m, n = stamp - self.stamp, self.motion.dim, len(self.x)
+            f, q = np.eye(n), np.zeros((n, n))
+            f[:m, :m], q[:m, :m] = self.motion.transition(dt)
+            decay = np.exp(-dt / self.config.bias_time)          # first-order Gauss-Markov biases
+            f[m:, m:] *= decay
+            q[m:, m:] = np.eye(n - m) * self._bias_std() ** 2 * (1 - decay ** 2)
             self.x = f @ self.x
             self.p = f @ self.p @ f.T + q
         self.stamp = stamp if self.stamp is None else max(self.stamp, stamp)
@@ -356,6 +379,7 @@ class Track:
         themselves: the pseudo-linear form weights an array's rays more the closer the estimate is
         to it, and every ray of an array passes through the array, so a track could collapse onto
         an array and stay there."""
+        bias = self._bias_state(obs.array_id)
         offset = self.x[:3] - pose.position
         direction = pose.direction(obs.azimuth, 0.0 if np.isnan(obs.elevation) else obs.elevation)
         along = float(direction @ offset)
@@ -373,10 +397,13 @@ class Track:
             cos_el = np.cos(0.0 if np.isnan(obs.elevation) else obs.elevation)
             scale = np.array([rng * cos_el] + [rng] * (len(angle_std) - 1))
         floor = np.radians(self.config.bearing_std_floor)
-        r = self.noise_scale * np.diag(
+        r = self.noise_scale * self._overlap(obs) * np.diag(
             (scale ** 2) * (angle_std ** 2 + floor ** 2 + self._smear(direction, rng, obs.window_span) ** 2))
-        h = np.zeros((len(h3), self.motion.dim))
+        h = np.zeros((len(h3), len(self.x)))
         h[:, :3] = h3
+        if bias is not None:                                    # azimuth measured = true + the array's bias
+            h[0, bias] = scale[0]
+            innovation[0] -= scale[0] * self.x[bias]
         s = h @ self.p @ h.T + r
         if ranged:
             if along < -3 * spread:
@@ -391,16 +418,49 @@ class Track:
             self.noise_scale = float(np.clip(self.noise_scale * step, 1.0, MAX_NOISE_SCALE))
         gain = self.p @ h.T @ np.linalg.inv(s)
         self.x = self.x + gain @ innovation
-        i_kh = np.eye(self.motion.dim) - gain @ h
+        i_kh = np.eye(len(self.x)) - gain @ h
         self.p = i_kh @ self.p @ i_kh.T + gain @ r @ gain.T          # Joseph form: stays symmetric, PSD
         self.bearings_used += 1
         self.elevations = self.elevations or not np.isnan(obs.elevation)
         self.rejections_in_a_row = 0
         self.arrays.add(obs.array_id)
         self.last_origins[obs.array_id] = pose.position.copy()
+        self.last_fused_stamp[obs.array_id] = obs.stamp
         if not self.origins or np.linalg.norm(np.array(self.origins) - pose.position, axis=1).min() >= ORIGIN_SPACING_M:
             self.origins.append(pose.position.copy())
         return "used"
+
+    def _bias_std(self) -> float:
+        """Stationary 1-sigma (rad) of the motion_bias states at the track's present speed."""
+        return np.radians(self.config.motion_bias) * float(np.linalg.norm(self.x[3:6])) if self.motion.dim >= 6 else 0.0
+
+    def _bias_state(self, array_id: str) -> int | None:
+        """Index of ``array_id``'s bias in the state, added (mean 0, :meth:`_bias_std`) on its
+        first bearing; None without ``motion_bias`` or a velocity."""
+        if self.config.motion_bias <= 0 or self.motion.dim < 6:
+            return None
+        if array_id not in self.bias_index:
+            n = len(self.x)
+            self.bias_index[array_id] = n
+            self.x = np.append(self.x, 0.0)
+            p = np.zeros((n + 1, n + 1))
+            p[:n, :n] = self.p
+            p[n, n] = self._bias_std() ** 2
+            self.p = p
+        return self.bias_index[array_id]
+
+    def _overlap(self, obs: BearingObservation) -> float:
+        """Factor (>= 1) on the variance of a bearing whose window shares frames with the array's
+        last bearing fused: aoa_node slides its window by fewer frames than it holds (8 frames,
+        4 new per bearing in config/room.yaml), so consecutive bearings' errors are correlated and
+        only the new frames' share of a window is new information. Its window's duration over
+        the stamp step, at most its frame count (a repeated stamp: all frames shared)."""
+        last = self.last_fused_stamp.get(obs.array_id)
+        if last is None:
+            return 1.0
+        step = obs.stamp - last
+        most = float(max(obs.window_frames, 1))
+        return most if step <= 0 else float(np.clip(obs.window_duration / step, 1.0, most))
 
     def _smear(self, direction: np.ndarray, rng: float, window_span: float) -> float:
         """1-sigma (rad) of a bearing of a transmitter that moved across the ray during the window:

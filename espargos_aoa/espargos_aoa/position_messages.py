@@ -27,7 +27,8 @@ def observation(msg: BearingArray) -> BearingObservation | None:
     return BearingObservation(stamp_seconds(msg.header.stamp), msg.header.frame_id, mac_text(bytes(msg.transmitter_mac)),
                               float(b.azimuth), float(b.azimuth_std),
                               float(b.elevation) if b.elevation_estimated else float("nan"),
-                              float(b.elevation_std) if b.elevation_estimated else float("nan"), float(msg.window_span))
+                              float(b.elevation_std) if b.elevation_estimated else float("nan"), float(msg.window_span),
+                              int(msg.window_frames))
 
 
 def position_msg(e: Estimate, header: Header, method: str) -> TransmitterPosition:
