@@ -32,6 +32,7 @@ setup(
             "bag_play = espargos_driver.nodes.bag_play:main",
             "swarm_node = espargos_driver.nodes.swarm_node:main",
             "swarm_simulator = espargos_driver.nodes.swarm_simulator:main",
+            "scene_pose = espargos_driver.nodes.scene_pose:main",
         ],
     },
 )

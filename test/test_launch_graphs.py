@@ -191,6 +191,18 @@ def test_localize_graph_places_simulated_boards_in_the_scene_and_feeds_the_locat
         robot_graph(rig, SHARE)
 
 
+def test_drone_graph_publishes_the_scene_platform_as_the_locators_odometry():
+    rig = read_yaml(SHARE / "config" / "drone.yaml", "rig YAML")
+    graph = robot_graph(rig, SHARE)
+    (pose,) = [n for n in graph.nodes if n.executable == "scene_pose"]
+    (locator,) = [n for n in graph.nodes if n.executable == "locator_node"]
+    assert pose.namespace == "/drone" and pose.parameters["scene"] == str(SHARE / "config" / "drone_scene.yaml")
+    assert pose.remappings == [("odom", locator.parameters["platform_pose_topic"])] == [("odom", "/drone/odom")]
+    assert pose.parameters["frame_id"] == locator.parameters["fixed_frame"] == "odom"
+    assert not [n for n in robot_graph(read_yaml(SHARE / "config" / "robot.yaml", "rig YAML"), SHARE).nodes
+                if n.executable == "scene_pose"]                      # a standing robot: its odometry is the user's
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda r: r["arrays"].append(dict(r["arrays"][0])), "array name 'front' is used twice"),
     (lambda r: r["arrays"][1].__setitem__("sim_http_port", 8420), "simulator ports"),

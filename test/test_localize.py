@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from espargos_msgs.msg import Bearing, BearingArray, TransmitterPositionArray
@@ -155,3 +156,56 @@ def test_locator_node_refuses_parameters_that_cannot_work(tmp_path):
         done = subprocess.run([str(executable("locator_node")), "--ros-args", *args], capture_output=True, text=True,
                               timeout=30)
         assert done.returncode == 2 and reason in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_one_array_flying_past_an_access_point_locates_it(ros_node, processes, tmp_path):
+    """config/drone.yaml: one simulated board on a drone flying 20 m at 2 m/s, there and back,
+    past an access point 10 m off its line (config/drone_scene.yaml); scene_pose publishes the
+    drone's odometry from the same scene, the locator places the bearings with it. Once the drone
+    has flown 10 m (5 s after the first bearing) every position is within 1 m of the access point."""
+    rig = yaml.safe_load((ROOT / "config" / "drone.yaml").read_text())
+    rig["robot"]["scene"] = str(ROOT / "config" / rig["robot"]["scene"])
+    for array in rig["robot"]["arrays"]:
+        array.update(sim_http_port=free_port(), sim_stream_port=free_port(socket.SOCK_DGRAM),
+                     config=str(ROOT / "config" / array["config"]))
+    (tmp_path / "drone.yaml").write_text(yaml.safe_dump(rig))
+    truth = Scene.from_file(rig["robot"]["scene"]).transmitters[0].path.position(0.0)
+    fixes: list = []
+    first_bearing: list[float] = []
+    diagnostics: dict[str, str] = {}
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if "locator" in status.name:
+                diagnostics.update({kv.key: kv.value for kv in status.values}, message=status.message)
+
+    ros_node.create_subscription(TransmitterPositionArray, "/drone/positions", lambda m: fixes.extend(
+        (p.header.stamp.sec + p.header.stamp.nanosec * 1e-9, np.array([p.position.x, p.position.y]),
+         np.array(p.covariance).reshape(3, 3)[:2, :2]) for p in m.positions), 100)
+    ros_node.create_subscription(BearingArray, "/drone/belly/bearings", lambda m: first_bearing.append(
+        m.header.stamp.sec + m.header.stamp.nanosec * 1e-9) if not first_bearing else None, 10)
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 50)
+    start_graph(processes, robot_graph(read_yaml(tmp_path / "drone.yaml", "rig"), ROOT), tmp_path)
+    assert spin_until(ros_node, lambda: bool(first_bearing), 60), diagnostics
+    start = first_bearing[0] + 5.0
+    assert spin_until(ros_node, lambda: bool(fixes) and fixes[-1][0] > start + JUDGED_S, 3 * JUDGED_S + 30), diagnostics
+    judged = [(t, p, c) for t, p, c in fixes if t >= start]
+    errors = np.array([np.linalg.norm(p - truth[:2]) for _, p, _ in judged])
+    nees = np.array([(p - truth[:2]) @ np.linalg.solve(c, p - truth[:2]) for _, p, c in judged])
+    band = chi2.ppf([0.025, 0.975], 2)
+    inside = float(np.mean((nees >= band[0]) & (nees <= band[1])))
+    print({"n": len(judged), "median": round(float(np.median(errors)), 3), "max": round(float(errors.max()), 3),
+           "nees_inside": round(inside, 3)}, diagnostics)
+    assert len(judged) > 40 and errors.max() <= 1.0, (errors.max(), diagnostics)
+
+
+@pytest.mark.parametrize("params, reason", [
+    (["scene:=/nonexistent/scene.yaml"], "No such file"),
+    ([f"scene:={ROOT / 'config' / 'room_scene.yaml'}"], "has no platform"),
+    ([f"scene:={ROOT / 'config' / 'drone_scene.yaml'}", "rate:=0.0"], "rate must be > 0"),
+])
+def test_scene_pose_refuses_what_cannot_work(processes, params, reason):
+    proc = processes.start("scene_pose", "--ros-args", *(a for p in params for a in ("-p", p)))
+    assert proc.wait(timeout=20) == 2
+    log = processes.log_of(proc)
+    assert "invalid parameter" in log and reason in log and "Traceback" not in log

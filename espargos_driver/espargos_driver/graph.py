@@ -287,6 +287,15 @@ def array_graph(*, namespace: str, params_file: str | Path, frame_id: str, paren
     return graph
 
 
+def _scene_has_platform(scene: str) -> bool:
+    """Whether the scene YAML moves its boards on a platform (whose pose scene_pose then publishes)."""
+    try:
+        data = yaml.safe_load(Path(scene).read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise GraphError(f"scene {scene}: {err}") from err
+    return isinstance(data, dict) and bool((data.get("scene") or {}).get("platform"))
+
+
 def robot_graph(robot: dict, share_dir: Path, publish_tf: bool = True, autostart: bool = True) -> Graph:
     """A rig of arrays (and optionally its swarm nodes) under one namespace with their static
     transforms (unless not ``publish_tf``), from ``config/robot.yaml``."""
@@ -328,9 +337,14 @@ def robot_graph(robot: dict, share_dir: Path, publish_tf: bool = True, autostart
         xyz, rpy = _pose(arr.get("pose"), f"array {name}")
         array_poses.append(f"{frame_id}: " + " ".join(repr(v) for v in (*xyz, *rpy)))
     locator = spec.get("locator")
+    if locator is not None and not isinstance(locator, dict):
+        raise GraphError("robot YAML: locator must be a mapping of locator_node parameters")
+    if scene and any(arr.get("simulate") for arr in spec["arrays"]) and _scene_has_platform(scene):
+        odom = str((locator or {}).get("platform_pose_topic") or (f"/{namespace}/odom" if namespace else "/odom"))
+        graph.nodes.append(NodeSpec("espargos_driver", "scene_pose", "scene_pose", f"/{namespace}" if namespace else "", {
+            "scene": scene, "frame_id": str((locator or {}).get("fixed_frame", "odom")), "child_frame_id": base},
+            remappings=[("odom", odom)]))
     if locator is not None:
-        if not isinstance(locator, dict):
-            raise GraphError("robot YAML: locator must be a mapping of locator_node parameters")
         graph.nodes.append(NodeSpec("espargos_aoa", "locator_node", "locator_node", f"/{namespace}" if namespace else "", {
             "fixed_frame": base, **flatten(locator), "bearing_topics": bearing_topics, "array_poses": array_poses}))
     swarm = spec.get("swarm")

@@ -44,6 +44,28 @@ def test_a_board_sees_the_scene_from_its_pose_at_scene_time():
     assert other.seed != south.seed                                 # boards elsewhere: their own LO phases
 
 
+def test_a_board_on_a_moving_platform_sees_the_scene_from_its_mount():
+    """A platform flying along x at 2 m/s, heading along its path; a board mounted 0.5 m to its
+    left looking left: at scene time 5 s the platform is at x = 10 m, the board at (10, 0.5), and a
+    transmitter at (10, 10.5) is 10 m straight ahead of the board. Flying back (heading -x), the
+    board looks the other way."""
+    scene = Scene.from_dict({"scene": {"platform": {"waypoints": [[0, 0, 1], [20, 0, 1]], "speed": 2.0},
+                                       "transmitters": [{"mac": "02:00:00:00:00:01", "position": [10, 10.5, 1]}]}})
+    position, rotation = scene.platform.pose(5.0)
+    assert np.allclose(position, [10, 0, 1]) and np.allclose(rotation, np.eye(3))
+    assert np.allclose(scene.platform.velocity(5.0), [2, 0, 0])
+    tx = board_scenario(scene, (0.0, 0.5, 0.0), (0.0, 0.0, np.pi / 2), 0.0).transmitters[0]
+    assert np.allclose(tx.position_at(5.0), [10.0, 0.0, 0.0], atol=1e-9)
+    assert np.allclose(tx.position_at(15.0), [-11.0, 0.0, 0.0], atol=1e-9)       # back at x = 10, heading -x
+    fixed = Scene.from_dict({"scene": {"platform": {"waypoints": [[0, 0, 1], [20, 0, 1]], "speed": 2.0, "yaw": 0.0},
+                                       "transmitters": [{"mac": "02:00:00:00:00:01", "position": [10, 10.5, 1]}]}})
+    tx = board_scenario(fixed, (0.0, 0.5, 0.0), (0.0, 0.0, np.pi / 2), 0.0).transmitters[0]
+    assert np.allclose(tx.position_at(15.0), [10.0, 0.0, 0.0], atol=1e-9)        # a fixed yaw: it still looks left
+    with pytest.raises(TypeError, match="unknown platform keys"):
+        Scene.from_dict({"scene": {"platform": {"waypoints": [[0, 0, 0]], "heading": 1},
+                                   "transmitters": [{"mac": "x", "position": [0, 0, 0]}]}})
+
+
 def test_bad_scenes_are_refused_with_a_reason():
     for data, message in (({"scene": {}}, "needs transmitters"),
                           ({"scene": {"transmitters": [{"mac": "x", "position": [0, 0, 0]}], "walls": 1}}, "unknown scene"),

@@ -35,6 +35,7 @@ NODE_CLASSES = {
     ("espargos_driver", "board_node"): "espargos_driver.nodes.board_node:BoardNode",
     ("espargos_driver", "csi_monitor"): "espargos_driver.nodes.csi_monitor:CsiMonitor",
     ("espargos_driver", "swarm_node"): "espargos_driver.nodes.swarm_node:SwarmNode",
+    ("espargos_driver", "scene_pose"): "espargos_driver.nodes.scene_pose:ScenePoseNode",
     ("espargos_aoa", "aoa_node"): "espargos_aoa.nodes.aoa_node:AoaNode",
     ("espargos_aoa", "velocity_node"): "espargos_aoa.nodes.velocity_node:VelocityNode",
     ("espargos_aoa", "vital_signs_node"): "espargos_aoa.nodes.vital_signs_node:VitalSignsNode",

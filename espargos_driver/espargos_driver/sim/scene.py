@@ -1,5 +1,7 @@
 """A world scene for the board simulator: transmitters moving along paths in a fixed frame
-(``map``), the walls of a room as mirrors, and boards placed anywhere by their pose.
+(``map``), the walls of a room as mirrors, boards placed anywhere by their pose, and optionally a
+platform (a robot, a drone) moving along a path that carries the boards (their pose is then their
+mount on it).
 
 Each simulated board runs the ordinary scenario machinery; :func:`board_scenario` gives it the
 scene's transmitters as seen from its pose (:attr:`Transmitter.track`): direct path and one
@@ -49,6 +51,41 @@ class Path3D:
 
 
 @dataclass
+class Platform:
+    """A platform carrying the boards along ``path``, level, its x axis along the direction of
+    travel (``yaw`` None) or at a fixed ``yaw`` (rad) in the scene frame."""
+
+    path: Path3D
+    yaw: float | None = None
+
+    DT_S = 1e-3
+    """s, step of the central difference that gives the velocity."""
+
+    def velocity(self, t_s: float) -> np.ndarray:
+        """Velocity (3,) m/s in the scene frame at scene time ``t_s``."""
+        return (self.path.position(t_s + self.DT_S) - self.path.position(t_s - self.DT_S)) / (2 * self.DT_S)
+
+    def pose(self, t_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Position (3,) m and rotation (3, 3) platform -> scene frame at scene time ``t_s``."""
+        if self.yaw is not None:
+            yaw = self.yaw
+        else:
+            v = self.velocity(t_s)
+            yaw = float(np.arctan2(v[1], v[0])) if np.hypot(v[0], v[1]) > 1e-9 else 0.0
+        return self.path.position(t_s), Rotation.from_euler("z", yaw).as_matrix()
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Platform":
+        """``{waypoints: [[x, y, z], ...], speed: m/s, loop: bool, yaw: rad (optional)}``."""
+        data = dict(data)
+        path = Path3D(data.pop("waypoints", None), float(data.pop("speed", 0.0)), bool(data.pop("loop", False)))
+        yaw = data.pop("yaw", None)
+        if data:
+            raise TypeError(f"unknown platform keys {sorted(data)}")
+        return cls(path, None if yaw is None else float(yaw))
+
+
+@dataclass
 class Room:
     """An axis-aligned room whose four walls reflect (x and y bounds in m); floor and ceiling do not."""
 
@@ -87,6 +124,8 @@ class Scene:
     transmitters: list[SceneTransmitter]
     room: Room | None = None
     scenario: dict = field(default_factory=dict)
+    platform: Platform | None = None
+    """The boards ride on it: a board's pose is its mount on the platform."""
 
     @classmethod
     def from_dict(cls, data: dict) -> "Scene":
@@ -102,6 +141,8 @@ class Scene:
             raise ValueError("a scene needs transmitters: [{mac: ..., position: [x, y, z]} or {waypoints: ..., speed: ...}]")
         room = Room(**scene.pop("room")) if scene.get("room") else None
         scene.pop("room", None)
+        platform = Platform.from_dict(scene.pop("platform")) if scene.get("platform") else None
+        scene.pop("platform", None)
         if scene:
             raise TypeError(f"unknown scene keys {sorted(scene)}")
         scenario = dict(data.get("scenario") or {})
@@ -111,7 +152,7 @@ class Scene:
             raise ValueError("people are not supported in a scene yet (their positions would be taken in each "
                              "board's frame): give them in a board scenario")
         Scenario.from_dict(scenario)                      # refuse a bad scenario section here
-        return cls(txs, room, scenario)
+        return cls(txs, room, scenario, platform)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Scene":
@@ -127,8 +168,10 @@ class BoardTrack:
     room: Room | None
     board_position: np.ndarray
     board_rotation: np.ndarray
+    """The board's pose in the scene frame, or on ``platform``."""
     clock_origin_s: float
     """Scene time at scenario time zero."""
+    platform: Platform | None = None
     _last: tuple = (None, None)
     """(t_s, result) of the latest call: the channel asks several times per frame."""
 
@@ -138,21 +181,30 @@ class BoardTrack:
         self._last = (t_s, self._evaluate(t_s))
         return self._last[1]
 
+    def board_pose(self, scene_t_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """The board's position (3,) m and rotation (3, 3) in the scene frame at ``scene_t_s``."""
+        if self.platform is None:
+            return self.board_position, self.board_rotation
+        position, rotation = self.platform.pose(scene_t_s)
+        return position + rotation @ self.board_position, rotation @ self.board_rotation
+
     def _evaluate(self, t_s: float) -> tuple[np.ndarray, list[tuple[np.ndarray, float]]]:
         world = self.transmitter.path.position(self.clock_origin_s + t_s)
-        local = self.board_rotation.T @ (world - self.board_position)
+        position, rotation = self.board_pose(self.clock_origin_s + t_s)
+        local = rotation.T @ (world - position)
         images = []
         if self.room is not None:
             direct = max(float(np.linalg.norm(local)), 1e-3)
             for image in self.room.images(world):
-                image_local = self.board_rotation.T @ (image - self.board_position)
+                image_local = rotation.T @ (image - position)
                 spread_db = 20 * np.log10(max(float(np.linalg.norm(image_local)), 1e-3) / direct)
                 images.append((image_local, -self.room.reflection_loss_db - spread_db))
         return local, images
 
 
 def board_scenario(scene: Scene, xyz, rpy, clock_origin_s: float) -> Scenario:
-    """The scenario of a board at pose ``xyz`` (m), ``rpy`` (rad) in the scene's frame, its
+    """The scenario of a board at pose ``xyz`` (m), ``rpy`` (rad) in the scene's frame (on the
+    scene's platform, if it has one), its
     scenario time zero at scene time ``clock_origin_s``. Its seed is the scenario's plus one drawn
     from the pose, so that boards in different places have their own LO phases and noise."""
     seed = int(scene.scenario.get("seed", 1)) + zlib.crc32(repr([round(float(v), 3) for v in (*xyz, *rpy)]).encode())
@@ -160,5 +212,5 @@ def board_scenario(scene: Scene, xyz, rpy, clock_origin_s: float) -> Scenario:
         {"mac": t.mac, "snr_db": t.snr_db, "channel": t.channel} for t in scene.transmitters]})
     rotation = Rotation.from_euler("xyz", rpy).as_matrix()
     for tx, st in zip(scenario.transmitters, scene.transmitters):
-        tx.track = BoardTrack(st, scene.room, np.asarray(xyz, float), rotation, clock_origin_s)
+        tx.track = BoardTrack(st, scene.room, np.asarray(xyz, float), rotation, clock_origin_s, scene.platform)
     return scenario
