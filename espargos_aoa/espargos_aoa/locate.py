@@ -32,6 +32,8 @@ MAX_ORIGINS = 64
 """Ray origins a track keeps for its parallax (the oldest go first)."""
 MAX_NOISE_SCALE = 100.0
 """The learnt bearing variance factor stops here (10x the reported 1-sigma)."""
+VELOCITY_STEP_S = 0.05
+"""s either side of a bearing's time between the platform poses that give an array's velocity."""
 ORIGIN_SPACING_M = 0.25
 """A ray origin closer than this to a kept one is not kept again."""
 
@@ -116,10 +118,10 @@ class LocatorConfig:
     position_noise: float = _param(0.01, "m^2/s, constant_position's random walk")
     bearing_std_floor: float = _param(0.0, "deg added in quadrature to every bearing's 1-sigma (array pose errors, "
                                            "multipath bias)")
-    motion_bias: float = _param(0.5, "deg of azimuth error per m/s of a constant_velocity track's speed that its bearings "
-                                     "of one array share for about bias_time (a state per array and track; 0: none). "
+    motion_bias: float = _param(0.5, "deg of azimuth error per m/s between transmitter and array that the array's "
+                                     "bearings share for about bias_time (a state per array and track; 0: none). "
                                      "Measured in the room scene: bearings of a person walking at 1 m/s err by 1.0-1.5 "
-                                     "deg, correlated over 1-2 s; a standing transmitter's do not")
+                                     "deg, correlated over 1-2 s; those of a transmitter and array that stand do not")
     bias_time: float = _param(1.0, "s, correlation time of the motion_bias states")
     noise_adaptation: float = _param(0.02, "rate at which a track scales its bearings' variance so that their "
                                            "normalised innovations average one (0: trust the reported 1-sigma)")
@@ -294,6 +296,8 @@ class Track:
         self.x, self.p = motion.initial(prior_position, prior_cov)
         self.bias_index: dict[str, int] = {}
         """Array id -> index in the state of the azimuth error its bearings share (motion_bias), rad."""
+        self.array_velocity: dict[str, np.ndarray] = {}
+        """Array id -> its velocity (3,) m/s in the fixed frame at its last bearing."""
         self.height_prior = (float(prior_position[2]), float(prior_cov[2, 2]))
         self.elevations = False
         """Whether an elevation has been fused: until then the height is the prior's."""
@@ -317,7 +321,8 @@ class Track:
             f[:m, :m], q[:m, :m] = self.motion.transition(dt)
             decay = np.exp(-dt / self.config.bias_time)          # first-order Gauss-Markov biases
             f[m:, m:] *= decay
-            q[m:, m:] = np.eye(n - m) * self._bias_std() ** 2 * (1 - decay ** 2)
+            for array_id, i in self.bias_index.items():
+                q[i, i] = self._bias_std(array_id) ** 2 * (1 - decay ** 2)
             self.x = f @ self.x
             self.p = f @ self.p @ f.T + q
         self.stamp = stamp if self.stamp is None else max(self.stamp, stamp)
@@ -370,7 +375,7 @@ class Track:
         return self.ranged and self.bearings_used >= self.config.min_bearings and \
             self.parallax_deg >= self.config.min_parallax and self.nearest_array_m >= self.config.far_field
 
-    def update(self, pose: ArrayPose, obs: BearingObservation) -> str:
+    def update(self, pose: ArrayPose, obs: BearingObservation, array_velocity: np.ndarray | None = None) -> str:
         """Fuse one bearing (after :meth:`predict` to its time): "used", "rejected_inconsistent" or
         "rejected_behind".
 
@@ -379,6 +384,7 @@ class Track:
         themselves: the pseudo-linear form weights an array's rays more the closer the estimate is
         to it, and every ray of an array passes through the array, so a track could collapse onto
         an array and stay there."""
+        self.array_velocity[obs.array_id] = np.zeros(3) if array_velocity is None else array_velocity
         bias = self._bias_state(obs.array_id)
         offset = self.x[:3] - pose.position
         direction = pose.direction(obs.azimuth, 0.0 if np.isnan(obs.elevation) else obs.elevation)
@@ -430,22 +436,26 @@ class Track:
             self.origins.append(pose.position.copy())
         return "used"
 
-    def _bias_std(self) -> float:
-        """Stationary 1-sigma (rad) of the motion_bias states at the track's present speed."""
-        return np.radians(self.config.motion_bias) * float(np.linalg.norm(self.x[3:6])) if self.motion.dim >= 6 else 0.0
+    def _bias_std(self, array_id: str) -> float:
+        """Stationary 1-sigma (rad) of ``array_id``'s motion_bias state at the present speed between
+        the track and the array."""
+        velocity = self.x[3:6] if self.motion.dim >= 6 else np.zeros(3)
+        return np.radians(self.config.motion_bias) * float(np.linalg.norm(velocity - self.array_velocity[array_id]))
 
     def _bias_state(self, array_id: str) -> int | None:
-        """Index of ``array_id``'s bias in the state, added (mean 0, :meth:`_bias_std`) on its
-        first bearing; None without ``motion_bias`` or a velocity."""
-        if self.config.motion_bias <= 0 or self.motion.dim < 6:
+        """Index of ``array_id``'s bias in the state, added (mean 0, :meth:`_bias_std`) once the
+        transmitter and the array move relative to each other; None before, or without ``motion_bias``."""
+        if self.config.motion_bias <= 0:
             return None
         if array_id not in self.bias_index:
+            if self._bias_std(array_id) <= 0:
+                return None
             n = len(self.x)
             self.bias_index[array_id] = n
             self.x = np.append(self.x, 0.0)
             p = np.zeros((n + 1, n + 1))
             p[:n, :n] = self.p
-            p[n, n] = self._bias_std() ** 2
+            p[n, n] = self._bias_std(array_id) ** 2
             self.p = p
         return self.bias_index[array_id]
 
@@ -519,6 +529,16 @@ class Locator:
             return None if platform is None else platform.compose(self.mounts[array_id])
         return None
 
+    def velocity(self, array_id: str, stamp: float) -> np.ndarray:
+        """Velocity (3,) m/s of an array at ``stamp`` (s): zero for a static one; for one on the
+        platform, from its poses :data:`VELOCITY_STEP_S` either side (zero where they are missing)."""
+        if array_id not in self.mounts:
+            return np.zeros(3)
+        before, after = self.pose(array_id, stamp - VELOCITY_STEP_S), self.pose(array_id, stamp + VELOCITY_STEP_S)
+        if before is None or after is None:
+            return np.zeros(3)
+        return (after.position - before.position) / (2 * VELOCITY_STEP_S)
+
     def add(self, obs: BearingObservation) -> None:
         """Queue a bearing; it is fused once stamps ``reorder_delay`` newer have arrived (:meth:`fuse`)."""
         if not obs.valid or not np.isfinite(obs.window_span) or obs.window_span < 0:
@@ -556,7 +576,7 @@ class Locator:
                 continue
             track = self._track(obs)
             track.predict(obs.time)
-            outcome = track.update(pose, obs)
+            outcome = track.update(pose, obs, self.velocity(obs.array_id, obs.time))
             if outcome != "used":
                 self.counters[outcome] += 1
                 if track.rejections_in_a_row >= self.config.max_rejections:

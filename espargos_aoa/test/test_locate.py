@@ -308,3 +308,24 @@ def test_nonsense_parameters_are_refused_with_their_name():
                          ("reorder_delay", -1.0), ("max_rejections", 0)):
         with pytest.raises(ValueError, match=field):
             Locator(LocatorConfig(**{field: value}))
+
+
+def test_an_array_on_a_moving_platform_has_the_platforms_velocity():
+    """The speed between transmitter and array sizes the bias states (motion_bias): an array on a
+    platform flying at 2 m/s along x moves at 2 m/s, a static one and one without poses do not."""
+    loc = Locator(LocatorConfig(motion_model="constant_position"))
+    loc.set_mount("drone", ArrayPose.from_xyz_rpy((0.0, 0.5, 0.0), (0.0, 0.0, np.pi / 2)))
+    loc.set_static_pose("wall", ArrayPose.from_xyz_rpy((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)))
+    for k in range(50):
+        loc.add_platform_pose(0.1 * k, ArrayPose.from_xyz_rpy((2.0 * 0.1 * k, 0.0, 1.0), (0.0, 0.0, 0.0)))
+    assert np.allclose(loc.velocity("drone", 2.0), [2.0, 0.0, 0.0])
+    assert np.allclose(loc.velocity("wall", 2.0), 0.0) and np.allclose(loc.velocity("drone", 60.0), 0.0)
+    track_tx = np.array([5.0, 10.0, 1.0])
+    for k in range(40):
+        t = 0.1 * k
+        loc.add(BearingObservation(t, "drone", "ap", loc.pose("drone", t).bearing_to(track_tx)[0], np.radians(0.5)))
+    loc.fuse(flush=True)
+    track = loc.tracks["ap"]
+    assert set(track.bias_index) == {"drone"}
+    assert np.isclose(np.sqrt(track.p[track.bias_index["drone"], track.bias_index["drone"]]),
+                      np.radians(LocatorConfig().motion_bias * 2.0), rtol=0.3)
