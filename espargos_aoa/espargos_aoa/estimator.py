@@ -150,15 +150,28 @@ class AoaEstimator:
         bearings = self._bearings(spectrum_db, sources, subspaces, cov, matrices, mean_eigvals) if sources else []
         return AoaResult(self.grid, spectrum_db, bearings, sources, cov)
 
+    def _same_direction(self, a: tuple[float, float], b: tuple[float, float]) -> bool:
+        """Whether two refined (azimuth, elevation) in rad lie within one grid step of each other."""
+        az_step = float(np.diff(self.grid.azimuths_rad[:2])[0]) if self.grid.azimuths_rad.size > 1 else 0.0
+        el_step = float(np.diff(self.grid.elevations_rad[:2])[0]) if self.grid.elevations_rad.size > 1 else 0.0
+        d_az = abs(float(np.angle(np.exp(1j * (a[0] - b[0])))))
+        return d_az <= az_step and abs(a[1] - b[1]) <= el_step
+
     def _bearings(self, spectrum_db: np.ndarray, sources: int, subspaces: np.ndarray, cov: Covariance,
                   matrices: np.ndarray, eigvals: np.ndarray) -> list[BearingEstimate]:
         cfg = self.config
         median_db = float(np.median(spectrum_db))
-        peaks = [p for p in grid_peaks(spectrum_db, self.grid.wraps_azimuth)
-                 if spectrum_db[p] - median_db >= cfg.min_peak_db][:sources]
+        peaks, refined = [], []
+        for p in grid_peaks(spectrum_db, self.grid.wraps_azimuth):
+            if len(peaks) == sources or spectrum_db[p] - median_db < cfg.min_peak_db:
+                break
+            angle = refine_peak(self.grid, p[0], p[1], self.positions_m, cov.freqs_hz, subspaces)
+            if not any(self._same_direction(angle, other) for other in refined):   # two grid maxima, one source
+                peaks.append(p)
+                refined.append(angle)
         if not peaks:
             return []
-        angles = np.array([refine_peak(self.grid, e, a, self.positions_m, cov.freqs_hz, subspaces) for e, a in peaks])
+        angles = np.array(refined)
         centre_hz = float(np.mean(cov.freqs_hz))
         noise = float(np.mean(eigvals[sources:]))
         steering = steering_vectors(self.positions_m, [centre_hz], unit_vectors(angles[:, 0], angles[:, 1]))[0]
