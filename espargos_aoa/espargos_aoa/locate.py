@@ -448,14 +448,15 @@ class Track:
         if self.config.motion_bias <= 0:
             return None
         if array_id not in self.bias_index:
-            if self._bias_std(array_id) <= 0:
+            std = self._bias_std(array_id)
+            if std <= 0:
                 return None
             n = len(self.x)
             self.bias_index[array_id] = n
             self.x = np.append(self.x, 0.0)
             p = np.zeros((n + 1, n + 1))
             p[:n, :n] = self.p
-            p[n, n] = self._bias_std(array_id) ** 2
+            p[n, n] = std ** 2
             self.p = p
         return self.bias_index[array_id]
 

@@ -42,6 +42,13 @@ class Path3D:
         self._points = points
         self._cumulative = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
 
+    @classmethod
+    def pop_from(cls, data: dict) -> "Path3D":
+        """The path of a scene entry, its keys popped from ``data``: ``waypoints`` (or one
+        ``position``), ``speed``, ``loop``."""
+        waypoints = data.pop("waypoints", None) if "waypoints" in data else [data.pop("position", None)]
+        return cls(waypoints, float(data.pop("speed", 0.0)), bool(data.pop("loop", False)))
+
     def position(self, t_s: float) -> np.ndarray:
         """Position (3,) m at scene time ``t_s``."""
         if len(self.waypoints) == 1 or self._cumulative[-1] == 0:
@@ -78,7 +85,7 @@ class Platform:
     def from_dict(cls, data: dict) -> "Platform":
         """``{waypoints: [[x, y, z], ...], speed: m/s, loop: bool, yaw: rad (optional)}``."""
         data = dict(data)
-        path = Path3D(data.pop("waypoints", None), float(data.pop("speed", 0.0)), bool(data.pop("loop", False)))
+        path = Path3D.pop_from(data)
         yaw = data.pop("yaw", None)
         if data:
             raise TypeError(f"unknown platform keys {sorted(data)}")
@@ -134,8 +141,7 @@ class Scene:
         txs = []
         for t in scene.pop("transmitters", None) or []:
             t = dict(t)
-            path = Path3D(t.pop("waypoints", None) if "waypoints" in t else [t.pop("position", None)],
-                          float(t.pop("speed", 0.0)), bool(t.pop("loop", False)))
+            path = Path3D.pop_from(t)
             txs.append(SceneTransmitter(path=path, **t))
         if not txs:
             raise ValueError("a scene needs transmitters: [{mac: ..., position: [x, y, z]} or {waypoints: ..., speed: ...}]")
