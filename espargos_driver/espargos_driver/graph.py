@@ -48,7 +48,8 @@ LAUNCH_ARGUMENTS: dict[str, dict[str, tuple[str, str]]] = {
     "combined_array.launch.py": {"array_config": ("<share>/config/combined_array.yaml",
                                                   "combined-array YAML: boards, layout, cables"), **ARRAY_ARGUMENTS},
     "robot.launch.py": {
-        "robot_config": ("<share>/config/robot.yaml", "robot YAML: namespace, base frame, arrays with hosts and poses"),
+        "robot_config": ("<share>/config/robot.yaml", "robot YAML (a path, or a name in <share>/config such as "
+                                                      "drone.yaml): namespace, base frame, arrays with hosts and poses"),
         "publish_tf": ("true", "publish each array's static transform from the base frame (tf2_ros)"),
         "autostart": AUTOSTART_ARGUMENT,
     },
