@@ -162,9 +162,17 @@ def test_one_array_flying_past_an_access_point_locates_it(ros_node, processes, t
     """config/drone.yaml: one simulated board on a drone flying 20 m at 2 m/s, there and back,
     past an access point 10 m off its line (config/drone_scene.yaml); scene_pose publishes the
     drone's odometry from the same scene, the locator places the bearings with it. Once the drone
-    has flown 10 m (5 s after the first bearing) every position is within 1 m of the access point."""
+    has flown 10 m (5 s after the first bearing) every position is within 0.3 m of the access point
+    and the covariance is consistent.
+
+    drone.yaml's locator allows for what a real drone adds to a bearing (mount, odometry,
+    calibration: a 1 deg floor, motion_bias). The simulated drone has none of these: its bearings
+    err by 0.17 deg, independently once the windows' overlap is counted (measured over a 50 s
+    run), so the test gives the locator that noise (0.3 deg floor, no motion_bias) to judge the
+    covariance against the truth; with drone.yaml's it is only cautious (NEES below the band)."""
     rig = yaml.safe_load((ROOT / "config" / "drone.yaml").read_text())
     rig["robot"]["scene"] = str(ROOT / "config" / rig["robot"]["scene"])
+    rig["robot"]["locator"].update(bearing_std_floor=0.3, motion_bias=0.0)
     for array in rig["robot"]["arrays"]:
         array.update(sim_http_port=free_port(), sim_stream_port=free_port(socket.SOCK_DGRAM),
                      config=str(ROOT / "config" / array["config"]))
@@ -196,7 +204,7 @@ def test_one_array_flying_past_an_access_point_locates_it(ros_node, processes, t
     inside = float(np.mean((nees >= band[0]) & (nees <= band[1])))
     print({"n": len(judged), "median": round(float(np.median(errors)), 3), "max": round(float(errors.max()), 3),
            "nees_inside": round(inside, 3)}, diagnostics)
-    assert len(judged) > 40 and errors.max() <= 1.0, (errors.max(), diagnostics)
+    assert len(judged) > 40 and errors.max() <= 0.3 and inside >= 0.8, (errors.max(), inside, diagnostics)
 
 
 @pytest.mark.parametrize("params, reason", [

@@ -571,7 +571,7 @@ class Locator:
         while self._pending and self._pending[0].stamp <= horizon:
             obs = heapq.heappop(self._pending)
             self._fused_until = max(self._fused_until, obs.stamp)
-            pose = self.pose(obs.array_id, obs.stamp)
+            pose = self.pose(obs.array_id, obs.time)
             if pose is None:
                 self.counters["unknown_pose"] += 1
                 continue
@@ -601,7 +601,7 @@ class Locator:
     def _prior(self, obs: BearingObservation) -> tuple[np.ndarray, np.ndarray]:
         """An uninformative horizontal prior around the arrays, and the height prior."""
         positions = [p.position for p in self.static_poses.values()]
-        platform = self.platform.at(obs.stamp)
+        platform = self.platform.at(obs.time)
         if platform is not None:
             positions += [platform.compose(m).position for m in self.mounts.values()]
         centre = np.mean(positions, axis=0) if positions else np.zeros(3)

@@ -139,22 +139,27 @@ def test_fused_position_matches_a_least_squares_fit_of_the_exact_angles():
     assert np.linalg.norm(estimate.position[:2] - truth[:2]) < 0.1
 
 
-def fly_past(config: LocatorConfig, seed: int, speed: float = 2.0):
+def fly_past(config: LocatorConfig, seed: int, speed: float = 2.0, sigma: float = SIGMA, window_span: float = 0.0,
+             window_frames: int = 1):
     """One array on a platform flying 20 m along x at ``speed``, facing +y (mounted yawed 90 deg);
-    a static transmitter 10 m off the line, abeam of the line's middle."""
+    a static transmitter 10 m off the line, abeam of the line's middle. Each bearing is true at its
+    window's middle and stamped, like aoa_node's, with its window's last frame (``window_span`` s
+    later); platform poses every 20 ms."""
     rng = np.random.default_rng(seed)
     loc = Locator(config)
     loc.set_mount("drone_array", ArrayPose.from_xyz_rpy((0.1, 0.0, -0.05), (0.0, 0.0, np.pi / 2)))
     truth = np.array([10.0, 10.0, 1.0])
     results = []
+    poses_until = -window_span
     for k in range(int(20.0 / speed * 10) + 1):
-        t = k * 0.1
-        platform = ArrayPose.from_xyz_rpy((speed * t, 0.0, 1.05), (0.0, 0.0, 0.0))
-        loc.add_platform_pose(t, platform)
-        pose = loc.pose("drone_array", t)
-        obs = observe(pose, "drone_array", "ap", truth, t, rng)
+        t = k * 0.1 - window_span / 2                 # the window's middle
+        while poses_until <= t + window_span:
+            loc.add_platform_pose(poses_until, ArrayPose.from_xyz_rpy((speed * poses_until, 0.0, 1.05), (0.0, 0.0, 0.0)))
+            poses_until += 0.02
+        obs = observe(loc.pose("drone_array", t), "drone_array", "ap", truth, t + window_span / 2, rng, sigma)
+        obs.window_span, obs.window_frames = window_span, window_frames
         loc.add(obs)
-        results += [(speed * e.stamp, e) for e in loc.fuse()]
+        results += [(speed * (e.stamp + window_span / 2), e) for e in loc.fuse()]
     return truth, results, loc
 
 
@@ -172,6 +177,24 @@ def test_one_array_flying_past_a_transmitter_ranges_it_after_ten_metres():
         early = [e for covered, e in results if covered < 0.4]
         assert early and not any(e.observable for e in early)           # no baseline yet: no position
     assert np.mean(inside) >= 0.9, np.mean(inside)
+
+
+def test_a_moving_arrays_bearing_is_placed_where_the_array_was_during_its_window():
+    """aoa_node stamps a bearing with its window's last frame; the array flew on meanwhile (0.4 s at
+    2 m/s: 0.8 m). The ray starts where the array was in the window's middle, so the position's
+    covariance covers its error even with accurate bearings (0.3 deg: the drone scene's were 0.2).
+    The generated errors are independent from bearing to bearing: no motion_bias, windows of one frame."""
+    band = chi2.ppf([0.025, 0.975], 2)
+    config = LocatorConfig(motion_model="constant_position", position_noise=0.0, height=1.0, height_std=0.5,
+                           motion_bias=0.0)
+    inside, errors = [], []
+    for seed in range(4):
+        truth, results, _ = fly_past(config, seed, sigma=np.radians(0.3), window_span=0.4)
+        late = [e for covered, e in results if covered >= 10.0]
+        assert late and all(e.observable for e in late)
+        errors += [np.linalg.norm(e.position[:2] - truth[:2]) for e in late]
+        inside += [band[0] <= horizontal_nees(e.position, e.covariance, truth) <= band[1] for e in late]
+    assert max(errors) <= 0.3 and np.mean(inside) >= 0.9, (max(errors), np.mean(inside))
 
 
 def test_a_single_array_standing_still_never_claims_a_position():
