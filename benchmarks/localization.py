@@ -1,15 +1,20 @@
 """Localisation figures: error CDFs of the two scenes over seeds, and positions per CPU second.
 
-    source tools/env.sh && python benchmarks/localization.py                 # all three parts
+    source tools/env.sh && python benchmarks/localization.py                 # all four parts
     python benchmarks/localization.py --part room --seeds 1 2 3 --seconds 30
+    python benchmarks/localization.py --part drone --seeds 1 2 3 --seconds 20
 
 * ``room``: config/room.yaml over DDS, every node in its own process (as localize.launch.py
   starts them): four simulated boards at the walls of a 10 x 8 m room whose walls reflect, a static
   and a walking transmitter; errors against the scene's truth at each position's stamp, once both
   transmitters are located. ``--frame-rate`` and the aoa_node rates as in test/test_localize.py.
-* ``flight``: one array on a platform flying 20 m at 2 m/s past a static transmitter 10 m off its
-  line, pure core (no simulator of a moving board yet): bearings from the truth with Gaussian
-  errors of ``--bearing-std`` deg reported honestly; errors once the platform has covered 10 m.
+* ``drone``: config/drone.yaml over DDS, every node in its own process: one simulated board on a
+  drone flying 20 m at 2 m/s, there and back, past an access point 10 m off its line, scene_pose
+  publishing the drone's odometry; errors from 5 s after the first bearing (10 m flown), with
+  drone.yaml's locator parameters and with ``--drone-locator`` overrides (the noise the simulated
+  drone really has: no mount, odometry or calibration error).
+* ``flight``: the same flight in the pure core: bearings from the truth with Gaussian errors of
+  ``--bearing-std`` deg reported honestly; errors once the platform has covered 10 m.
 * ``throughput``: the pure core fusing 4 arrays x 10 transmitters at 5 bearings/s each: positions
   and bearings per CPU second.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,29 +41,39 @@ BAND_2D = chi2.ppf([0.025, 0.975], 2)
 def summary(errors: list[float], nees: list[float]) -> str:
     e, n = np.array(errors), np.array(nees)
     inside = np.mean((n >= BAND_2D[0]) & (n <= BAND_2D[1])) if len(n) else float("nan")
+    below = np.mean(n < BAND_2D[0]) if len(n) else float("nan")
     return (f"n {len(e)}, median {np.median(e):.3f} m, R95 {np.percentile(e, 95):.3f} m, max {e.max():.3f} m, "
-            f"NEES in 95 % band {100 * inside:.0f} %")
+            f"NEES in 95 % band {100 * inside:.0f} % (below it, cautious: {100 * below:.0f} %)")
 
 
-def room(seed: int, seconds: float, frame_rate: float, workdir: Path) -> dict[str, tuple[list, list]]:
-    """One run of the room scene; per MAC (horizontal errors m, horizontal NEES)."""
+def scene_run(rig_name: str, seed: int, seconds: float, workdir: Path, frame_rate: float | None = None,
+              locator: dict | None = None, after_first_bearing: float | None = None) -> dict[str, tuple[list, list]]:
+    """One run of config/``rig_name`` (a robot YAML with a simulated scene) over DDS, every node in its
+    own process; per MAC (horizontal errors m, horizontal NEES) over ``seconds`` of position stamps.
+    They are judged from once every transmitter is located, or ``after_first_bearing`` s after the
+    first bearing. ``locator`` overrides the rig's locator parameters."""
     import rclpy
     from espargos_driver.graph import process_arguments, read_yaml, robot_graph
     from espargos_driver.sim.scene import Scene
-    from espargos_msgs.msg import TransmitterPositionArray
+    from espargos_msgs.msg import BearingArray, TransmitterPositionArray
 
-    scene = yaml.safe_load((CONFIG / "room_scene.yaml").read_text())
-    scene["scenario"].update(seed=seed, frame_rate_hz=frame_rate, reference_rate_hz=frame_rate)
+    rig = yaml.safe_load((CONFIG / rig_name).read_text())
+    scene = yaml.safe_load((CONFIG / rig["robot"]["scene"]).read_text())
+    scene["scenario"]["seed"] = seed
+    if frame_rate is not None:
+        scene["scenario"].update(frame_rate_hz=frame_rate, reference_rate_hz=frame_rate)
     (workdir / "scene.yaml").write_text(yaml.safe_dump(scene))
-    params = yaml.safe_load((CONFIG / "board.yaml").read_text())
-    params["/**/aoa_node"]["ros__parameters"].update(update_rate=5.0, window_frames=8, min_frames=4)
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-    rig = yaml.safe_load((CONFIG / "room.yaml").read_text())
     rig["robot"]["scene"] = str(workdir / "scene.yaml")
+    rig["robot"]["locator"].update(locator or {})
+    params = yaml.safe_load((CONFIG / rig["robot"]["arrays"][0]["config"]).read_text())
+    if frame_rate is not None:
+        params["/**/aoa_node"]["ros__parameters"].update(update_rate=5.0, window_frames=8, min_frames=4)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     for i, array in enumerate(rig["robot"]["arrays"]):
         array.update(config=str(workdir / "params.yaml"), sim_http_port=18430 + i, sim_stream_port=18530 + i)
-    (workdir / "room.yaml").write_text(yaml.safe_dump(rig))
-    graph = robot_graph(read_yaml(workdir / "room.yaml", "rig"), ROOT / "espargos_driver")
+    (workdir / "rig.yaml").write_text(yaml.safe_dump(rig))
+    graph = robot_graph(read_yaml(workdir / "rig.yaml", "rig"), ROOT / "espargos_driver")
+    namespace = rig["robot"]["namespace"]
     paths = {t.mac: t.path for t in Scene.from_file(workdir / "scene.yaml").transmitters}
     procs = []
     for i, spec in enumerate(graph.nodes):
@@ -65,6 +81,7 @@ def room(seed: int, seconds: float, frame_rate: float, workdir: Path) -> dict[st
         procs.append(subprocess.Popen([str(exe), *process_arguments(spec, workdir, i)], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, start_new_session=True))
     fixes: dict[str, list] = {mac: [] for mac in paths}
+    first_bearing: list[float] = []
     rclpy.init()
     node = rclpy.create_node("localization_benchmark")
 
@@ -74,22 +91,36 @@ def room(seed: int, seconds: float, frame_rate: float, workdir: Path) -> dict[st
             stamp = p.header.stamp.sec + p.header.stamp.nanosec * 1e-9
             fixes[mac].append((stamp, np.array([p.position.x, p.position.y]), np.array(p.covariance).reshape(3, 3)))
 
-    node.create_subscription(TransmitterPositionArray, "/room/positions", on_positions, 100)
+    def on_bearings(msg) -> None:
+        if not first_bearing and msg.bearings:
+            first_bearing.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+
+    node.create_subscription(TransmitterPositionArray, f"/{namespace}/positions", on_positions, 100)
+    for array in rig["robot"]["arrays"]:
+        node.create_subscription(BearingArray, f"/{namespace}/{array['name']}/bearings", on_bearings, 10)
     try:
         deadline = time.monotonic() + 120
         while not all(fixes.values()) and time.monotonic() < deadline:
             rclpy.spin_once(node, timeout_sec=0.1)
-        start = max(f[0][0] for f in fixes.values()) if all(fixes.values()) else np.inf
-        deadline = time.monotonic() + 3 * seconds
+        if after_first_bearing is not None:
+            start = first_bearing[0] + after_first_bearing if first_bearing else np.inf
+        else:
+            start = max(f[0][0] for f in fixes.values()) if all(fixes.values()) else np.inf
+        deadline = time.monotonic() + 3 * seconds + (after_first_bearing or 0.0)
         while time.monotonic() < deadline and not all(f[-1][0] > start + seconds for f in fixes.values() if f):
             rclpy.spin_once(node, timeout_sec=0.1)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
         for p in procs:
-            os.killpg(p.pid, 2)
+            os.killpg(p.pid, signal.SIGINT)
         for p in procs:
-            p.wait(timeout=15)
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                print(f"warning: {Path(p.args[0]).name} did not stop within 15 s of SIGINT: killed", flush=True)
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
     out = {}
     for mac, path in paths.items():
         judged = [(t, pos, cov) for t, pos, cov in fixes[mac] if start <= t <= start + seconds]
@@ -97,6 +128,22 @@ def room(seed: int, seconds: float, frame_rate: float, workdir: Path) -> dict[st
         out[mac] = ([float(np.linalg.norm(e)) for e in errors],
                     [float(e @ np.linalg.solve(cov[:2, :2], e)) for e, (_, _, cov) in zip(errors, judged)])
     return out
+
+
+def pooled_runs(label: str, seeds: list[int], run) -> None:
+    """Print ``run(seed, workdir)``'s errors per seed and MAC, then pooled over the seeds."""
+    isolate_ros_graph()
+    pooled: dict[str, tuple[list, list]] = {}
+    for seed in seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run(seed, Path(tmp))
+        for mac, (errors, nees) in result.items():
+            print(f"{label} seed {seed} {mac}: {summary(errors, nees)}", flush=True)
+            pooled.setdefault(mac, ([], []))
+            pooled[mac][0].extend(errors)
+            pooled[mac][1].extend(nees)
+    for mac, (errors, nees) in pooled.items():
+        print(f"{label} all seeds {mac}: {summary(errors, nees)}", flush=True)
 
 
 def flight(seed: int, bearing_std_deg: float) -> tuple[list, list]:
@@ -155,25 +202,22 @@ def throughput(seconds: float = 60.0) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", choices=("room", "flight", "throughput", "all"), default="all")
+    p.add_argument("--part", choices=("room", "drone", "flight", "throughput", "all"), default="all")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--seconds", type=float, default=30.0, help="room: seconds judged per seed")
+    p.add_argument("--seconds", type=float, default=30.0, help="room, drone: seconds judged per seed")
     p.add_argument("--frame-rate", type=float, default=20.0, help="room: frames/s per transmitter and board")
+    p.add_argument("--drone-locator", default="bearing_std_floor=0.3 motion_bias=0.0",
+                   help="drone: locator overrides of the second run of each seed, 'name=value ...'")
     p.add_argument("--bearing-std", type=float, default=2.0, help="flight: bearing 1-sigma, deg")
     args = p.parse_args(argv)
     if args.part in ("room", "all"):
-        isolate_ros_graph()
-        pooled: dict[str, tuple[list, list]] = {}
-        for seed in args.seeds:
-            with tempfile.TemporaryDirectory() as tmp:
-                result = room(seed, args.seconds, args.frame_rate, Path(tmp))
-            for mac, (errors, nees) in result.items():
-                print(f"room seed {seed} {mac}: {summary(errors, nees)}", flush=True)
-                pooled.setdefault(mac, ([], []))
-                pooled[mac][0].extend(errors)
-                pooled[mac][1].extend(nees)
-        for mac, (errors, nees) in pooled.items():
-            print(f"room all seeds {mac}: {summary(errors, nees)}")
+        pooled_runs("room", args.seeds, lambda seed, tmp: scene_run("room.yaml", seed, args.seconds, tmp, args.frame_rate))
+    if args.part in ("drone", "all"):
+        overrides = {k: float(v) for k, v in (item.split("=") for item in args.drone_locator.split())}
+        pooled_runs("drone (drone.yaml)", args.seeds, lambda seed, tmp: scene_run(
+            "drone.yaml", seed, args.seconds, tmp, after_first_bearing=5.0))
+        pooled_runs(f"drone ({args.drone_locator})", args.seeds, lambda seed, tmp: scene_run(
+            "drone.yaml", seed, args.seconds, tmp, locator=overrides, after_first_bearing=5.0))
     if args.part in ("flight", "all"):
         errors, nees = [], []
         for seed in args.seeds:
