@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import socket
 import struct
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -15,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from conftest import free_port
+from conftest import executable, free_port
 
 SENSOR_PACKET_MAGIC = struct.pack("<I", 0xDECAFBAD)
 
@@ -93,3 +96,27 @@ def test_both_websocket_paths_stream_sensor_packets(processes, path):
 
     packets = asyncio.run(first_packets())
     assert all(isinstance(p, bytes) and p[:4] == SENSOR_PACKET_MAGIC for p in packets), packets[:1]
+
+
+@pytest.mark.parametrize("program, args", [
+    ("board_simulator", ("--http-port", "{tcp}", "--stream-port", "{udp}")),
+    ("swarm_simulator", ("--scenario", str(Path(__file__).resolve().parents[1] / "espargos_driver" / "config"
+                                           / "swarm_scenario.yaml"), "--target", "127.0.0.1:{udp}")),
+])
+def test_simulators_stop_on_sigint_even_when_started_with_it_ignored(tmp_path, program, args):
+    """A shell script's background job (``cmd &``) inherits SIGINT ignored, and Python keeps that:
+    the benchmarks' simulators, started from such a job, ran on after SIGINT until killed."""
+    ports = {"tcp": free_port(), "udp": free_port(socket.SOCK_DGRAM)}
+    log = tmp_path / f"{program}.log"
+    proc = subprocess.Popen([str(executable(program)), *(a.format(**ports) for a in args)], stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        time.sleep(3.0)                                    # past its start-up (imports, scenario, sockets)
+        assert proc.poll() is None, log.read_text()
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=10) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -9,6 +9,7 @@ import time
 
 import yaml
 
+from ..interrupt import stop_on_sigint
 from ..layout import LayoutError, load_layout_file, single_board_layout
 from ..sim.board import SimulatedRig
 from ..sim.scenario import ChannelModel, Scenario, Transmitter
@@ -71,6 +72,7 @@ def build_scenario(args: argparse.Namespace, clock_origin_s: float = 0.0) -> Sce
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop_on_sigint()
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[board_simulator] %(message)s")
     t0, clock_origin_s = time.monotonic(), time.time()

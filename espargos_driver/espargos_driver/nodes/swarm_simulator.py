@@ -19,12 +19,14 @@ from pathlib import Path
 
 import yaml
 
+from ..interrupt import stop_on_sigint
 from ..sim.swarm import Network, SwarmScenario, SwarmSimulation
 
 TICK_S = 0.002
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop_on_sigint()
     p = argparse.ArgumentParser(description="Simulated ESP32 swarm nodes sending ADR-018 CSI datagrams over UDP.")
     p.add_argument("--scenario", required=True, help="YAML swarm scenario (see config/swarm_scenario.yaml)")
     p.add_argument("--target", default="127.0.0.1:5005", help="host:port of the collector (swarm_node)")
