@@ -1,7 +1,7 @@
 """Localisation figures: error CDFs of the two scenes over seeds, and positions per CPU second.
 
     source tools/env.sh && python benchmarks/localization.py                 # all four parts
-    python benchmarks/localization.py --part room --seeds 1 2 3 --seconds 30
+    python benchmarks/localization.py --part room --seeds 1 2 3 --seconds 30 [--room-method spectrum_grid]
     python benchmarks/localization.py --part drone --seeds 1 2 3 --seconds 20
 
 * ``room``: config/room.yaml over DDS, every node in its own process (as localize.launch.py
@@ -16,7 +16,7 @@
 * ``flight``: the same flight in the pure core: bearings from the truth with Gaussian errors of
   ``--bearing-std`` deg reported honestly; errors once the platform has covered 10 m.
 * ``throughput``: the pure core fusing 4 arrays x 10 transmitters at 5 bearings/s each: positions
-  and bearings per CPU second.
+  and bearings per CPU second; and the same with the spectrum grid (looks per CPU second).
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def scene_run(rig_name: str, seed: int, seconds: float, workdir: Path, frame_rat
     (workdir / "scene.yaml").write_text(yaml.safe_dump(scene))
     rig["robot"]["scene"] = str(workdir / "scene.yaml")
     rig["robot"]["locator"].update(locator or {})
-    params = yaml.safe_load((CONFIG / rig["robot"]["arrays"][0]["config"]).read_text())
+    params = yaml.safe_load((CONFIG / rig["robot"]["arrays"][0].get("config", "board.yaml")).read_text())
     if frame_rate is not None:
         params["/**/aoa_node"]["ros__parameters"].update(update_rate=5.0, window_frames=8, min_frames=4)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
@@ -200,18 +200,64 @@ def throughput(seconds: float = 60.0) -> str:
             f"({100 * cpu / seconds:.1f} % of a core at this rate)")
 
 
+def grid_throughput(seconds: float = 20.0) -> str:
+    """Pure core, method spectrum_grid: 4 arrays x 10 static transmitters, 5 looks/s each (a spectrum on
+    aoa_node's 0.5 deg grid and one bearing), over the 10 x 8 m room at 0.1 m, a fit per transmitter
+    every 0.2 s as locator_node does; looks per CPU second."""
+    from espargos_aoa.locate import BearingObservation, Locator, LocatorConfig
+    from espargos_aoa.poses import ArrayPose
+    from espargos_aoa.spectrum_grid import GridConfig, Look, SpectrumGrid
+
+    rng = np.random.default_rng(1)
+    walls = {"s": ((5, 0, 1.2), np.pi / 2), "n": ((5, 8, 1.2), -np.pi / 2), "w": ((0, 4, 1.2), 0.0),
+             "e": ((10, 4, 1.2), np.pi)}
+    loc = Locator(LocatorConfig(height=1.2))
+    for name, (xyz, yaw) in walls.items():
+        loc.set_static_pose(name, ArrayPose.from_xyz_rpy(xyz, (0, 0, yaw)))
+    grid = SpectrumGrid(loc, GridConfig(grid_bounds=[0.0, 10.0, 0.0, 8.0]))
+    azimuths = np.radians(np.arange(-90.0, 90.01, 0.5))
+    transmitters = {f"tx{i}": np.array([rng.uniform(2, 8), rng.uniform(2, 6), 1.2]) for i in range(10)}
+    looks = []
+    for k in range(int(seconds * 5)):
+        for j, name in enumerate(walls):
+            pose = loc.static_poses[name]
+            for mac, truth in transmitters.items():
+                az = pose.bearing_to(truth)[0]
+                power = 10 * np.log10(1 / (1 + ((azimuths - az) / np.radians(1.0)) ** 2) + 1e-3)
+                stamp = 0.2 * k + 0.01 * j
+                bearing = BearingObservation(stamp, name, mac, az + np.radians(0.2) * rng.standard_normal(), np.radians(0.2),
+                                             window_span=0.4, window_frames=8)
+                looks.append(Look(stamp, name, mac, azimuths, power - power.max(), [bearing], 0.4, 8))
+    positions, fitted = 0, {}
+    cpu = time.process_time()
+    for look in looks:                     # as locator_node: a fit per transmitter per publish interval (0.2 s)
+        if grid.add(look) and look.time - fitted.get(look.mac, -np.inf) >= 0.2:
+            fitted[look.mac] = look.time
+            positions += grid.locate(look.mac) is not None
+    cpu = time.process_time() - cpu
+    return (f"spectrum grid: {len(looks)} looks ({len(looks) / seconds:.0f}/s of stamp time, {len(grid.cells)} cells), "
+            f"{positions} positions (a fit per transmitter every 0.2 s) in {cpu:.2f} CPU s: {len(looks) / cpu:.0f} looks per CPU "
+            f"second ({100 * cpu / seconds:.0f} % of a core at this rate)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--part", choices=("room", "drone", "flight", "throughput", "all"), default="all")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--seconds", type=float, default=30.0, help="room, drone: seconds judged per seed")
     p.add_argument("--frame-rate", type=float, default=20.0, help="room: frames/s per transmitter and board")
+    p.add_argument("--room-method", choices=("kalman", "spectrum_grid"), default="kalman",
+                   help="room: locator_node's method (spectrum_grid over the room's 10 x 8 m)")
     p.add_argument("--drone-locator", default="bearing_std_floor=0.3 motion_bias=0.0",
                    help="drone: locator overrides of the second run of each seed, 'name=value ...'")
     p.add_argument("--bearing-std", type=float, default=2.0, help="flight: bearing 1-sigma, deg")
     args = p.parse_args(argv)
     if args.part in ("room", "all"):
-        pooled_runs("room", args.seeds, lambda seed, tmp: scene_run("room.yaml", seed, args.seconds, tmp, args.frame_rate))
+        room_locator = {"method": args.room_method}
+        if args.room_method == "spectrum_grid":
+            room_locator["grid_bounds"] = [0.0, 10.0, 0.0, 8.0]
+        pooled_runs(f"room ({args.room_method})", args.seeds, lambda seed, tmp: scene_run(
+            "room.yaml", seed, args.seconds, tmp, args.frame_rate, locator=room_locator))
     if args.part in ("drone", "all"):
         overrides = {k: float(v) for k, v in (item.split("=") for item in args.drone_locator.split())}
         pooled_runs("drone (drone.yaml)", args.seeds, lambda seed, tmp: scene_run(
@@ -227,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flight ({len(args.seeds)} seeds, bearings {args.bearing_std} deg), after 10 m: {summary(errors, nees)}")
     if args.part in ("throughput", "all"):
         print("throughput:", throughput())
+        print("throughput:", grid_throughput())
     return 0
 
 

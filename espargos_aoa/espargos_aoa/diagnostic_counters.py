@@ -56,6 +56,15 @@ LOCATOR_COUNTERS = {
     "stale_platform_pose": "platform poses not newer than the newest one kept (out of order)",
     "platform_pose_wrong_frame": "platform poses in another frame than fixed_frame, or with an invalid orientation",
     "track_resets": "tracks restarted after max_rejections bearings in a row were rejected, or max_gap of silence",
+    "invalid_spectrum": "spatial spectra with non-finite or unordered values, or whose shape disagrees with their grid "
+                        "(method spectrum_grid)",
+    "unpaired_look": "spatial spectra or bearing arrays whose other half of the update never came (method spectrum_grid)",
+    "unmatched_look": "looks none of whose bearings points at the grid's best cell within grid_gate (method "
+                      "spectrum_grid)",
+    "inconsistent_looks": "positions withheld because the matched bearings disagree with one transmitter standing "
+                          "still over grid_memory (a chi-square test at gate_probability; method spectrum_grid)",
+    "grid_edge": "positions withheld because the grid's best cell lies on its edge: the transmitter may be outside "
+                 "grid_bounds (method spectrum_grid)",
 }
 """locator_node: bearings it could not use, and positions it withheld (the README table is generated)."""
 VITALS_COUNTERS = {

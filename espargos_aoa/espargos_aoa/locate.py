@@ -174,8 +174,17 @@ def parameter_descriptions() -> dict[str, tuple[object, str]]:
 
 
 PLATFORM_POSE_TYPES = ("pose_stamped", "odometry")
+LOCATOR_METHODS = {
+    "kalman": "each array's strongest bearing (rank 0), fused over time by a Kalman filter per transmitter",
+    "spectrum_grid": "the arrays' MUSIC spectra added on a grid pick each array's bearing of the transmitter, of any "
+                     "rank (multipath-robust; a transmitter standing still over grid_memory; espargos_aoa/spectrum_grid.py)",
+}
+"""locator_node's ``method`` -> what it does."""
 NODE_PARAMETERS = {
+    "method": ("kalman", "; ".join(f"{name}: {text}" for name, text in LOCATOR_METHODS.items())),
     "bearing_topics": (["bearings"], "BearingArray topics of the arrays to fuse"),
+    "spectrum_topics": ([""], "SpatialSpectrum topics (method spectrum_grid), one per bearing topic (empty: each bearing "
+                              "topic with its last name replaced by spatial_spectrum)"),
     "array_poses": ([""], "'frame_id: x y z roll pitch yaw' (m, rad) per array: its pose in fixed_frame, or on the "
                           "platform when platform_pose_topic is set"),
     "fixed_frame": ("map", "frame of the positions (REP 105: map, or odom on a moving robot)"),
@@ -189,8 +198,9 @@ NODE_PARAMETERS = {
 
 def parameter_table() -> str:
     """The README's Markdown table of locator_node's parameters."""
+    from .spectrum_grid import grid_parameter_descriptions       # it builds on this module
     rows = ["| parameter | default | meaning |", "|---|---|---|"]
-    for name, (default, text) in {**NODE_PARAMETERS, **parameter_descriptions()}.items():
+    for name, (default, text) in {**NODE_PARAMETERS, **parameter_descriptions(), **grid_parameter_descriptions()}.items():
         rows.append(f"| `{name}` | `{default}` | {text} |")
     return "\n".join(rows)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from builtin_interfaces.msg import Duration
-from espargos_msgs.msg import BearingArray, TransmitterPosition
+from espargos_msgs.msg import BearingArray, SpatialSpectrum, TransmitterPosition
 from geometry_msgs.msg import Point, Vector3
 from scipy.spatial.transform import Rotation
 from scipy.special import chdtri  # chi-square quantile: chdtri(dof, 1 - p); lighter than scipy.stats
@@ -13,22 +13,38 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from .locate import BearingObservation, Estimate
 from .messages import mac_text, parse_mac, stamp_seconds
+from .spectrum_grid import Look
 
 ELLIPSOID_SCALE = float(np.sqrt(chdtri(3, 0.05)))
 """Semi-axes of the drawn ellipsoid in 1-sigma units: it holds the transmitter with 95 % probability."""
 
 
+def observations(msg: BearingArray) -> list[BearingObservation]:
+    """Every bearing of a BearingArray, strongest (rank 0) first."""
+    stamp, mac = stamp_seconds(msg.header.stamp), mac_text(bytes(msg.transmitter_mac))
+    return [BearingObservation(stamp, msg.header.frame_id, mac, float(b.azimuth), float(b.azimuth_std),
+                               float(b.elevation) if b.elevation_estimated else float("nan"),
+                               float(b.elevation_std) if b.elevation_estimated else float("nan"), float(msg.window_span),
+                               int(msg.window_frames))
+            for b in sorted(msg.bearings, key=lambda b: b.rank)]
+
+
 def observation(msg: BearingArray) -> BearingObservation | None:
     """The strongest bearing (rank 0) of a BearingArray, or None without one."""
-    best = [b for b in msg.bearings if b.rank == 0] or list(msg.bearings[:1])
-    if not best:
-        return None
-    b = best[0]
-    return BearingObservation(stamp_seconds(msg.header.stamp), msg.header.frame_id, mac_text(bytes(msg.transmitter_mac)),
-                              float(b.azimuth), float(b.azimuth_std),
-                              float(b.elevation) if b.elevation_estimated else float("nan"),
-                              float(b.elevation_std) if b.elevation_estimated else float("nan"), float(msg.window_span),
-                              int(msg.window_frames))
+    every = observations(msg)
+    return every[0] if every else None
+
+
+def look(bearings: BearingArray, spectrum: SpatialSpectrum) -> Look:
+    """One array update of a transmitter: its bearings and its spectrum (a 2-D spectrum's maximum over
+    elevation). A spectrum whose power_db disagrees with its grid gives an empty power (the grid
+    refuses it and counts it)."""
+    azimuths = np.asarray(spectrum.azimuths, float)
+    power = np.asarray(spectrum.power_db, float)
+    rows = len(spectrum.elevations)
+    power = power.reshape(rows, -1).max(axis=0) if rows and power.size == rows * azimuths.size else np.empty(0)
+    return Look(stamp_seconds(bearings.header.stamp), bearings.header.frame_id, mac_text(bytes(bearings.transmitter_mac)),
+                azimuths, power, observations(bearings), float(bearings.window_span), int(bearings.window_frames))
 
 
 def position_msg(e: Estimate, header: Header, method: str) -> TransmitterPosition:

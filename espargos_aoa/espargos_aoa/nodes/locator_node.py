@@ -1,11 +1,12 @@
-"""ROS 2 node: BearingArray of any number of arrays (+ their poses) -> TransmitterPositionArray,
-rviz markers and diagnostics. The estimation is espargos_aoa.locate; this node only moves messages."""
+"""ROS 2 node: BearingArray (and, with ``method: spectrum_grid``, SpatialSpectrum) of any number of
+arrays (+ their poses) -> TransmitterPositionArray, rviz markers and diagnostics. The estimation is
+espargos_aoa.locate and espargos_aoa.spectrum_grid; this node only moves messages."""
 from __future__ import annotations
 
 import math
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from espargos_msgs.msg import BearingArray, TransmitterPositionArray
+from espargos_msgs.msg import BearingArray, SpatialSpectrum, TransmitterPositionArray
 from geometry_msgs.msg import Pose, PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
@@ -16,22 +17,34 @@ from visualization_msgs.msg import MarkerArray
 
 from ..common_messages import diagnostic_status
 from ..diagnostic_counters import LOCATOR_COUNTERS, CounterWarnings
-from ..locate import NODE_PARAMETERS, PLATFORM_POSE_TYPES, Estimate, Locator, LocatorConfig, parameter_descriptions
+from ..locate import (LOCATOR_METHODS, NODE_PARAMETERS, PLATFORM_POSE_TYPES, Estimate, Locator, LocatorConfig,
+                      parameter_descriptions)
 from ..messages import stamp_seconds
-from ..position_messages import observation, position_markers, position_msg
+from ..position_messages import look, observation, position_markers, position_msg
 from ..poses import ArrayPose, parse_array_pose
 from ..runtime import run_node
+from ..spectrum_grid import GridConfig, SpectrumGrid, grid_parameter_descriptions
+
+PAIRING_WINDOW_S = 2.0
+"""s of stamp time a BearingArray waits for the SpatialSpectrum of its update (method spectrum_grid)."""
 
 
 class LocatorNode(Node):
     def __init__(self, **node_options) -> None:
         """node_options: rclpy Node keyword arguments (namespace, parameter_overrides, ...)."""
         super().__init__("locator_node", **node_options)
-        for name, (default, text) in {**NODE_PARAMETERS, **parameter_descriptions()}.items():
+        for name, (default, text) in {**NODE_PARAMETERS, **parameter_descriptions(), **grid_parameter_descriptions()}.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True))
         config = LocatorConfig(**{name: self.get_parameter(name).value for name in parameter_descriptions()})
         self.locator = Locator(config)                       # ValueError names a parameter that cannot work
-        self.method = f"kalman-{config.motion_model}"
+        method = self.get_parameter("method").value
+        if method not in LOCATOR_METHODS:
+            raise ValueError(f"method must be one of {sorted(LOCATOR_METHODS)}, got {method!r}")
+        self.grid: SpectrumGrid | None = None
+        if method == "spectrum_grid":
+            grid_config = GridConfig(**{name: self.get_parameter(name).value for name in grid_parameter_descriptions()})
+            self.grid = SpectrumGrid(self.locator, grid_config)
+        self.method = "music-grid" if self.grid is not None else f"kalman-{config.motion_model}"
         self.fixed_frame = self.get_parameter("fixed_frame").value
         platform_topic = self.get_parameter("platform_pose_topic").value
         self.platform_topic = platform_topic
@@ -53,6 +66,13 @@ class LocatorNode(Node):
         qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         for topic in topics:
             self.create_subscription(BearingArray, topic, self._on_bearings, qos)
+        self._halves: dict[tuple[str, str, int], BearingArray | SpatialSpectrum] = {}
+        """(frame_id, MAC, stamp ns) -> the half of an update that came first (method spectrum_grid)."""
+        if self.grid is not None:
+            spectra = [t for t in self.get_parameter("spectrum_topics").value if t.strip()]
+            for topic in spectra or [t.rsplit("/", 1)[0] + "/spatial_spectrum" if "/" in t else "spatial_spectrum"
+                                     for t in topics]:
+                self.create_subscription(SpatialSpectrum, topic, self._on_spectrum, qos)
         if platform_topic:
             if pose_type == "odometry":
                 from nav_msgs.msg import Odometry
@@ -63,6 +83,10 @@ class LocatorNode(Node):
         self.marker_pub = self.create_publisher(MarkerArray, "position_markers", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.latest: dict[str, Estimate] = {}
+        self.located: dict[str, float] = {}
+        """MAC -> stamp (s) of its latest grid position (method spectrum_grid)."""
+        self._fitted: dict[str, float] = {}
+        """MAC -> time (s) of the look at which its grid position was last fitted."""
         self.last_published = -math.inf
         self.published = 0
         self.bearing_arrays = 0
@@ -83,6 +107,9 @@ class LocatorNode(Node):
 
     def _on_bearings(self, msg: BearingArray) -> None:
         self.bearing_arrays += 1
+        if self.grid is not None:
+            self._pair(msg)
+            return
         obs = observation(msg)
         if obs is None:
             return
@@ -90,6 +117,35 @@ class LocatorNode(Node):
         for estimate in self.locator.fuse():
             if estimate.observable:
                 self.latest[estimate.mac] = estimate
+        self._publish_due()
+
+    def _on_spectrum(self, msg: SpatialSpectrum) -> None:
+        self._pair(msg)
+
+    def _pair(self, msg: BearingArray | SpatialSpectrum) -> None:
+        """Join the BearingArray and the SpatialSpectrum of one update into a look on the grid (aoa_node
+        publishes a spectrum without bearings when it finds no source: such spectra expire uncounted)."""
+        stamp = msg.header.stamp
+        key = (msg.header.frame_id, bytes(msg.transmitter_mac).hex(), stamp.sec * 10**9 + stamp.nanosec)
+        other = self._halves.pop(key, None)
+        if other is None or type(other) is type(msg):
+            self._halves[key] = msg
+            newest = max(k[2] for k in self._halves)
+            for old in [k for k in self._halves if k[2] < newest - PAIRING_WINDOW_S * 1e9]:
+                self.locator.counters["unpaired_look"] += isinstance(self._halves.pop(old), BearingArray)
+            return
+        bearings, spectrum = (msg, other) if isinstance(msg, BearingArray) else (other, msg)
+        update = look(bearings, spectrum)
+        # A fit per transmitter at most every publish interval (of look time): positions leave no faster.
+        if self.grid.add(update) and update.time - self._fitted.get(update.mac, -math.inf) >= self.publish_interval:
+            self._fitted[update.mac] = update.time
+            estimate = self.grid.locate(update.mac)
+            if estimate is not None:
+                self.latest[estimate.mac] = estimate
+                self.located[estimate.mac] = estimate.stamp
+        self._publish_due()
+
+    def _publish_due(self) -> None:
         newest = max((e.stamp for e in self.latest.values()), default=-math.inf)
         if newest - self.last_published >= self.publish_interval:
             self._publish(newest)
@@ -113,21 +169,31 @@ class LocatorNode(Node):
         """A header in the fixed frame stamped ``stamp_s`` (s)."""
         return Header(frame_id=self.fixed_frame, stamp=Time(nanoseconds=round(stamp_s * 1e9)).to_msg())
 
+    def _states(self) -> tuple[list[str], list[str], str]:
+        """Transmitters heard, those located now, and a line per transmitter for the diagnostics."""
+        if self.grid is None:
+            tracks = self.locator.tracks.values()
+            return ([t.mac for t in tracks], [t.mac for t in tracks if t.observable], "; ".join(
+                f"{t.mac} std {t.position_std_max:.2f} m parallax {t.parallax_deg:.0f} deg, {t.bearings_used} bearings"
+                for t in tracks))
+        newest = max((d.look.time for looks in self.grid.looks.values() for d in looks), default=-math.inf)
+        recent = newest - max(2.0, 2 * self.grid.config.grid_memory)
+        known = [mac for mac, looks in self.grid.looks.items() if looks]
+        return known, [mac for mac in known if self.located.get(mac, -math.inf) >= recent], "; ".join(
+            f"{mac} {len(self.grid.looks[mac])} looks, located {newest - self.located[mac]:.1f} s ago"
+            if mac in self.located else f"{mac} {len(self.grid.looks[mac])} looks, not located" for mac in known)
+
     def _diagnostics(self) -> None:
         counters = self.locator.counters
         for key, new in self._warnings.due(counters, self.get_clock().now().nanoseconds * 1e-9):
             self.get_logger().warning(f"{key}: {new} new ({LOCATOR_COUNTERS[key]})")
-        tracks = self.locator.tracks.values()
-        observable = [t.mac for t in tracks if t.observable]
-        values = {"bearing_arrays": self.bearing_arrays, "tracks": len(self.locator.tracks),
+        known, observable, states = self._states()
+        values = {"method": self.method, "bearing_arrays": self.bearing_arrays, "tracks": len(known),
                   "tracks_located": len(observable), "positions_published": self.published,
-                  "bearings_used": sum(t.bearings_used for t in tracks),
-                  "track_states": "; ".join(
-                      f"{t.mac} std {t.position_std_max:.2f} m parallax {t.parallax_deg:.0f} deg" for t in tracks),
-                  **{k: counters[k] for k in LOCATOR_COUNTERS}}
+                  "track_states": states, **{k: counters[k] for k in LOCATOR_COUNTERS}}
         if observable:
-            level, text = DiagnosticStatus.OK, f"{len(observable)} of {len(self.locator.tracks)} transmitters located"
-        elif self.locator.tracks:
+            level, text = DiagnosticStatus.OK, f"{len(observable)} of {len(known)} transmitters located"
+        elif known:
             level, text = DiagnosticStatus.WARN, ("no position yet: the bearings do not cross well enough (one array "
                                                   "standing still, or rays near parallel)")
         elif counters["unknown_pose"] and self.platform_topic and not self.locator.platform.stamps:
