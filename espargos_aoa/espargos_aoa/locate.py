@@ -274,6 +274,32 @@ def angle_measurement(pose: ArrayPose, obs: BearingObservation, position: np.nda
     return np.array(rows) @ pose.rotation.T, np.array(innovations), np.array(stds)
 
 
+def overlap_factor(obs: BearingObservation, previous_stamp: float | None) -> float:
+    """Factor (>= 1) on the variance of a bearing whose window shares frames with its array's bearing
+    fused before it (stamped ``previous_stamp``, None: none): aoa_node slides its window by fewer
+    frames than it holds (8 frames, 4 new per bearing in config/room.yaml), so consecutive bearings'
+    errors are correlated and only the new frames' share of a window is new information. Its
+    window's duration over the stamp step, at most its frame count (a repeated stamp: all frames
+    shared)."""
+    if previous_stamp is None:
+        return 1.0
+    step = obs.stamp - previous_stamp
+    most = float(max(obs.window_frames, 1))
+    return most if step <= 0 else float(np.clip(obs.window_duration / step, 1.0, most))
+
+
+def parallax_deg(origins: np.ndarray, position: np.ndarray) -> float:
+    """Angle (deg) the ray ``origins`` (k, 3) m span seen from ``position`` (3,) m: twice the largest
+    angle of one of them from their mean direction (0 for fewer than two)."""
+    if len(origins) < 2:
+        return 0.0
+    d = np.asarray(origins, float) - position
+    d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-9)
+    mean = d.mean(axis=0)
+    mean /= max(np.linalg.norm(mean), 1e-9)
+    return float(2 * np.degrees(np.arccos(np.clip(d @ mean, -1.0, 1.0)).max()))
+
+
 @dataclass
 class Estimate:
     """A transmitter's position (3,) m and covariance (3, 3) m^2 in the fixed frame at ``stamp`` (s)."""
@@ -355,15 +381,8 @@ class Track:
 
     @property
     def parallax_deg(self) -> float:
-        """Angle (deg) the fused bearings' origins span seen from the estimate: twice the largest
-        angle of one of them from their mean direction (0 for a single origin)."""
-        if len(self.origins) < 2:
-            return 0.0
-        d = np.array(self.origins) - self.x[:3]
-        d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-9)
-        mean = d.mean(axis=0)
-        mean /= max(np.linalg.norm(mean), 1e-9)
-        return float(2 * np.degrees(np.arccos(np.clip(d @ mean, -1.0, 1.0)).max()))
+        """Angle (deg) the fused bearings' origins span seen from the estimate (:func:`parallax_deg`)."""
+        return parallax_deg(np.array(self.origins).reshape(-1, 3), self.x[:3])
 
     @property
     def ranged(self) -> bool:
@@ -471,17 +490,8 @@ class Track:
         return self.bias_index[array_id]
 
     def _overlap(self, obs: BearingObservation) -> float:
-        """Factor (>= 1) on the variance of a bearing whose window shares frames with the array's
-        last bearing fused: aoa_node slides its window by fewer frames than it holds (8 frames,
-        4 new per bearing in config/room.yaml), so consecutive bearings' errors are correlated and
-        only the new frames' share of a window is new information. Its window's duration over
-        the stamp step, at most its frame count (a repeated stamp: all frames shared)."""
-        last = self.last_fused_stamp.get(obs.array_id)
-        if last is None:
-            return 1.0
-        step = obs.stamp - last
-        most = float(max(obs.window_frames, 1))
-        return most if step <= 0 else float(np.clip(obs.window_duration / step, 1.0, most))
+        """:func:`overlap_factor` against the array's last bearing fused."""
+        return overlap_factor(obs, self.last_fused_stamp.get(obs.array_id))
 
     def _smear(self, direction: np.ndarray, rng: float, window_span: float) -> float:
         """1-sigma (rad) of a bearing of a transmitter that moved across the ray during the window:

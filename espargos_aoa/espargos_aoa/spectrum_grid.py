@@ -29,7 +29,7 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d
 from scipy.special import chdtri  # chi-square quantile: chdtri(dof, 1 - p)
 
-from .locate import ORIGIN_SPACING_M, BearingObservation, Estimate, Locator
+from .locate import ORIGIN_SPACING_M, BearingObservation, Estimate, Locator, overlap_factor, parallax_deg
 from .poses import ArrayPose
 
 MAX_LOOKS_PER_TRANSMITTER = 512
@@ -137,7 +137,7 @@ class _Rays:
     variances: np.ndarray
     """(n,) rad^2, each bearing's 1-sigma and bearing_std_floor."""
     overlaps: np.ndarray
-    """(n,) >= 1, windows of one array sharing frames (:meth:`Track._overlap`)."""
+    """(n,) >= 1, windows of one array sharing frames (:func:`overlap_factor`)."""
     array_velocities: np.ndarray
     """(n, 3) m/s."""
     array_index: np.ndarray
@@ -245,8 +245,7 @@ class SpectrumGrid:
         """Each look's bearing pointing at ``target(time)`` (3,) m, where the transmitter moving at
         ``velocity`` (3,) m/s is taken to be at the look's time, within ``grid_gate`` times the
         bearing's 1-sigma and the error its array's looks share; with ``count``, looks without such a
-        bearing are counted (once each) as
-        ``unmatched_look``."""
+        bearing are counted (once each) as ``unmatched_look``."""
         floor = np.radians(self.locator.config.bearing_std_floor)
         cell_angle = self.config.grid_resolution / 2
         rays = []
@@ -270,13 +269,8 @@ class SpectrumGrid:
                         self.locator.counters["unmatched_look"] += not d.unmatched
                         d.unmatched = True
                     continue
-                overlap = 1.0
-                if previous is not None:                    # windows sharing frames: counted once (see Track._overlap)
-                    step = d.look.stamp - previous
-                    most = float(max(d.look.window_frames, 1))
-                    overlap = most if step <= 0 else float(np.clip(bearing.window_duration / step, 1.0, most))
+                rays.append((d.pose, bearing, std ** 2, overlap_factor(bearing, previous), array_velocity))
                 previous = d.look.stamp
-                rays.append((d.pose, bearing, std ** 2, overlap, array_velocity))
         return _Rays.of(rays)
 
     def _weight(self, state: np.ndarray, height: float, reference: float, rays: _Rays) -> np.ndarray:
@@ -353,11 +347,7 @@ class SpectrumGrid:
         covariance[:2, :2] = np.linalg.inv(information)[:2, :2]
         covariance[2, 2] = config.height_std ** 2
         position = np.array([x[0], x[1], start[2]])
-        directions = np.array(origins) - position
-        directions /= np.maximum(np.linalg.norm(directions, axis=1, keepdims=True), 1e-9)
-        mean = directions.mean(axis=0)
-        mean /= max(np.linalg.norm(mean), 1e-9)
-        parallax = float(2 * np.degrees(np.arccos(np.clip(directions @ mean, -1.0, 1.0)).max()))
+        parallax = parallax_deg(np.array(origins), position)
         nearest = float(np.min(np.linalg.norm(np.array(origins)[:, :2] - position[:2], axis=1)))
         if (np.sqrt(np.linalg.eigvalsh(covariance).max()) > config.max_position_std or parallax < config.min_parallax
                 or nearest < config.far_field):
