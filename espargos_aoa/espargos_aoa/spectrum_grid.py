@@ -212,9 +212,9 @@ class SpectrumGrid:
         return True
 
     def locate(self, mac: str) -> Estimate | None:
-        """The transmitter's position from its looks of the last ``grid_memory`` s, or None when the
-        grid's best cell is on its edge (``grid_edge``) or the matched bearings do not range it
-        (``poor_geometry``)."""
+        """The transmitter's position from its looks of the last ``grid_memory`` s, or None (counted
+        once, under its reason) when the grid's best cell is on its edge (``grid_edge``), the matched
+        bearings disagree (``inconsistent_looks``) or do not range it (``poor_geometry``)."""
         looks = self.looks.get(mac)
         if not looks:
             return None
@@ -236,8 +236,6 @@ class SpectrumGrid:
             track = estimate.position, estimate.velocity, estimate.stamp
             estimate = self._least_squares(mac, estimate.position, self._matched_rays(
                 lambda t: track[0] + track[1] * (t - track[2]), track[1], by_array, True))
-        if estimate is None:
-            self.locator.counters["poor_geometry"] += 1
         return estimate
 
     def _matched_rays(self, target: Callable[[float], np.ndarray], velocity: np.ndarray,
@@ -310,18 +308,22 @@ class SpectrumGrid:
         residual = np.angle(np.exp(1j * (rays.azimuths - np.arctan2(dy, dx))))
         return np.hstack([row, row * dt]), residual
 
+    def _poor_geometry(self) -> None:
+        self.locator.counters["poor_geometry"] += 1
+
     def _least_squares(self, mac: str, start: np.ndarray, rays: _Rays) -> Estimate | None:
         """Gauss-Newton on the matched azimuths from ``start`` for the position and velocity at the
         bearings' mean time (a weak prior of ``VELOCITY_PRIOR_STD`` on the velocity; a transmitter
-        standing still gets a velocity near zero); None if they do not range the position. Stamped
-        with the newest bearing, a moving transmitter's position would lag by half the memory."""
+        standing still gets a velocity near zero); None, counted, if they disagree or do not range
+        the position. Stamped with the newest bearing, a moving transmitter's position would lag by
+        half the memory."""
         config = self.locator.config
         origins: list[np.ndarray] = []
         for origin in rays.origins:
             if not origins or np.linalg.norm(np.array(origins) - origin, axis=1).min() >= ORIGIN_SPACING_M:
                 origins.append(origin)
         if len(origins) < 2:
-            return None
+            return self._poor_geometry()
         reference = float(np.mean(rays.times))
         prior = np.diag([0.0, 0.0, 1.0, 1.0]) / VELOCITY_PRIOR_STD ** 2
         state = np.array([start[0], start[1], 0.0, 0.0])
@@ -330,7 +332,7 @@ class SpectrumGrid:
             j, r = self._linearise(state, start[2], reference, rays)
             information = j.T @ weight @ j + prior
             if np.linalg.cond(information) > 1e12:
-                return None
+                return self._poor_geometry()
             state = state + np.linalg.solve(information, j.T @ weight @ r - prior @ state)
         weight = self._weight(state, start[2], reference, rays)
         j, r = self._linearise(state, start[2], reference, rays)
@@ -351,7 +353,7 @@ class SpectrumGrid:
         nearest = float(np.min(np.linalg.norm(np.array(origins)[:, :2] - position[:2], axis=1)))
         if (np.sqrt(np.linalg.eigvalsh(covariance).max()) > config.max_position_std or parallax < config.min_parallax
                 or nearest < config.far_field):
-            return None
+            return self._poor_geometry()
         last_origins = {bearing.array_id: pose.position.copy() for pose, bearing in zip(rays.poses, rays.bearings)}
         return Estimate(mac, reference, position, covariance, np.array([state[2], state[3], 0.0]), sorted(last_origins),
                         len(rays), True, parallax, False, last_origins)

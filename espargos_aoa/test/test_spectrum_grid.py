@@ -142,3 +142,22 @@ def test_bad_looks_are_counted_and_change_nothing():
 def test_nonsense_grid_parameters_are_refused_with_their_name(changes, reason):
     with pytest.raises(ValueError, match=reason):
         SpectrumGrid(Locator(), GridConfig(**{"grid_bounds": ROOM, **changes}))
+
+
+def test_each_withheld_position_is_counted_once_under_its_reason():
+    """Arrays whose bearings err by +-1 deg against a 1-sigma of 0.02 deg: the looks disagree with one
+    transmitter (inconsistent_looks); such a position is not also counted as poor_geometry."""
+    rng = np.random.default_rng(0)
+    grid = grid_with_room()
+    bias = {"south": 1.0, "north": -1.0, "west": 1.0, "east": -1.0}
+    withheld = 0
+    for k in range(50):
+        for j, (name, pose) in enumerate(room_poses().items()):
+            look = room_look(name, pose, 0.2 * k + 0.01 * j, rng, reflection_first=False, sigma=np.radians(0.02))
+            for bearing in look.bearings:
+                bearing.azimuth += np.radians(bias[name])
+            grid.add(look)
+        withheld += grid.locate("ap") is None
+    counters = grid.locator.counters
+    assert counters["inconsistent_looks"] > 0, counters
+    assert counters["poor_geometry"] + counters["inconsistent_looks"] + counters["grid_edge"] == withheld, counters
