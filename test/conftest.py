@@ -116,6 +116,21 @@ def spin_until(node, predicate, timeout_s: float) -> bool:
     return False
 
 
+def call_idempotent(node, client, request, timeout_s: float = 20.0, resend_after_s: float = 5.0):
+    """The response of ``client`` to ``request`` (a call that can be repeated safely: a refusal, a
+    parameter set), sent again every ``resend_after_s`` without an answer; None after ``timeout_s``.
+    DDS can lose a service request or its response while the client's and the server's endpoints
+    are still matching after ``wait_for_service`` (ros2/rclpy#1191, ros2/rmw_fastrtps#238): the call
+    never completes. Seen here once, on a busy machine, for the first call after the wait."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        future = client.call_async(request)
+        if spin_until(node, future.done, min(resend_after_s, deadline - time.monotonic())):
+            return future.result()
+        client.remove_pending_request(future)
+    return None
+
+
 def board_starter(processes: Processes, tmp_path: Path) -> Callable[..., SimpleNamespace]:
     """A function that starts a simulated board and a board_node talking to it (under ``processes``,
     calibration file in ``tmp_path``) and returns a small handle."""

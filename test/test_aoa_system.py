@@ -27,7 +27,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import LaserScan
 from visualization_msgs.msg import Marker, MarkerArray
 
-from conftest import spin_until
+from conftest import call_idempotent, spin_until
 
 MAC1, MAC2 = "02:00:00:00:00:01", "02:00:00:00:00:02"
 
@@ -328,9 +328,10 @@ def test_diagnostics_say_why_no_bearing_comes_out(ros_node, processes):
     assert not w.bearings
     client = ros_node.create_client(SetParameters, f"{ns}/aoa_node/set_parameters")
     assert client.wait_for_service(timeout_sec=10)
-    future = client.call_async(SetParameters.Request(parameters=[Parameter("min_antennas", value=12).to_parameter_msg()]))
-    assert spin_until(ros_node, future.done, 10)
-    assert not future.result().results[0].successful and "exceeds the 8 antennas" in future.result().results[0].reason
+    response = call_idempotent(ros_node, client,
+                               SetParameters.Request(parameters=[Parameter("min_antennas", value=12).to_parameter_msg()]))
+    assert response is not None
+    assert not response.results[0].successful and "exceeds the 8 antennas" in response.results[0].reason
     too_many = processes.start_node({"min_antennas": 12}, "/toomany", "aoa_node")
     src2, w2 = CsiSource(ros_node, "/toomany"), AoaWatch(ros_node, "/toomany")
     assert spin_until(ros_node, lambda: src2.geometry_pub.get_subscription_count() > 0, 20)
@@ -349,9 +350,10 @@ def test_invalid_parameters_are_rejected(ros_node, processes):
     assert client.wait_for_service(timeout_sec=20)
 
     def set_param(name, value):
-        future = client.call_async(SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()]))
-        assert spin_until(ros_node, future.done, 10)
-        return future.result().results[0]
+        response = call_idempotent(ros_node, client,
+                                   SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()]))
+        assert response is not None
+        return response.results[0]
 
     assert not set_param("min_frames", 50).successful                 # more than window_frames (20)
     refused = set_param("azimuth_step", 0.0)

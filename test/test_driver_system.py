@@ -19,7 +19,7 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 
-from conftest import free_port, spin_until
+from conftest import call_idempotent, free_port, spin_until
 from espargos_driver.driver import BoardDriver, DriverConfig
 from espargos_driver.transport.link import MAX_BATCH
 
@@ -178,9 +178,9 @@ def test_parameters_are_validated(ros_node, board, processes):
 
     def set_int(name, value):
         p = Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value))
-        future = client.call_async(SetParameters.Request(parameters=[p]))
-        assert spin_until(ros_node, future.done, 10)
-        return future.result().results[0]
+        response = call_idempotent(ros_node, client, SetParameters.Request(parameters=[p]))
+        assert response is not None
+        return response.results[0]
 
     bad = set_int("antennas_required", 9)
     assert not bad.successful and "antennas_required" in bad.reason
@@ -215,9 +215,8 @@ def test_calibrate_service_refuses_nonsense_durations(ros_node, board):
     client = ros_node.create_client(Calibrate, f"{b.ns}/calibrate")
     assert client.wait_for_service(timeout_sec=20)
     for duration in (-1.0, float("nan"), float("inf"), 1e9):
-        future = client.call_async(Calibrate.Request(duration_s=duration))
-        assert spin_until(ros_node, future.done, 10)
-        assert not future.result().success and "duration_s" in future.result().message
+        response = call_idempotent(ros_node, client, Calibrate.Request(duration_s=duration))
+        assert response is not None and not response.success and "duration_s" in response.message
     assert b.node.poll() is None
 
 
