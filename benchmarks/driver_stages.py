@@ -6,7 +6,8 @@ runs over all of them alone and its CPU time (time.process_time) is divided by t
 
   receive    recvfrom of the frame's 8 datagrams from a UDP socket on loopback (sent beforehand)
   parse      split the sensor packet, reassemble, decode the TLV message (8 per frame)
-  cluster    group the 8 reports into a frame, decode the CSI bytes, remove the STO
+  cluster    group the 8 reports into a frame, decode the CSI bytes, remove the STO (reports handed
+             over MAX_BATCH at a time, as the receive loop reads datagrams: frames decoded together)
   calibrate  apply a phase/time/gain calibration
   layout     the frame in the array's rows x cols
   serialize  CsiArray bytes (CsiArraySerializer)
@@ -44,6 +45,7 @@ from espargos_driver.messages import CsiArraySerializer  # noqa: E402
 from espargos_driver.protocol.gen3 import Reassembler, parse_csi_message, split_sensor_packet  # noqa: E402
 from espargos_driver.sim.board import SimulatedRig  # noqa: E402
 from espargos_driver.sim.scenario import Scenario  # noqa: E402
+from espargos_driver.transport.link import MAX_BATCH  # noqa: E402
 from espargos_msgs.msg import CsiArray  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 
@@ -98,7 +100,8 @@ def main() -> int:
     reports = timed(stages, "parse", n, lambda: [
         parse_csi_message(reassembler.add(f, 0.0), f.uid >> 29) for p in packets for f in split_sensor_packet(p)])
     clusterer = FrameClusterer(counters)
-    frames = timed(stages, "cluster", n, lambda: [f for r in reports if (f := clusterer.add(r, 0.0)) is not None])
+    batches = [[(r, 0.0, 0.0) for r in reports[k:k + MAX_BATCH]] for k in range(0, len(reports), MAX_BATCH)]
+    frames = timed(stages, "cluster", n, lambda: [f for batch in batches for f in clusterer.add_many(batch)])
     assert len(frames) == n, counters
 
     shape = frames[0].mask.shape

@@ -70,29 +70,42 @@ class FrameClusterer:
     def add(self, report: SensorReport, now: float, arrival: float | None = None) -> CsiFrame | None:
         """Add one report received at ``now`` (time.perf_counter()) that reached the host at
         ``arrival`` (wall clock, s; None: now); return the frame if now complete."""
-        cache = self._caches[report.is_calib]
-        key = report.key
-        pending = cache.get(key)
-        if pending is None:
-            if len(cache) >= self.max_pending:
-                self._evict(cache)
-            pending = cache[key] = _Pending(now, arrival)
-        index = report.board * ANTENNAS + report.row * COLS + report.col
-        existing = pending.reports.get(index)
-        if existing is not None:
-            self.counters["duplicate_report" if existing.raw == report.raw else "collision"] += 1
-            return None
-        pending.reports[index] = report
-        size = len(report.raw)
-        pending.size += size
-        self.pending_bytes += size
-        if len(pending.reports) == self.antennas:
-            del cache[key]
-            self.pending_bytes -= pending.size
-            return self._build(key, pending, now)
-        while self.pending_bytes > self.max_bytes:
-            self._evict(max(self._caches.values(), key=len))
-        return None
+        frames = self.add_many([(report, now, arrival)])
+        return frames[0] if frames else None
+
+    def add_many(self, reports: list[tuple[SensorReport, float, float | None]]) -> list[CsiFrame]:
+        """Add reports (each with its ``now`` and ``arrival`` as in :meth:`add`), in order; return
+        the frames they complete, in the order they completed. Complete frames of one CSI decoding
+        are decoded together (one numpy pass for all of them): the result is the same as one
+        :meth:`add` at a time."""
+        completed: list[tuple[FrameKey, _Pending, float]] = []
+        for report, now, arrival in reports:
+            cache = self._caches[report.is_calib]
+            key = report.key
+            pending = cache.get(key)
+            if pending is None:
+                if len(cache) >= self.max_pending:
+                    self._evict(cache)
+                pending = cache[key] = _Pending(now, arrival)
+            index = report.board * ANTENNAS + report.row * COLS + report.col
+            existing = pending.reports.get(index)
+            if existing is not None:
+                self.counters["duplicate_report" if existing.raw == report.raw else "collision"] += 1
+                continue
+            pending.reports[index] = report
+            size = len(report.raw)
+            pending.size += size
+            self.pending_bytes += size
+            if len(pending.reports) == self.antennas:
+                del cache[key]
+                self.pending_bytes -= pending.size
+                completed.append((key, pending, now))
+                continue
+            while self.pending_bytes > self.max_bytes:
+                self._evict(max(self._caches.values(), key=len))
+        if not completed:
+            return []
+        return self._build_complete(completed)
 
     def _evict(self, cache: dict[FrameKey, _Pending]) -> None:
         """Drop the oldest open frame of ``cache`` (counted as ``evicted_frame``)."""
@@ -122,6 +135,47 @@ class FrameClusterer:
         """Forget open reference frames (at the start of a calibration)."""
         self.pending_bytes -= sum(p.size for p in self._caches[True].values())
         self._caches[True].clear()
+
+    def _build_complete(self, completed: list[tuple[FrameKey, _Pending, float]]) -> list[CsiFrame]:
+        """Build complete frames; those whose reports share one decoding and secondary channel (and
+        carry enough bytes) are decoded in groups, the rest one by one (``_build``)."""
+        frames: list[CsiFrame | None] = [None] * len(completed)
+        groups: dict[tuple[Decoding, int], list[int]] = {}
+        for position, (key, pending, now) in enumerate(completed):
+            plans = {(report_decoding(r), r.rx.secondary_code) for r in pending.reports.values()}
+            plan = plans.pop() if len(plans) == 1 else (None, 0)
+            if plan[0] is None or any(len(r.csi) < plan[0].nbytes for r in pending.reports.values()):
+                frames[position] = self._build(key, pending, now)
+            else:
+                groups.setdefault(plan, []).append(position)
+        for (decoding, _), positions in groups.items():
+            self._build_group(decoding, [completed[p] for p in positions], frames, positions)
+        return [frame for frame in frames if frame is not None]
+
+    def _build_group(self, decoding: Decoding, members: list[tuple[FrameKey, _Pending, float]],
+                     frames: list[CsiFrame | None], positions: list[int]) -> None:
+        """Decode complete frames of one decoding and secondary channel in one pass; frame i goes
+        to ``frames[positions[i]]``."""
+        antennas = range(self.antennas)
+        reports = [pending.reports[i] for _, pending, _ in members for i in antennas]
+        values = decode_csi(decoding, reports)
+        count = len(members)
+        shape = (self.boards, ROWS, COLS)
+        csi = values.reshape((count,) + shape + (values.shape[-1],))
+        per_antenna = np.array([(r.timestamp_ns, r.rx.rssi_dbm, r.rx.noise_floor_dbm, r.rx.rx_gain_db,
+                                 r.rx.fft_gain_db, r.rx.cfo_hz) for r in reports], np.float64).T
+        timestamps_ns = per_antenna[0].reshape((count,) + shape)
+        rssi_dbm, noise_floor_dbm, rx_gain_db, fft_gain_db, cfo_hz = per_antenna[1:].astype(np.float32).reshape(
+            (PER_ANTENNA_FIELDS - 1, count) + shape)
+        mask = np.ones((count,) + shape, bool)
+        for i, ((key, pending, now), position) in enumerate(zip(members, positions)):
+            first = next(iter(pending.reports.values()))
+            frames[position] = CsiFrame(
+                key=key, format=decoding.format, channel=first.rx.channel,
+                secondary=secondary_from_code(first.rx.secondary_code), csi=csi[i], mask=mask[i],
+                timestamps_ns=timestamps_ns[i], rssi_dbm=rssi_dbm[i], noise_floor_dbm=noise_floor_dbm[i],
+                rx_gain_db=rx_gain_db[i], fft_gain_db=fft_gain_db[i], cfo_hz=cfo_hz[i],
+                is_reference=first.is_calib, host_time=pending.host_time, completed_at=now)
 
     def _build(self, key: FrameKey, pending: _Pending, now: float) -> CsiFrame | None:
         by_decoding: dict[Decoding, list[int]] = {}

@@ -24,7 +24,7 @@ from .cluster import FrameClusterer
 from .frame import CsiFrame
 from .layout import ArrayLayout, single_board_layout
 from .protocol.constants import ANTENNAS
-from .receiver import BoardReceiver
+from .receiver import BoardReceiver, Datagram
 from .supervisor import REBOOT_BACKSTEP_S, RF_ANTENNAS, RF_REFERENCE, CalibrationSupervisor, board_identity
 from .transport.http_control import BoardError, BoardInfo
 from .transport.link import TRANSPORTS, BoardLink, ReceiveHub
@@ -120,7 +120,7 @@ class BoardDriver:
         self.receivers = [BoardReceiver(self.clusterer, board=b) for b in range(boards)]
         self.hub = ReceiveHub(self.counters, log)
         self.links = [BoardLink(spec.host, spec.http_port, spec.stream_port, config.transport,
-                                partial(self._on_packet, b), self._on_tick, partial(self._on_connected, b),
+                                partial(self._on_batch, b), self._on_tick, partial(self._on_connected, b),
                                 self.counters, log, receive_buffer=config.receive_buffer_bytes, hub=self.hub)
                       for b, spec in enumerate(self.layout.boards)]
         self.reference_delay_s = reference_delays_s(
@@ -224,9 +224,9 @@ class BoardDriver:
                       f"{'REFERENCE' if state == '1' else 'ISOLATION'}; switching it to the antennas")
             http.command("/set_rfswitch", RF_ANTENNAS)
 
-    def _on_packet(self, board: int, data: bytes, now: float, arrival: float) -> None:
+    def _on_batch(self, board: int, datagrams: list[Datagram]) -> None:
         with self._lock:
-            for frame in self.receivers[board].feed(data, now, arrival):
+            for frame in self.receivers[board].feed_batch(datagrams):
                 self._handle(frame, complete=True)
 
     def _on_tick(self, now: float) -> None:
@@ -256,10 +256,9 @@ class BoardDriver:
         """A board whose sensor clock goes back by more than REBOOT_BACKSTEP_S has rebooted (new LO
         phases): its calibration is stale until re-verified."""
         for board in range(len(self.links)):
-            t = frame.timestamps_ns[board]
-            if not np.isfinite(t).any():
+            now_ns = float(np.fmax.reduce(frame.timestamps_ns[board], axis=None))    # NaN-skipping max
+            if now_ns != now_ns:                                                      # no antenna of it reported
                 continue
-            now_ns = float(np.nanmax(t))
             last = self._last_sensor_ns[board]
             if now_ns < last - REBOOT_BACKSTEP_S * 1e9:
                 self.counters["board_reboots"] += 1

@@ -15,6 +15,11 @@ from .protocol.constants import STREAM_MAGIC
 from .protocol.errors import ProtocolError
 from .protocol.gen1 import parse_g1_message
 from .protocol.gen3 import Reassembler, parse_csi_message, split_sensor_packet
+from .protocol.report import SensorReport
+
+Datagram = tuple[bytes, float, float | None]
+"""A stream message, the ``time.perf_counter()`` when it was read, and the wall-clock time (s) the
+kernel received it (None: when read)."""
 
 
 class BoardReceiver:
@@ -31,13 +36,30 @@ class BoardReceiver:
     def feed(self, packet: bytes, now: float, arrival: float | None = None) -> list[CsiFrame]:
         """Process one datagram / WebSocket message received at ``now`` (time.perf_counter());
         ``arrival``: when it reached the host (wall clock, s; None: now), its frames' host_time."""
+        return self.feed_batch([(packet, now, arrival)])
+
+    def feed_batch(self, datagrams: list[Datagram]) -> list[CsiFrame]:
+        """Process datagrams read in one turn, in order; the frames they complete are built together
+        (``FrameClusterer.add_many``), which is where batching saves time."""
+        reports: list[tuple[SensorReport, float, float | None]] = []
+        for packet, now, arrival in datagrams:
+            self._parse(packet, now, arrival, reports)
+        try:
+            return self.clusterer.add_many(reports)
+        except Exception as err:  # noqa: BLE001 - last-resort guard of the reader thread
+            self._unexpected(err, f"while clustering {len(reports)} reports")
+        return []
+
+    def _parse(self, packet: bytes, now: float, arrival: float | None,
+               out: list[tuple[SensorReport, float, float | None]]) -> None:
+        """Append the reports in ``packet`` to ``out``; count what cannot be used."""
         self.counters["packets"] += 1
         try:
             if self.generation == 1:
                 reports = parse_g1_message(packet)
             else:
                 if packet == STREAM_MAGIC:
-                    return []
+                    return
                 reports = []
                 for fragment in split_sensor_packet(packet):
                     message = self._reassembler.add(fragment, now)
@@ -45,20 +67,15 @@ class BoardReceiver:
                         report = parse_csi_message(message, fragment.uid >> 29)
                         if report is not None:
                             reports.append(report)
-            frames = []
             for report in reports:
                 report.board = self.board
-                self.counters["reports"] += 1
-                frame = self.clusterer.add(report, now, arrival)
-                if frame is not None:
-                    frames.append(frame)
-            return frames
+                out.append((report, now, arrival))
+            self.counters["reports"] += len(reports)
         except ProtocolError as err:
             self.counters[err.reason] += 1
             self.last_error = err
         except Exception as err:  # noqa: BLE001 - last-resort guard of the reader thread
             self._unexpected(err, f"first bytes {bytes(packet[:32]).hex()}")
-        return []
 
     def expire(self, now: float) -> list[CsiFrame]:
         """Close timed-out frames and partial messages; call periodically."""

@@ -1,5 +1,6 @@
 """Clustering policy: duplicates, collisions, incomplete frames, timeouts, bounded memory."""
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -106,3 +107,57 @@ def test_open_frames_are_bounded_in_bytes():
         cl.add(r, 0.0)
         assert cl.pending_bytes <= 50_000
     assert counters["evicted_frame"] == len(first) - 50
+
+
+def _mixed_report_stream(seed: int) -> list:
+    """Reports of HT40, HT20, L-LTF and HE20 frames, one transmitter each, shuffled within a window,
+    with hostile ones mixed in: short CSI, a foreign format inside a frame, secondary-channel codes
+    that disagree within a frame or between frames of one format, and duplicates."""
+    rng = np.random.default_rng(seed)
+    streams = []
+    for k, fmt in enumerate(("ht40", "ht20", "lltf", "he20")):
+        scenario = Scenario.from_dict({"seed": seed + k, "format": fmt, "secondary": 0 if fmt in ("ht20", "he20") else 1,
+                                       "transmitters": [{"mac": f"02:00:00:00:00:0{k + 1}"}]})
+        board = SimulatedBoard(scenario)
+        board.start(0.0)
+        packets = []
+        for t in range(12):
+            packets += board.packets_due(t / 100 + 1e-6)
+        streams.append([parse_csi_message(f.payload, f.uid >> 29) for p in packets for f in split_sensor_packet(p)])
+    reports = [r for stream in streams for r in stream]
+    for r in rng.choice(reports, 6, replace=False):
+        r.csi = r.csi[:50]                                         # too short for its format
+    for r in rng.choice(reports, 4, replace=False):
+        r.rx = replace(r.rx, secondary_code=2)                     # disagrees with its frame
+    for r in streams[2][16:32]:
+        r.rx = replace(r.rx, secondary_code=2)                     # two whole L-LTF frames below, not above
+    ht20 = streams[1]
+    for r in rng.choice(streams[0], 4, replace=False):              # an HT20 report's bytes in an HT40 frame
+        donor = ht20[int(rng.integers(len(ht20)))]
+        r.csi, r.rx = donor.csi, replace(donor.rx, channel=r.rx.channel)
+    reports += [reports[int(i)] for i in rng.integers(len(reports), size=10)]         # duplicates
+    order = np.argsort(np.arange(len(reports)) + rng.uniform(0, 40, len(reports)))    # local shuffle
+    return [reports[int(i)] for i in order]
+
+
+def _frame_fields(frame) -> tuple:
+    return (frame.key, frame.format, frame.channel, frame.secondary, frame.is_reference, frame.csi.tobytes(),
+            frame.mask.tobytes(), frame.timestamps_ns.tobytes(), frame.rssi_dbm.tobytes(), frame.noise_floor_dbm.tobytes(),
+            frame.rx_gain_db.tobytes(), frame.fft_gain_db.tobytes(), frame.cfo_hz.tobytes(), frame.completed_at)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("batch", [8, 64])
+def test_frames_built_in_batches_equal_frames_built_one_at_a_time(seed, batch):
+    """add_many decodes complete frames of one format together; it must give exactly what add
+    gives one report at a time, counters included, on a stream with broken and foreign reports."""
+    reports = _mixed_report_stream(seed)
+    one, many = Counter(), Counter()
+    single, batched = FrameClusterer(one), FrameClusterer(many)
+    expected = [f for k, r in enumerate(reports) if (f := single.add(r, k * 1e-4, 1.0)) is not None]
+    got = []
+    for start in range(0, len(reports), batch):
+        got += batched.add_many([(r, k * 1e-4, 1.0) for k, r in enumerate(reports[start:start + batch], start)])
+    assert len(expected) > 20 and one["format_mismatch"] > 0 and one["short_csi"] > 0
+    assert [_frame_fields(f) for f in got] == [_frame_fields(f) for f in expected]
+    assert many == one

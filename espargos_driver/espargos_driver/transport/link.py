@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from ..protocol.constants import STREAM_TIMEOUT_S
 from ..reader_thread import ReaderThread
+from ..receiver import Datagram
 from .http_control import BoardError, BoardHttp, BoardInfo
 from .streams import RECEIVE_BUFFER_BYTES, UdpStream, WebSocketStream
 
@@ -20,15 +21,15 @@ POLL_S = 0.005
 HOUSEKEEPING_S = 1.0
 """How often the receive loop reads the kernel's drop counter and reports strangers."""
 MAX_BATCH = 64
-"""Datagrams read from one board before the loop turns to the next board and its chores."""
+"""Datagrams read from one board before the loop turns to the next board and its chores; they are
+handed on together (one lock, one call, frames built together)."""
 
 
 class BoardLink(ReaderThread):
     """Runs the receive loop of one board in its own thread.
 
-    ``on_packet(data, now, arrival)`` gets every stream message with its ``time.perf_counter()``
-    and the wall-clock time the kernel received it (``stream.last_arrival``)
-    receive time; ``on_tick(now)`` runs at least every few ms (expiry work);
+    ``on_batch(datagrams)`` gets the stream messages read in one turn (at most MAX_BATCH, each a
+    ``Datagram``); ``on_tick(now)`` runs at least every few ms (expiry work);
     ``on_connected(info)`` runs once per successful connection, before streaming.
     Failures are counted in ``counters`` (``reconnects``, ``silence`` and the BoardError
     reasons) and reported through ``state`` / ``state_detail``. Liveness comes from the board
@@ -39,7 +40,7 @@ class BoardLink(ReaderThread):
     """
 
     def __init__(self, host: str, http_port: int, stream_port: int, transport: str,
-                 on_packet: Callable[[bytes, float], None], on_tick: Callable[[float], None],
+                 on_batch: Callable[[list[Datagram]], None], on_tick: Callable[[float], None],
                  on_connected: Callable[[BoardInfo], None], counters: Counter,
                  log: Callable[[str], None], silence_timeout_s: float = STREAM_TIMEOUT_S,
                  receive_buffer: int = RECEIVE_BUFFER_BYTES, hub: ReceiveHub | None = None) -> None:
@@ -50,7 +51,7 @@ class BoardLink(ReaderThread):
         self.host, self.http_port, self.stream_port, self.transport = host, http_port, stream_port, transport
         super().__init__(f"board-{host}", counters, log)
         self.http = BoardHttp(host, http_port)
-        self.on_packet, self.on_tick, self.on_connected = on_packet, on_tick, on_connected
+        self.on_batch, self.on_tick, self.on_connected = on_batch, on_tick, on_connected
         self.silence_timeout_s = silence_timeout_s
         self.receive_buffer = receive_buffer
         self.receive_buffer_granted = 0
@@ -137,15 +138,15 @@ class BoardLink(ReaderThread):
         the first datagram, at most MAX_BATCH), hand it on, run the chores (expiry, keep-alive,
         housekeeping). Raises BoardError after ``silence_timeout_s`` without the board's data."""
         data = stream.recv(timeout_s)
-        handled = 0
+        batch: list[Datagram] = []
         while data is not None:
-            now = time.perf_counter()
-            self._last_data = now
-            self.on_packet(data, now, stream.last_arrival)
-            handled += 1
-            if handled == MAX_BATCH:
+            batch.append((data, time.perf_counter(), stream.last_arrival))
+            if len(batch) == MAX_BATCH:
                 break
             data = stream.recv(0.0)
+        if batch:
+            self._last_data = batch[-1][1]
+            self.on_batch(batch)
         now = time.perf_counter()
         if now - self._last_data > self.silence_timeout_s:
             raise BoardError("silence", f"no data from the board for {self.silence_timeout_s:.0f} s")

@@ -7,6 +7,7 @@ WebSocket stream is the one connection the driver opened.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import struct
 import time
@@ -99,6 +100,9 @@ class UdpStream:
         self.strangers: Counter = Counter()
         self._last_keepalive = 0.0
         self._buffer = bytearray(65536)
+        self.sock.setblocking(False)
+        self._poll = select.poll()
+        self._poll.register(self.sock, select.POLLIN)
 
     def kernel_drops(self) -> int | None:
         """Datagrams the kernel dropped for this socket (receive buffer full), or None if unknown."""
@@ -123,18 +127,25 @@ class UdpStream:
 
     def recv(self, timeout_s: float) -> bytes | None:
         """The next datagram from the board within ``timeout_s``, else None; strangers' datagrams
-        in between are counted and dropped."""
-        deadline = time.monotonic() + timeout_s
+        in between are counted and dropped. The socket is non-blocking: a datagram already queued
+        costs one system call (no timeout to set), and only an empty queue waits, in poll."""
+        deadline = None
         while True:
-            self.sock.settimeout(max(deadline - time.monotonic(), 0.0) or 1e-6)
             try:
                 n, ancillary, _, sender = self.sock.recvmsg_into([self._buffer], ANCILLARY_BYTES)
-            except (socket.timeout, BlockingIOError):
-                return None
+            except BlockingIOError:
+                if deadline is None:
+                    deadline = time.monotonic() + timeout_s
+                remaining_ms = (deadline - time.monotonic()) * 1e3
+                if remaining_ms <= 0 or not self._poll.poll(remaining_ms):
+                    return None
+                continue
             if sender == self.peer:
                 self.last_arrival = _kernel_time(ancillary) if self._kernel_stamps else time.time()
                 return bytes(self._buffer[:n])
             self.strangers[f"{sender[0]}:{sender[1]}"] += 1
+            if deadline is None:
+                deadline = time.monotonic() + timeout_s
             if time.monotonic() >= deadline:
                 return None
 
