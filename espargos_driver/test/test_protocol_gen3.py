@@ -334,3 +334,63 @@ def test_impossible_secondary_channels_are_refused(second, he_siga1):
     """Secondary code 3 does not exist; an HT frame with CBW 40 needs a secondary channel."""
     with pytest.raises(ProtocolError, match="bad_channel"):
         parse_csi_message(csi_message(pairs([(1, 1)] * 117), rx_ctrl_v3(second=second, he_siga1=he_siga1)), 5)
+
+
+# --- the layout fast path reads exactly what the TLV walk reads --------------------------------
+
+def _outcome(parse, message: bytes):
+    try:
+        return parse(message, 5)
+    except ProtocolError as err:
+        return err.reason
+
+
+def _message_shapes() -> list[bytes]:
+    """Messages of the shapes a layout reads (with and without optional TLVs, 16- and 18-byte
+    metadata, every CSI length) and of shapes it must leave to the TLV walk."""
+    csi = pairs([(3, -2)] * 117)
+    short_meta = tlv(2, SRC + DST + struct.pack("<HH", 5 << 4, 1))
+    body = struct.pack("<I", 0xE4CD0BAC) + short_meta + tlv(5, rx_ctrl_v3()) + tlv(6, csi)
+    compact = struct.pack("<BBBbBBBBHHIHHBBbb", (-50) & 0xFF, (-95) & 0xFF, 11, 1, 2, 0, 1, 0, 234, 1, 777, 0, 0, 7, 0, 0, 20)
+    return [
+        csi_message(csi, rx_ctrl_v3()),
+        csi_message(csi, rx_ctrl_v3(bb=1, csi_len=106), acquire_flags=2),
+        csi_message(pairs([(1, 1)] * 245), rx_ctrl_v3(bb=5, second=0, he_siga1=0, csi_len=490, dec=300)),
+        csi_message(csi[:100], rx_ctrl_v3(csi_len=234)),
+        message_without(3, rx_ctrl_v3(), csi),
+        message_without(4, rx_ctrl_v3(), csi),
+        message_without(6, rx_ctrl_v3(), csi),
+        body + struct.pack("<BH", 255, 4) + struct.pack("<I", zlib.crc32(body)),
+        csi_message(csi, compact, rx_kind=8),
+        csi_message(csi, rx_ctrl_v3(), extra=tlv(9, b"\x01\x02")),
+        csi_message(csi, rx_ctrl_v3()) + b"\x00\x00",
+    ]
+
+
+def _equal(a, b) -> bool:
+    """Same report (every field) or same error reason."""
+    return a == b
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_layout_fast_path_agrees_with_the_tlv_walk_on_valid_and_corrupt_messages(seed):
+    """parse_csi_message reads most messages through a cached MessageLayout; on every message
+    (valid ones of many shapes, and each with random bytes changed, some with their CRC
+    recomputed so that the corruption reaches the fields) it must return exactly what the general
+    TLV walk returns, or fail with the same reason."""
+    from espargos_driver.protocol import gen3
+    rng = np.random.default_rng(seed)
+    fast_hits = 0
+    for message in _message_shapes():
+        gen3._layouts.clear()
+        assert _equal(_outcome(parse_csi_message, message), _outcome(gen3._parse_tlvs, message))
+        fast_hits += gen3.MessageLayout.learn(message) is not None
+        for _ in range(300):
+            corrupt = bytearray(message)
+            for pos in rng.integers(0, len(corrupt), int(rng.integers(1, 4))):
+                corrupt[pos] = int(rng.integers(256))
+            if rng.random() < 0.5 and len(corrupt) > 7:             # a CRC that matches the corruption
+                corrupt[-4:] = struct.pack("<I", zlib.crc32(bytes(corrupt[:-7])))
+            corrupt = bytes(corrupt)
+            assert _equal(_outcome(parse_csi_message, corrupt), _outcome(gen3._parse_tlvs, corrupt)), corrupt.hex()
+    assert fast_hits == 8                                            # the shapes a layout reads, and only those

@@ -5,6 +5,7 @@ shared/spec/espargos-protocol.md sections 2.1 and 2.2.
 """
 from __future__ import annotations
 
+import operator
 import struct
 import zlib
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 from .constants import (CSI_TYPE_HEADER, IGNORE_BYTES_AFTER_CRC, RADAR_TYPE_HEADER,
                         REASSEMBLY_TIMEOUT_S, SENSOR_PACKET_MAGIC, g3_antenna_row_col)
 from .errors import ProtocolError
-from .report import RxControl, SensorReport, check_rx_ctrl, parse_rx_ctrl_compact, parse_rx_ctrl_v3, sensor_time_ns
+from .report import (RxControl, SensorReport, check_rx_ctrl, parse_rx_ctrl_compact, parse_rx_ctrl_v3, rx_ctrl_v3_from_words,
+                     sensor_time_ns)
 
 _U32 = struct.Struct("<I")
 _FRAG = struct.Struct("<IHBB")
@@ -190,7 +192,25 @@ def parse_csi_message(message: bytes, antenna_id: int) -> SensorReport | None:
     Returns None for message types the driver ignores (radar TX reports, unknown type
     headers). Raises ProtocolError for malformed TLVs, a missing or wrong CRC, a missing
     rx_ctrl, and compressed CSI (not supported: keep ``compress_csi`` off).
+
+    A message laid out like the previous ones of its length (the usual case) is read by its
+    ``MessageLayout`` in one struct call; anything else, and any message that layout does not
+    accept, goes through the general TLV walk, which also names what is wrong.
     """
+    layout = _layouts.get(len(message))
+    if layout is None:
+        layout = MessageLayout.learn(message)
+        if layout is not None and len(_layouts) < MAX_LAYOUTS:
+            _layouts[len(message)] = layout
+    if layout is not None:
+        report = layout.parse(message, antenna_id)
+        if report is not None:
+            return report
+    return _parse_tlvs(message, antenna_id)
+
+
+def _parse_tlvs(message: bytes, antenna_id: int) -> SensorReport | None:
+    """parse_csi_message by walking the TLVs: any layout, every check."""
     if len(message) < 4:
         raise ProtocolError("truncated", "message shorter than its type header")
     header = _U32.unpack_from(message)[0]
@@ -252,12 +272,99 @@ def parse_csi_message(message: bytes, antenna_id: int) -> SensorReport | None:
     acquire = tlvs.get(TLV_ACQUIRE_META)
     if acquire is not None and len(acquire) >= 4:
         acquire_flags, _, rf_switch = _ACQ.unpack_from(acquire)
-    csi = tlvs.get(TLV_CSI_RAW, b"")
-    csi = csi[:min(rx.csi_len, len(csi))]
+    return _report(message, antenna_id, rx, src, dst, seq_ctrl, flags, frame_ctrl, global_us, acquire_flags, rf_switch,
+                   tlvs.get(TLV_CSI_RAW, b""))
+
+
+def _report(message: bytes, antenna_id: int, rx: RxControl, src: bytes, dst: bytes, seq_ctrl: int, flags: int,
+            frame_ctrl: int, global_us: int, acquire_flags: int, rf_switch: int, csi: bytes) -> SensorReport:
+    """The SensorReport of a decoded message (both parsing paths end here)."""
     row, col = g3_antenna_row_col(antenna_id)
     return SensorReport(
         antenna_id=antenna_id, row=row, col=col, src_mac=src, dst_mac=dst, seq_ctrl=seq_ctrl,
         retry=bool(frame_ctrl & FRAME_CTRL_RETRY), is_calib=bool(flags & FLAG_IS_CALIB),
         first_word_invalid=bool(flags & FLAG_FIRST_WORD_INVALID), rx=rx,
         timestamp_ns=sensor_time_ns(global_us, rx.rxstart_time_cyc), acquire_flags=acquire_flags,
-        rf_switch_state=rf_switch, csi=csi, generation=3, raw=message)
+        rf_switch_state=rf_switch, csi=csi[:min(rx.csi_len, len(csi))], generation=3, raw=message)
+
+
+_LAYOUT_VALUES = {TLV_FRAME_META: {16: "6s6sHH", 18: "6s6sHHH"}, TLV_TIMING_META: {8: "Q"}, TLV_ACQUIRE_META: {4: "HBB"},
+                  TLV_RX_CTRL_RAW: {64: "16I"}}
+"""The TLVs a MessageLayout reads, by kind and length, as struct formats; CSI_RAW (any length) and
+the final CRC besides. A message with any other TLV (or length) takes the general path."""
+MAX_LAYOUTS = 64
+"""Message lengths whose layout is kept (a stream has a few; garbage of many lengths adds none)."""
+_layouts: dict[int, MessageLayout] = {}
+
+
+class MessageLayout:
+    """Where every field sits in CSI messages of one length and TLV order: one ``struct`` reads a
+    whole message; it is accepted only if its type header, every TLV kind and length, and its
+    CRC are the ones expected, and its rx_ctrl passes ``check_rx_ctrl``."""
+
+    __slots__ = ("_struct", "_structure", "_expected", "_crc_at", "_at", "_frame_ctrl")
+
+    def __init__(self, tlvs: list[tuple[int, int]]) -> None:
+        """``tlvs``: (kind, length) in message order, ending with the CRC."""
+        fmt, structure, expected = "<I", [0], [CSI_TYPE_HEADER]
+        self._at: dict[int, int] = {}
+        """Index in the unpacked fields of each TLV's first value."""
+        for kind, length in tlvs:
+            value = "I" if kind == TLV_CRC32 else f"{length}s" if kind == TLV_CSI_RAW else _LAYOUT_VALUES[kind][length]
+            items = _item_count(fmt)
+            structure += [items, items + 1]
+            expected += [kind, length]
+            self._at[kind] = items + 2
+            fmt += "BH" + value
+        self._struct = struct.Struct(fmt)
+        self._structure = operator.itemgetter(*structure)
+        self._expected = tuple(expected)
+        self._crc_at = self._struct.size - 7                       # the CRC covers everything before its TLV
+        self._frame_ctrl = dict(tlvs)[TLV_FRAME_META] == 18
+
+    @classmethod
+    def learn(cls, message: bytes) -> MessageLayout | None:
+        """The layout of ``message``, or None if it is not a CSI message of TLVs this class reads."""
+        if len(message) < 4 or _U32.unpack_from(message)[0] != CSI_TYPE_HEADER:
+            return None
+        tlvs: list[tuple[int, int]] = []
+        pos, end = 4, len(message)
+        while pos + 3 <= end:
+            kind, length = _TLV.unpack_from(message, pos)
+            pos += 3 + length
+            if pos > end or any(kind == seen for seen, _ in tlvs):
+                return None
+            tlvs.append((kind, length))
+            if kind == TLV_CRC32:
+                break
+            if kind != TLV_CSI_RAW and length not in _LAYOUT_VALUES.get(kind, {}):
+                return None
+        kinds = {kind for kind, _ in tlvs}
+        if not tlvs or tlvs[-1] != (TLV_CRC32, 4) or pos != end or not {TLV_RX_CTRL_RAW, TLV_FRAME_META} <= kinds:
+            return None
+        return cls(tlvs)
+
+    def parse(self, message: bytes, antenna_id: int) -> SensorReport | None:
+        """The report in ``message``, or None if the message is not laid out as expected or its CRC
+        is wrong (the general path then says why). Raises ProtocolError for a bad rx_ctrl."""
+        fields = self._struct.unpack_from(message)
+        if self._structure(fields) != self._expected or zlib.crc32(memoryview(message)[:self._crc_at]) != fields[-1]:
+            return None
+        at = self._at
+        i = at[TLV_RX_CTRL_RAW]
+        rx = check_rx_ctrl(rx_ctrl_v3_from_words(fields[i:i + 16]))
+        i = at[TLV_FRAME_META]
+        src, dst, seq_ctrl, flags = fields[i:i + 4]
+        frame_ctrl = fields[i + 4] if self._frame_ctrl else 0
+        i = at.get(TLV_TIMING_META)
+        global_us = fields[i] if i is not None else timing_fallback_us(rx)
+        i = at.get(TLV_ACQUIRE_META)
+        acquire_flags, rf_switch = (fields[i], fields[i + 2]) if i is not None else (0, 255)
+        i = at.get(TLV_CSI_RAW)
+        return _report(message, antenna_id, rx, src, dst, seq_ctrl, flags, frame_ctrl, global_us, acquire_flags,
+                       rf_switch, fields[i] if i is not None else b"")
+
+
+def _item_count(fmt: str) -> int:
+    """How many values ``struct.unpack(fmt, ...)`` returns."""
+    return len(struct.unpack(fmt, bytes(struct.calcsize(fmt))))

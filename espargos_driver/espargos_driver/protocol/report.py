@@ -70,7 +70,11 @@ _V3 = struct.Struct("<16I")
 
 def parse_rx_ctrl_v3(data: bytes | memoryview) -> RxControl:
     """Decode the 64-byte PHY-v3 ``wifi_pkt_rx_ctrl_t`` (16 LE words)."""
-    w = _V3.unpack_from(data)
+    return rx_ctrl_v3_from_words(_V3.unpack_from(data))
+
+
+def rx_ctrl_v3_from_words(w: tuple[int, ...]) -> RxControl:
+    """The PHY-v3 ``wifi_pkt_rx_ctrl_t`` from its 16 words (unsigned 32-bit)."""
     return RxControl(
         rssi_dbm=_s(w[0], 8),
         noise_floor_dbm=_s(w[5], 8),
