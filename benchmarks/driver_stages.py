@@ -5,7 +5,8 @@ The simulator's encoder makes ``--frames`` HT40 frames (8 sensor packets each); 
 runs over all of them alone and its CPU time (time.process_time) is divided by the frame count:
 
   receive    recvfrom of the frame's 8 datagrams from a UDP socket on loopback (sent beforehand)
-  parse      split the sensor packet, reassemble, decode the TLV message (8 per frame)
+  parse      split the sensor packets, reassemble, decode the TLV messages (8 per frame), MAX_BATCH
+             datagrams at a time as the receive loop hands them over (runs of alike ones together)
   cluster    group the 8 reports into a frame, decode the CSI bytes, remove the STO (reports handed
              over MAX_BATCH at a time, as the receive loop reads datagrams: frames decoded together)
   calibrate  apply a phase/time/gain calibration
@@ -43,6 +44,7 @@ from espargos_driver.driver import BoardDriver, DriverConfig  # noqa: E402
 from espargos_driver.layout import single_board_layout  # noqa: E402
 from espargos_driver.messages import CsiArraySerializer  # noqa: E402
 from espargos_driver.protocol.gen3 import Reassembler, parse_csi_message, split_sensor_packet  # noqa: E402
+from espargos_driver.protocol.gen3_batch import BatchDecoder  # noqa: E402
 from espargos_driver.sim.board import SimulatedRig  # noqa: E402
 from espargos_driver.sim.scenario import Scenario  # noqa: E402
 from espargos_driver.transport.link import MAX_BATCH  # noqa: E402
@@ -97,8 +99,19 @@ def main() -> int:
 
     counters: Counter = Counter()
     reassembler = Reassembler(counters)
-    reports = timed(stages, "parse", n, lambda: [
-        parse_csi_message(reassembler.add(f, 0.0), f.uid >> 29) for p in packets for f in split_sensor_packet(p)])
+    decoder = BatchDecoder()
+
+    def parse_all() -> list:
+        """As BoardReceiver.feed_batch: MAX_BATCH datagrams at a time through gen3_batch, any it
+        leaves one at a time."""
+        out = []
+        for start in range(0, len(packets), MAX_BATCH):
+            batch = packets[start:start + MAX_BATCH]
+            for packet, report in zip(batch, decoder.decode(batch)):
+                out += [report] if report is not None else [
+                    parse_csi_message(reassembler.add(f, 0.0), f.uid >> 29) for f in split_sensor_packet(packet)]
+        return out
+    reports = timed(stages, "parse", n, parse_all)
     clusterer = FrameClusterer(counters)
     batches = [[(r, 0.0, 0.0) for r in reports[k:k + MAX_BATCH]] for k in range(0, len(reports), MAX_BATCH)]
     frames = timed(stages, "cluster", n, lambda: [f for batch in batches for f in clusterer.add_many(batch)])

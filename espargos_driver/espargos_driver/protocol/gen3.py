@@ -302,10 +302,11 @@ class MessageLayout:
     whole message; it is accepted only if its type header, every TLV kind and length, and its
     CRC are the ones expected, and its rx_ctrl passes ``check_rx_ctrl``."""
 
-    __slots__ = ("_struct", "_structure", "_expected", "_crc_at", "_at", "_frame_ctrl")
+    __slots__ = ("tlvs", "_struct", "_structure", "_expected", "_crc_at", "_at", "_frame_ctrl")
 
     def __init__(self, tlvs: list[tuple[int, int]]) -> None:
         """``tlvs``: (kind, length) in message order, ending with the CRC."""
+        self.tlvs = tlvs
         fmt, structure, expected = "<I", [0], [CSI_TYPE_HEADER]
         self._at: dict[int, int] = {}
         """Index in the unpacked fields of each TLV's first value."""

@@ -10,9 +10,9 @@ from .errors import ProtocolError
 
 
 def _s(value: int, bits: int) -> int:
-    """Sign-extend the low ``bits`` of ``value``."""
-    value &= (1 << bits) - 1
-    return value - (1 << bits) if value >> (bits - 1) else value
+    """Sign-extend the low ``bits`` of ``value`` (an int, or an int64 array element-wise)."""
+    sign = 1 << (bits - 1)
+    return ((value & ((1 << bits) - 1)) ^ sign) - sign
 
 
 @dataclass(slots=True)
@@ -73,8 +73,10 @@ def parse_rx_ctrl_v3(data: bytes | memoryview) -> RxControl:
     return rx_ctrl_v3_from_words(_V3.unpack_from(data))
 
 
-def rx_ctrl_v3_from_words(w: tuple[int, ...]) -> RxControl:
-    """The PHY-v3 ``wifi_pkt_rx_ctrl_t`` from its 16 words (unsigned 32-bit)."""
+def rx_ctrl_v3_from_words(w) -> RxControl:
+    """The PHY-v3 ``wifi_pkt_rx_ctrl_t`` from its 16 words (unsigned 32-bit ints). ``w`` may also be
+    16 int64 arrays (one word of many messages each): every field is then an array
+    (gen3_batch decodes a batch of messages so), computed by the same expressions."""
     return RxControl(
         rssi_dbm=_s(w[0], 8),
         noise_floor_dbm=_s(w[5], 8),
@@ -88,7 +90,7 @@ def rx_ctrl_v3_from_words(w: tuple[int, ...]) -> RxControl:
         rxstart_time_cyc_dec=(w[8] >> 8) & 0x7FF,
         timestamp_us32=w[3],
         csi_len=(w[9] >> 16) & 0x3FF,
-        rx_gain_db=float(_s(w[5] >> 24, 8)),
+        rx_gain_db=_s(w[5] >> 24, 8) * 1.0,
         fft_gain_db=_s(w[5] >> 16, 8) * 0.25,
         cfo_low_rate=w[4] & 0x7FFF,
         cfo_high_rate=(w[4] >> 15) & 0x7FFF,

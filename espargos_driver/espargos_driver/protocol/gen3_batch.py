@@ -1,0 +1,156 @@
+"""Generation-3 sensor packets decoded many at a time.
+
+The usual stream is datagrams of one length, each carrying one whole CSI message laid out like
+the others (one fragment; the same TLVs in the same order). A run of them is checked and read
+with numpy in one pass; only the CRC, the rx_ctrl range check and the report objects are per
+datagram. Every datagram this does not accept (another layout, a fragment, a wrong magic, CRC
+or channel, anything) is left to the one-at-a-time path (``split_sensor_packet``,
+``parse_csi_message``), which gives the same report or names what is wrong: the two paths are
+compared on valid and corrupted streams by the tests.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import fields
+
+import numpy as np
+
+from .constants import CSI_TYPE_HEADER, SENSOR_PACKET_MAGIC
+from .errors import ProtocolError
+from .gen3 import (FLAG_FIRST_WORD_INVALID, FLAG_IS_CALIB, FRAME_CTRL_RETRY, TLV_ACQUIRE_META, TLV_CRC32, TLV_CSI_RAW,
+                   TLV_FRAME_META, TLV_RX_CTRL_RAW, TLV_TIMING_META, MessageLayout, split_sensor_packet)
+from .report import RxControl, SensorReport, check_rx_ctrl, rx_ctrl_v3_from_words, sensor_time_ns
+
+MIN_BATCH = 8
+"""Fewer datagrams of one length than this are left to the one-at-a-time path (numpy's fixed cost
+per call would exceed what it saves)."""
+MAX_TEMPLATES = 16
+"""Datagram lengths whose template is kept."""
+MESSAGE_AT = 12
+"""Byte offset of the message in a one-fragment sensor packet: magic (4) and fragment header (8)."""
+TERMINATOR_BYTES = 8
+_RX_FIELDS = [f.name for f in fields(RxControl)]
+
+
+class PacketTemplate:
+    """Byte positions of every field in one-fragment sensor packets of one length and message layout."""
+
+    def __init__(self, length: int, layout: MessageLayout) -> None:
+        self.length = length
+        names, formats, offsets = ["magic", "uid", "size", "index", "total", "type"], ["<u4", "<u4", "<u2", "u1", "u1", "<u4"], \
+            [0, 4, 8, 10, 11, MESSAGE_AT]
+        structure = {0: SENSOR_PACKET_MAGIC.to_bytes(4, "little"),
+                     8: (length - MESSAGE_AT - TERMINATOR_BYTES).to_bytes(2, "little") + b"\x00\x01",
+                     MESSAGE_AT: CSI_TYPE_HEADER.to_bytes(4, "little")}
+        values = {TLV_FRAME_META: [("seq_ctrl", "<u2", 12), ("flags", "<u2", 14), ("frame_ctrl", "<u2", 16)],
+                  TLV_TIMING_META: [("global_us", "<u8", 0)], TLV_ACQUIRE_META: [("acquire", "<u2", 0), ("rf_switch", "u1", 3)],
+                  TLV_RX_CTRL_RAW: [("rx", ("<u4", (16,)), 0)], TLV_CRC32: [("crc", "<u4", 0)]}
+        self.value_at: dict[int, tuple[int, int]] = {}
+        """Each TLV's value: (byte offset in the packet, length)."""
+        pos = MESSAGE_AT + 4
+        for kind, size in layout.tlvs:
+            structure[pos] = bytes([kind]) + size.to_bytes(2, "little")
+            self.value_at[kind] = (pos + 3, size)
+            for name, fmt, at in values.get(kind, []):
+                if at < size:                                   # frame_ctrl only in 18-byte metadata
+                    names.append(name)
+                    formats.append(fmt)
+                    offsets.append(pos + 3 + at)
+            pos += 3 + size
+        names.append("terminator")
+        formats.append("<u4")
+        offsets.append(pos)
+        self.crc_end = self.value_at[TLV_CRC32][0] - 3
+        """The CRC covers the packet's bytes from MESSAGE_AT up to here (its own TLV excluded)."""
+        self.dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": length})
+        self._columns = np.array([at + i for at, expected in structure.items() for i in range(len(expected))])
+        self._expected = np.frombuffer(b"".join(structure.values()), np.uint8)
+
+    @classmethod
+    def learn(cls, packet: bytes) -> PacketTemplate | None:
+        """The template of ``packet``, or None if it is not one whole, readable CSI message."""
+        try:
+            fragments = split_sensor_packet(packet)
+        except ProtocolError:
+            return None
+        if len(fragments) != 1 or fragments[0].total != 1 or \
+                len(packet) != MESSAGE_AT + len(fragments[0].payload) + TERMINATOR_BYTES:
+            return None
+        layout = MessageLayout.learn(fragments[0].payload)
+        return None if layout is None else cls(len(packet), layout)
+
+    def decode(self, packets: list[bytes]) -> list[SensorReport | None]:
+        """The report of each packet (all of this template's length), None where the packet is not
+        laid out as expected or fails a check."""
+        out: list[SensorReport | None] = [None] * len(packets)
+        buffer = b"".join(packets)
+        raw = np.frombuffer(buffer, np.uint8).reshape(len(packets), self.length)
+        records = np.frombuffer(buffer, self.dtype)
+        accepted = (raw[:, self._columns] == self._expected).all(axis=1) & (records["uid"] != 0) & (records["terminator"] == 0)
+        rows = np.flatnonzero(accepted)
+        if not len(rows):
+            return out
+        r = records[rows]
+        rx = rx_ctrl_v3_from_words(list(r["rx"].astype(np.int64).T))
+        names = r.dtype.names
+        global_us = r["global_us"] if "global_us" in names else rx.timestamp_us32
+        timestamps = sensor_time_ns(global_us, rx.rxstart_time_cyc)
+        frame_ctrl = r["frame_ctrl"] if "frame_ctrl" in names else np.zeros(len(rows), np.uint16)
+        acquire = r["acquire"] if "acquire" in names else np.zeros(len(rows), np.uint16)
+        rf_switch = r["rf_switch"] if "rf_switch" in names else np.full(len(rows), 255, np.uint8)
+        antenna = r["uid"] >> 29
+        meta_at = self.value_at[TLV_FRAME_META][0]
+        csi_at, csi_size = self.value_at.get(TLV_CSI_RAW, (0, 0))
+        csi_end = csi_at + np.minimum(rx.csi_len, csi_size)
+        message_end = self.length - TERMINATOR_BYTES
+        columns = zip(rows.tolist(), zip(*(getattr(rx, name).tolist() for name in _RX_FIELDS)), r["crc"].tolist(),
+                      antenna.tolist(), (1 - antenna // 4).tolist(), (antenna % 4).tolist(), r["seq_ctrl"].tolist(),
+                      ((frame_ctrl & FRAME_CTRL_RETRY) != 0).tolist(), ((r["flags"] & FLAG_IS_CALIB) != 0).tolist(),
+                      ((r["flags"] & FLAG_FIRST_WORD_INVALID) != 0).tolist(), timestamps.tolist(), acquire.tolist(),
+                      rf_switch.tolist(), csi_end.tolist())
+        for k, rx_values, crc, antenna_id, row, col, seq_ctrl, retry, is_calib, first_invalid, t_ns, acq, rf, end in columns:
+            packet = packets[k]
+            if zlib.crc32(memoryview(packet)[MESSAGE_AT:self.crc_end]) != crc:
+                continue
+            rx_control = RxControl(*rx_values)
+            try:
+                check_rx_ctrl(rx_control)
+            except ProtocolError:
+                continue
+            out[k] = SensorReport(antenna_id, row, col, packet[meta_at:meta_at + 6], packet[meta_at + 6:meta_at + 12],
+                                  seq_ctrl, retry, is_calib, first_invalid, rx_control, t_ns, acq, rf,
+                                  packet[csi_at:end] if csi_size else b"", 3, packet[MESSAGE_AT:message_end])
+        return out
+
+
+class BatchDecoder:
+    """Decodes the datagrams of one turn: runs of at least MIN_BATCH of one length through their
+    PacketTemplate (learned from the first such datagram that has one)."""
+
+    def __init__(self) -> None:
+        self._templates: dict[int, PacketTemplate] = {}
+
+    def decode(self, packets: list[bytes]) -> list[SensorReport | None]:
+        """A report per packet, or None: left to the one-at-a-time path."""
+        out: list[SensorReport | None] = [None] * len(packets)
+        if len(packets) < MIN_BATCH:
+            return out
+        by_length: dict[int, list[int]] = {}
+        for k, packet in enumerate(packets):
+            by_length.setdefault(len(packet), []).append(k)
+        for length, rows in by_length.items():
+            if len(rows) < MIN_BATCH:
+                continue
+            template = self._template(length, [packets[k] for k in rows[:3]])
+            if template is not None:
+                for k, report in zip(rows, template.decode([packets[k] for k in rows])):
+                    out[k] = report
+        return out
+
+    def _template(self, length: int, candidates: list[bytes]) -> PacketTemplate | None:
+        template = self._templates.get(length)
+        if template is None:
+            template = next((t for t in map(PacketTemplate.learn, candidates) if t is not None), None)
+            if template is not None and len(self._templates) < MAX_TEMPLATES:
+                self._templates[length] = template
+        return template
