@@ -12,6 +12,8 @@ Every figure is measured over ``--seconds`` after calibration:
     per frame (µs, /proc utime+stime of the process, all threads);
   * board_node: frames/s it published (its /diagnostics, over their stamps), frames/s the
     subscriber in another process received, and board_node's CPU per frame received;
+  * board_node offered ``--node-rate`` frames/s (5,000: the airtime limit of one channel): does it
+    keep up; the same figures and every loss counter;
   * four boards as one combined array (32 antennas) at ``--array-rate`` frames/s: the same, plus
     every loss counter (kernel drops, incomplete frames, gaps in sequence numbers);
   * latency at ``--latency-rate`` frames/s: p50/p99 from the receive time of a frame's last sensor
@@ -231,6 +233,8 @@ def losses(result: dict) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--offered", type=float, default=8000, help="frames/s the simulator offers at saturation")
+    ap.add_argument("--node-rate", type=float, default=5000,
+                    help="frames/s of the run that asks whether board_node keeps up (the airtime limit of one channel)")
     ap.add_argument("--array-rate", type=float, default=1000, help="frames/s of the four-board combined array")
     ap.add_argument("--latency-rate", type=float, default=1000, help="frames/s of the latency run")
     ap.add_argument("--seconds", type=float, default=10)
@@ -251,6 +255,10 @@ def main() -> int:
               f"by a reliable subscriber in another process, {sat['cpu_us_per_frame']:.0f} us CPU per frame "
               f"({sat['cpu_us_per_frame'] / pure['cpu_us_per_frame']:.2f} x the pure driver), core load "
               f"{sat['cpu_load'] * 100:.0f} %, csi as {sat['serialization']}; {losses(sat)}", flush=True)
+        kept = board_node(args.node_rate, args.seconds, node)
+        print(f"board_node offered {args.node_rate:.0f} frames/s: {kept['frames_per_s']:.0f} frames/s published, "
+              f"{kept['received_per_s']:.0f} received, {kept['cpu_us_per_frame']:.0f} us CPU per frame, core load "
+              f"{kept['cpu_load'] * 100:.0f} %; {losses(kept)}", flush=True)
         four = board_node(args.array_rate, args.seconds, node, boards=4)
         print(f"4 boards (32 antennas) at {args.array_rate:.0f} frames/s: {four['frames_per_s']:.0f} frames/s published, "
               f"{four['received_per_s']:.0f} received, {four['cpu_us_per_frame']:.0f} us CPU per frame, core load "

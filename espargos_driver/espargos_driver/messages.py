@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import array
+import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -24,7 +25,7 @@ def frame_to_msg(frame: CsiFrame, stamp: Time, frame_id: str, source_id: str, so
     """One CsiFrame of a single board or combined array -> CsiArray with a (rows, cols) grid;
     ``source_sequence``: the number of CsiArrays published for ``source_id`` before this one."""
     *lead, bins = frame.csi.shape
-    rows = int(np.prod(lead[:-1]))
+    rows = math.prod(lead[:-1])
     cols = int(lead[-1])
     msg = CsiArray()
     msg.header.stamp = stamp
@@ -89,7 +90,7 @@ class CsiArraySerializer:
             sec, nanosec, len(self.frame_id) + 1, self.frame_id, len(self.source_id) + 1, self.source_id,
             source_sequence % SEQUENCE_WRAP, src, dst, seq,
             frag, retry, frame.is_reference, frame.channel, frame.secondary, int(frame.format), frame.center_frequency_hz,
-            frame.grid.spacing_hz, bins, indices, len(interpolated) // 2, interpolated, int(np.prod(lead[:-1])), lead[-1],
+            frame.grid.spacing_hz, bins, indices, len(interpolated) // 2, interpolated, math.prod(lead[:-1]), lead[-1],
             2 * antennas * bins, np.ascontiguousarray(frame.csi, np.complex64).tobytes(),
             antennas, frame.mask.tobytes(), antennas, frame.rssi_dbm.astype(np.float32).tobytes(),
             antennas, frame.noise_floor_dbm.astype(np.float32).tobytes(), antennas, frame.rx_gain_db.astype(np.float32).tobytes(),
