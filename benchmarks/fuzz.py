@@ -3,8 +3,9 @@
 
 Families and the path each input takes (the same code the nodes run, minus rclpy):
 
-- ``gen3``: generation-3 sensor packets (single and fragmented messages, OTA and reference)
-  -> BoardReceiver (framing, reassembly, TLVs, CRC) -> FrameClusterer -> Calibration.apply
+- ``gen3``: generation-3 sensor packets (single and fragmented messages, OTA and reference, and
+  runs of alike one-fragment datagrams with a few edited, which take the batch decoder)
+  -> BoardReceiver.feed_batch (framing, reassembly, TLVs, CRC) -> FrameClusterer -> Calibration.apply
   -> CsiArray message. Mutations also edit a message *before* its CRC is computed, so that
   the checks behind the CRC are reached.
 - ``gen1``: generation-1 516-byte records -> BoardReceiver(generation=1) -> cluster -> CsiArray.
@@ -156,11 +157,16 @@ def _with_crc(body: bytes) -> bytes:
     return body + struct.pack("<BHI", 255, 4, zlib.crc32(body))
 
 
+def magic_packet(uid: int, message: bytes) -> bytes:
+    """A sensor packet carrying ``message`` whole, as one fragment."""
+    return struct.pack("<I", 0xDECAFBAD) + struct.pack("<IHBB", uid, len(message), 0, 1) + message + TERMINATOR
+
+
 def _packets(uid: int, message: bytes, rng: random.Random) -> list[bytes]:
     size = rng.choice((0, 0, 64, 150, 700))
     magic = struct.pack("<I", 0xDECAFBAD)
     if size == 0 or len(message) <= size:
-        return [magic + struct.pack("<IHBB", uid, len(message), 0, 1) + message + TERMINATOR]
+        return [magic_packet(uid, message)]
     chunks = [message[i:i + size] for i in range(0, len(message), size)]
     return [magic + struct.pack("<IHBB", uid, len(c), i, len(chunks)) + c + TERMINATOR for i, c in enumerate(chunks)]
 
@@ -207,9 +213,7 @@ def _board_path(generation: int) -> tuple[Callable[[list[bytes], float], int], C
                               frames_used=1)
 
     def run(group: list[bytes], now: float) -> int:
-        frames = []
-        for packet in group:
-            frames += receiver.feed(packet, now)
+        frames = receiver.feed_batch([(packet, now, None) for packet in group])       # as the receive loop hands them over
         frames += receiver.expire(now + 0.02)
         for frame in frames:
             if (frame.channel, frame.secondary) == (calibration.channel, calibration.secondary):
@@ -250,7 +254,7 @@ def build_family(name: str, seed: int) -> Family:
         def inputs(rng: random.Random) -> Iterator[list[bytes]]:
             while True:
                 uid, body = rng.choice(bodies)
-                kind = rng.randrange(3)
+                kind = rng.randrange(4)
                 if kind == 0:      # edit behind the CRC, then packetise
                     message = _with_crc(mutate_bytes(body, rng, [b for _, b in bodies]))
                     uid = rng.choice((uid, uid ^ (1 << rng.randrange(32))))
@@ -259,6 +263,13 @@ def build_family(name: str, seed: int) -> Family:
                     packets = _packets(uid, _with_crc(body), rng)
                     i = rng.randrange(len(packets))
                     packets[i] = mutate_bytes(packets[i], rng, raw)
+                    yield packets
+                elif kind == 3:    # a run of alike one-fragment datagrams (decoded together), some edited
+                    message = _with_crc(body)
+                    packets = [magic_packet(uid ^ (k << 29) if k < 8 else uid, message) for k in range(rng.randint(8, 24))]
+                    for i in rng.sample(range(len(packets)), rng.randint(1, 3)):
+                        packets[i] = magic_packet(uid, _with_crc(mutate_bytes(body, rng, [b for _, b in bodies]))) \
+                            if rng.random() < 0.5 else mutate_bytes(packets[i], rng, raw)
                     yield packets
                 else:              # a burst of fragments of several messages, some lost or repeated
                     packets = [p for _ in range(rng.randint(2, 8)) for p in _packets(*rng.choice(bodies)[:1],
