@@ -191,17 +191,19 @@ def _hostile_datagrams(seed: int) -> list[bytes]:
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_datagrams_decoded_together_give_what_one_at_a_time_gives(seed):
+@pytest.mark.parametrize("bounds", [{}, {"max_pending": 4, "max_bytes": 12_000}], ids=["roomy", "evicting"])
+def test_datagrams_decoded_together_give_what_one_at_a_time_gives(seed, bounds):
     """The receive loop hands over up to 64 datagrams at once and runs of alike ones are decoded
     with numpy (gen3_batch); frames and every counter must equal those of feeding one datagram
-    at a time, on a stream with faults and corrupt bytes."""
+    at a time, on a stream with faults and corrupt bytes, also where open frames are evicted."""
     packets = _hostile_datagrams(seed)
-    single, batched = BoardReceiver(FrameClusterer(Counter())), BoardReceiver(FrameClusterer(Counter()))
+    single, batched = BoardReceiver(FrameClusterer(Counter(), **bounds)), BoardReceiver(FrameClusterer(Counter(), **bounds))
     expected = [f for k, p in enumerate(packets) for f in single.feed(p, k * 1e-5, 1.0)]
     got = []
     for start in range(0, len(packets), 64):
         got += batched.feed_batch([(p, k * 1e-5, 1.0) for k, p in enumerate(packets[start:start + 64], start)])
-    assert len(expected) > 50 and single.counters["bad_crc"] > 0 and single.counters["format_mismatch"] > 0
+    assert len(expected) > 50 and single.counters["bad_crc"] > 0
+    assert single.counters["evicted_frame" if bounds else "format_mismatch"] > 0
     assert [_frame_fields(f) for f in got] == [_frame_fields(f) for f in expected]
     assert batched.counters == single.counters
     assert batched.counters["unexpected_error"] == 0
