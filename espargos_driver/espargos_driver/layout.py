@@ -59,10 +59,9 @@ class ArrayLayout:
     def gather(self, values: np.ndarray) -> np.ndarray:
         """``(boards, 2, 4, ...)`` -> ``(rows, cols, ...)`` in layout order (a view when the layout
         keeps the boards' own order, as a single board does)."""
-        flat = values.reshape((len(self.boards) * ANTENNAS,) + values.shape[3:])
         if self.in_board_order:
-            return flat.reshape(self.cells.shape + values.shape[3:])
-        return flat[self.cells]
+            return values.reshape(self.cells.shape + values.shape[3:])
+        return values.reshape((len(self.boards) * ANTENNAS,) + values.shape[3:])[self.cells]
 
     @cached_property
     def in_board_order(self) -> bool:
