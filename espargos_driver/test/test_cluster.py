@@ -180,6 +180,8 @@ def _hostile_datagrams(seed: int) -> list[bytes]:
         for t in range(60):
             board.rfswitch = 1 if t % 10 == 0 else 2                 # now and then a reference frame
             packets += board.packets_due(t / 200 + 1e-6)
+    for k, value in zip(rng.choice(len(packets), 12, replace=False), [0, 15, 200, 0x0300, 0x0003] * 3):
+        packets[k] = _with_rx_ctrl_word7(packets[k], value)          # no WiFi channel, no secondary code
     for k in rng.choice(len(packets), len(packets) // 20, replace=False):
         corrupt = bytearray(packets[k])
         corrupt[int(rng.integers(len(corrupt)))] ^= 1 << int(rng.integers(8))
@@ -188,6 +190,21 @@ def _hostile_datagrams(seed: int) -> list[bytes]:
             corrupt[end + 3:end + 7] = struct.pack("<I", zlib.crc32(bytes(corrupt[12:end])))
         packets[k] = bytes(corrupt)
     return packets
+
+
+def _with_rx_ctrl_word7(packet: bytes, value: int) -> bytes:
+    """A one-fragment sensor packet with rx_ctrl word 7 (channel, secondary code) set to ``value``
+    and the CRC recomputed (unchanged if the packet has no raw rx_ctrl)."""
+    message, pos = bytearray(packet[12:-8]), 4
+    while pos + 3 <= len(message):
+        kind, length = struct.unpack_from("<BH", message, pos)
+        if kind == 5 and length == 64:
+            struct.pack_into("<I", message, pos + 3 + 28, value)
+        if kind == 255:
+            struct.pack_into("<I", message, pos + 3, zlib.crc32(bytes(message[:pos])))
+            break
+        pos += 3 + length
+    return packet[:12] + bytes(message) + packet[-8:]
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -202,7 +219,7 @@ def test_datagrams_decoded_together_give_what_one_at_a_time_gives(seed, bounds):
     got = []
     for start in range(0, len(packets), 64):
         got += batched.feed_batch([(p, k * 1e-5, 1.0) for k, p in enumerate(packets[start:start + 64], start)])
-    assert len(expected) > 50 and single.counters["bad_crc"] > 0
+    assert len(expected) > 50 and single.counters["bad_crc"] > 0 and single.counters["bad_channel"] >= 8
     assert single.counters["evicted_frame" if bounds else "format_mismatch"] > 0
     assert [_frame_fields(f) for f in got] == [_frame_fields(f) for f in expected]
     assert batched.counters == single.counters
