@@ -266,7 +266,7 @@ def build_family(name: str, seed: int) -> Family:
                     yield packets
                 elif kind == 3:    # a run of alike one-fragment datagrams (decoded together), some edited
                     message = _with_crc(body)
-                    packets = [magic_packet(uid ^ (k << 29) if k < 8 else uid, message) for k in range(rng.randint(8, 24))]
+                    packets = [magic_packet(uid ^ (k << 29) if k < 8 else uid, message) for k in range(rng.randint(16, 32))]
                     for i in rng.sample(range(len(packets)), rng.randint(1, 3)):
                         packets[i] = magic_packet(uid, _with_crc(mutate_bytes(body, rng, [b for _, b in bodies]))) \
                             if rng.random() < 0.5 else mutate_bytes(packets[i], rng, raw)
