@@ -72,6 +72,14 @@ class Processes:
     def log_of(self, proc: subprocess.Popen) -> str:
         return next(log for p, log in self.procs if p is proc).read_text()
 
+    def exit_status(self, proc: subprocess.Popen, timeout_s: float) -> int | str:
+        """``proc``'s exit status within ``timeout_s``, else a text that says it did not exit and
+        holds its log so far (an assertion on the status then shows why)."""
+        try:
+            return proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return f"still running after {timeout_s} s; its log: {self.log_of(proc)!r}"
+
     def stop_all(self) -> None:
         for proc, _ in self.procs:
             if proc.poll() is None:

@@ -360,9 +360,9 @@ def test_invalid_parameters_are_rejected(ros_node, processes):
     assert not refused.successful and "azimuth_step" in refused.reason
     assert set_param("two_d", True).successful
 
-    assert bad.wait(timeout=30) == 2
+    assert processes.exit_status(bad, 30) == 2
     assert "mode must be one of" in processes.log_of(bad)
-    assert too_many.wait(timeout=30) == 2
+    assert processes.exit_status(too_many, 30) == 2
     assert "min_frames (50) exceeds window_frames (20)" in processes.log_of(too_many)
-    assert bad_mac.wait(timeout=30) == 2
+    assert processes.exit_status(bad_mac, 30) == 2
     assert "mac_allowlist: not a MAC address" in processes.log_of(bad_mac)

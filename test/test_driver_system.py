@@ -187,7 +187,7 @@ def test_parameters_are_validated(ros_node, board, processes):
     assert set_int("antennas_required", 7).successful
     assert not set_int("http_port", 81).successful           # read-only: needs a restart
     broken = processes.start("board_node", "--ros-args", "-p", "transport:=carrier_pigeon")
-    assert broken.wait(timeout=20) == 2
+    assert processes.exit_status(broken, 20) == 2
     assert "transport must be udp, websocket or auto" in processes.log_of(broken)
 
 
@@ -205,7 +205,7 @@ def test_unknown_parameters_are_named(processes):
                                    "receive_buffer:=10"])
 def test_startup_parameters_of_wrong_type_or_range_exit_2_without_traceback(processes, param):
     proc = processes.start("board_node", "--ros-args", "-p", param)
-    assert proc.wait(timeout=20) == 2
+    assert processes.exit_status(proc, 20) == 2
     log = processes.log_of(proc)
     assert "invalid parameter" in log and param.split(":=")[0] in log and "Traceback" not in log
 

@@ -148,6 +148,6 @@ def test_swarm_node_lifecycle_releases_its_port(ros_node, processes):
 ])
 def test_autostart_refuses_a_parameter_that_cannot_work(processes, executable, params):
     proc = processes.start(executable, "--ros-args", "-r", "__ns:=/lc_bad", *params)
-    assert proc.wait(timeout=30) == 2
+    assert processes.exit_status(proc, 30) == 2
     log = processes.log_of(proc)
     assert "invalid parameter" in log and "carrier_pigeon" in log and "Traceback" not in log

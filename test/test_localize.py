@@ -296,6 +296,6 @@ def test_one_array_flying_past_an_access_point_locates_it(ros_node, processes, t
 ])
 def test_scene_pose_refuses_what_cannot_work(processes, params, reason):
     proc = processes.start("scene_pose", "--ros-args", *(a for p in params for a in ("-p", p)))
-    assert proc.wait(timeout=20) == 2
+    assert processes.exit_status(proc, 20) == 2
     log = processes.log_of(proc)
     assert "invalid parameter" in log and reason in log and "Traceback" not in log

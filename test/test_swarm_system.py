@@ -326,7 +326,7 @@ def test_invalid_parameters_are_rejected(processes):
              ("velocity_node", "static_threshold:=0.5", "hysteresis"))
     started = [(processes.start(node, "--ros-args", "-p", param), message) for node, param, message in cases]
     for proc, message in started:
-        assert proc.wait(timeout=30) == 2, processes.log_of(proc)
+        assert processes.exit_status(proc, 30) == 2, processes.log_of(proc)
         assert message in processes.log_of(proc) and "Traceback" not in processes.log_of(proc)
 
 

@@ -272,7 +272,7 @@ def test_parameters_that_cannot_work_are_refused(processes):
              ("max_links:=0", "max_links must be >= 1"))
     started = [(processes.start("vital_signs_node", "--ros-args", "-p", param), text) for param, text in cases]
     for proc, text in started:
-        assert proc.wait(timeout=30) == 2, processes.log_of(proc)
+        assert processes.exit_status(proc, 30) == 2, processes.log_of(proc)
         log = processes.log_of(proc)
         assert text in log and "Traceback" not in log, log
 
