@@ -160,22 +160,12 @@ class FrameClusterer:
         reports = [pending.reports[i] for _, pending, _ in members for i in antennas]
         values = decode_csi(decoding, reports)
         count = len(members)
-        shape = (self.boards, ROWS, COLS)
-        csi = values.reshape((count,) + shape + (values.shape[-1],))
-        per_antenna = np.array([(r.timestamp_ns, r.rx.rssi_dbm, r.rx.noise_floor_dbm, r.rx.rx_gain_db,
-                                 r.rx.fft_gain_db, r.rx.cfo_hz) for r in reports], np.float64).T
-        timestamps_ns = per_antenna[0].reshape((count,) + shape)
-        rssi_dbm, noise_floor_dbm, rx_gain_db, fft_gain_db, cfo_hz = per_antenna[1:].astype(np.float32).reshape(
-            (PER_ANTENNA_FIELDS - 1, count) + shape)
-        mask = np.ones((count,) + shape, bool)
-        for i, ((key, pending, now), position) in enumerate(zip(members, positions)):
-            first = next(iter(pending.reports.values()))
-            frames[position] = CsiFrame(
-                key=key, format=decoding.format, channel=first.rx.channel,
-                secondary=secondary_from_code(first.rx.secondary_code), csi=csi[i], mask=mask[i],
-                timestamps_ns=timestamps_ns[i], rssi_dbm=rssi_dbm[i], noise_floor_dbm=noise_floor_dbm[i],
-                rx_gain_db=rx_gain_db[i], fft_gain_db=fft_gain_db[i], cfo_hz=cfo_hz[i],
-                is_reference=first.is_calib, host_time=pending.host_time, completed_at=now)
+        firsts = [next(iter(pending.reports.values())) for _, pending, _ in members]
+        built = self._frames(decoding, members, firsts, values.reshape(count, self.antennas, values.shape[-1]),
+                             np.ones((count, self.antennas), bool),
+                             _per_antenna(reports).reshape(PER_ANTENNA_FIELDS, count, self.antennas))
+        for position, frame in zip(positions, built):
+            frames[position] = frame
 
     def _build(self, key: FrameKey, pending: _Pending, now: float) -> CsiFrame | None:
         by_decoding: dict[Decoding, list[int]] = {}
@@ -198,22 +188,38 @@ class FrameClusterer:
             self.counters[err.reason] += 1
             self.last_error = err
             return None
-        shape = (self.boards, ROWS, COLS)
-        grid = GRIDS[decoding.format]
-        csi = np.full((self.antennas, grid.size), np.nan, np.complex64)
-        csi[indices] = values
-        mask = np.zeros(self.antennas, bool)
-        mask[indices] = True
-        per_antenna = np.full((PER_ANTENNA_FIELDS, self.antennas), np.nan)
-        per_antenna[:, indices] = np.array([(r.timestamp_ns, r.rx.rssi_dbm, r.rx.noise_floor_dbm, r.rx.rx_gain_db,
-                                             r.rx.fft_gain_db, r.rx.cfo_hz) for r in reports], np.float64).T
+        csi = np.full((1, self.antennas, GRIDS[decoding.format].size), np.nan, np.complex64)
+        csi[0, indices] = values
+        mask = np.zeros((1, self.antennas), bool)
+        mask[0, indices] = True
+        per_antenna = np.full((PER_ANTENNA_FIELDS, 1, self.antennas), np.nan)
+        per_antenna[:, 0, indices] = _per_antenna(reports)
+        return self._frames(decoding, [(key, pending, now)], reports[:1], csi, mask, per_antenna)[0]
+
+    def _frames(self, decoding: Decoding, members: list[tuple[FrameKey, _Pending, float]], firsts: list[SensorReport],
+                csi: np.ndarray, mask: np.ndarray, per_antenna: np.ndarray) -> list[CsiFrame]:
+        """The CsiFrame of each of ``count`` members (key, open frame, completion time), from arrays
+        in antenna order: ``csi`` (count, antennas, subcarriers) complex64, ``mask`` (count,
+        antennas) bool, ``per_antenna`` (PER_ANTENNA_FIELDS, count, antennas) float64 as from
+        ``_per_antenna``. Channel, secondary channel and the reference flag come from each
+        member's report in ``firsts``."""
+        count = len(members)
+        shape = (count, self.boards, ROWS, COLS)
+        csi = csi.reshape(shape + (csi.shape[-1],))
+        mask = mask.reshape(shape)
         timestamps_ns = per_antenna[0].reshape(shape)
-        rssi_dbm, noise_floor_dbm, rx_gain_db, fft_gain_db, cfo_hz = per_antenna[1:].astype(np.float32).reshape((-1,) + shape)
-        first = reports[0]
-        return CsiFrame(
-            key=key, format=decoding.format, channel=first.rx.channel,
-            secondary=secondary_from_code(first.rx.secondary_code),
-            csi=csi.reshape(shape + (grid.size,)), mask=mask.reshape(shape), timestamps_ns=timestamps_ns,
-            rssi_dbm=rssi_dbm, noise_floor_dbm=noise_floor_dbm, rx_gain_db=rx_gain_db, fft_gain_db=fft_gain_db,
-            cfo_hz=cfo_hz,
-            is_reference=first.is_calib, host_time=pending.host_time, completed_at=now)
+        rssi_dbm, noise_floor_dbm, rx_gain_db, fft_gain_db, cfo_hz = per_antenna[1:].astype(np.float32).reshape(
+            (PER_ANTENNA_FIELDS - 1,) + shape)
+        return [CsiFrame(key=key, format=decoding.format, channel=first.rx.channel,
+                         secondary=secondary_from_code(first.rx.secondary_code), csi=csi[i], mask=mask[i],
+                         timestamps_ns=timestamps_ns[i], rssi_dbm=rssi_dbm[i], noise_floor_dbm=noise_floor_dbm[i],
+                         rx_gain_db=rx_gain_db[i], fft_gain_db=fft_gain_db[i], cfo_hz=cfo_hz[i],
+                         is_reference=first.is_calib, host_time=pending.host_time, completed_at=now)
+                for i, ((key, pending, now), first) in enumerate(zip(members, firsts))]
+
+
+def _per_antenna(reports: list[SensorReport]) -> np.ndarray:
+    """(PER_ANTENNA_FIELDS, len(reports)) float64: each report's sensor time (ns), RSSI (dBm),
+    noise floor (dBm), RX gain (dB), FFT gain (dB) and CFO (Hz)."""
+    return np.array([(r.timestamp_ns, r.rx.rssi_dbm, r.rx.noise_floor_dbm, r.rx.rx_gain_db, r.rx.fft_gain_db, r.rx.cfo_hz)
+                     for r in reports], np.float64).T

@@ -66,6 +66,48 @@ def test_incomplete_frame_policy(required, emitted):
         assert out == [] and counters["incomplete_frame"] == 1
 
 
+def distinct_per_antenna(reports):
+    """The reports with per-antenna values that differ between antennas and frames (the simulator
+    gives every antenna of a frame the same gains)."""
+    out = []
+    for k, r in enumerate(reports):
+        rx = replace(r.rx, rssi_dbm=-20 - k % 50, noise_floor_dbm=-80 - k % 17, rx_gain_db=float(k % 30),
+                     fft_gain_db=0.25 * (k % 13), cfo_low_rate=k, cfo_high_rate=k, rate=0, sig_mode=0)
+        out.append(replace(r, rx=rx, timestamp_ns=10**9 + 1000 * k))
+    return out
+
+
+def assert_per_antenna_values_in_place(frame, reports):
+    """Each report's sensor time, RSSI, noise floor, gains and CFO sit at its antenna's (row, col)."""
+    for r in reports:
+        place = (r.board, r.row, r.col)
+        assert frame.mask[place]
+        assert frame.timestamps_ns[place] == r.timestamp_ns
+        assert (frame.rssi_dbm[place], frame.noise_floor_dbm[place]) == (r.rx.rssi_dbm, r.rx.noise_floor_dbm)
+        assert (frame.rx_gain_db[place], frame.fft_gain_db[place]) == (r.rx.rx_gain_db, r.rx.fft_gain_db)
+        assert frame.cfo_hz[place] == pytest.approx(r.rx.cfo_hz, rel=1e-6)
+
+
+def test_per_antenna_values_land_at_their_antenna_on_every_build_path():
+    """Frames built one by one, in groups and with a mask (partial) carry each antenna's own values."""
+    reports = distinct_per_antenna(reports_of_frames(6))
+    order = [5, 2, 7, 0, 3, 6, 1, 4]                    # arrival order of the antennas, not board order
+    frames = [[reports[8 * k + i] for i in order] for k in range(6)]
+    one_by_one = FrameClusterer(Counter())
+    [single] = [f for f in (one_by_one.add(r, 0.0) for r in frames[0]) if f is not None]
+    assert_per_antenna_values_in_place(single, frames[0])
+    grouped = FrameClusterer(Counter()).add_many([(r, 0.0, None) for f in frames[1:5] for r in f])
+    assert len(grouped) == 4
+    for frame, frame_reports in zip(grouped, frames[1:5]):
+        assert_per_antenna_values_in_place(frame, frame_reports)
+    partial = FrameClusterer(Counter(), antennas_required=5)
+    for r in frames[5][:6]:
+        partial.add(r, 0.0)
+    [masked] = partial.expire(1.0)
+    assert_per_antenna_values_in_place(masked, frames[5][:6])
+    assert masked.mask.sum() == 6 and np.isnan(masked.rssi_dbm[~masked.mask]).all()
+
+
 def test_memory_is_bounded():
     counters = Counter()
     cl = FrameClusterer(counters, max_pending=10)
