@@ -288,10 +288,15 @@ def _report(message: bytes, antenna_id: int, rx: RxControl, src: bytes, dst: byt
         rf_switch_state=rf_switch, csi=csi[:min(rx.csi_len, len(csi))], generation=3, raw=message)
 
 
-_LAYOUT_VALUES = {TLV_FRAME_META: {16: "6s6sHH", 18: "6s6sHHH"}, TLV_TIMING_META: {8: "Q"}, TLV_ACQUIRE_META: {4: "HBB"},
-                  TLV_RX_CTRL_RAW: {64: "16I"}}
-"""The TLVs a MessageLayout reads, by kind and length, as struct formats; CSI_RAW (any length) and
-the final CRC besides. A message with any other TLV (or length) takes the general path."""
+LAYOUT_FIELDS: dict[int, dict[int, tuple[tuple[str, str], ...]]] = {
+    TLV_FRAME_META: {16: (("src_mac", "6s"), ("dst_mac", "6s"), ("seq_ctrl", "H"), ("flags", "H")),
+                     18: (("src_mac", "6s"), ("dst_mac", "6s"), ("seq_ctrl", "H"), ("flags", "H"), ("frame_ctrl", "H"))},
+    TLV_TIMING_META: {8: (("global_us", "Q"),)},
+    TLV_ACQUIRE_META: {4: (("acquire", "H"), ("reserved", "B"), ("rf_switch", "B"))},
+    TLV_RX_CTRL_RAW: {64: (("rx", "16I"),)}}
+"""The values of the TLVs that a MessageLayout (and gen3_batch's PacketTemplate) reads, by kind and
+length: (name, little-endian struct format) in byte order. CSI_RAW (any length) and the final
+CRC are read besides. A message with any other TLV (or length) takes the general path."""
 MAX_LAYOUTS = 64
 """Message lengths whose layout is kept (a stream has a few; garbage of many lengths adds none)."""
 _layouts: dict[int, MessageLayout] = {}
@@ -311,7 +316,8 @@ class MessageLayout:
         self._at: dict[int, int] = {}
         """Index in the unpacked fields of each TLV's first value."""
         for kind, length in tlvs:
-            value = "I" if kind == TLV_CRC32 else f"{length}s" if kind == TLV_CSI_RAW else _LAYOUT_VALUES[kind][length]
+            value = "I" if kind == TLV_CRC32 else f"{length}s" if kind == TLV_CSI_RAW else \
+                "".join(fmt for _, fmt in LAYOUT_FIELDS[kind][length])
             items = _item_count(fmt)
             structure += [items, items + 1]
             expected += [kind, length]
@@ -338,7 +344,7 @@ class MessageLayout:
             tlvs.append((kind, length))
             if kind == TLV_CRC32:
                 break
-            if kind != TLV_CSI_RAW and length not in _LAYOUT_VALUES.get(kind, {}):
+            if kind != TLV_CSI_RAW and length not in LAYOUT_FIELDS.get(kind, {}):
                 return None
         kinds = {kind for kind, _ in tlvs}
         if not tlvs or tlvs[-1] != (TLV_CRC32, 4) or pos != end or not {TLV_RX_CTRL_RAW, TLV_FRAME_META} <= kinds:

@@ -10,6 +10,8 @@ compared on valid and corrupted streams by the tests.
 """
 from __future__ import annotations
 
+import re
+import struct
 import zlib
 from dataclasses import fields
 
@@ -17,8 +19,8 @@ import numpy as np
 
 from .constants import CSI_TYPE_HEADER, SENSOR_PACKET_MAGIC
 from .errors import ProtocolError
-from .gen3 import (FLAG_FIRST_WORD_INVALID, FLAG_IS_CALIB, FRAME_CTRL_RETRY, TLV_ACQUIRE_META, TLV_CRC32, TLV_CSI_RAW,
-                   TLV_FRAME_META, TLV_RX_CTRL_RAW, TLV_TIMING_META, MessageLayout, split_sensor_packet)
+from .gen3 import (FLAG_FIRST_WORD_INVALID, FLAG_IS_CALIB, FRAME_CTRL_RETRY, TLV_CRC32, TLV_CSI_RAW,
+                   TLV_FRAME_META, LAYOUT_FIELDS, MessageLayout, split_sensor_packet)
 from .report import RxControl, SensorReport, check_rx_ctrl, rx_ctrl_v3_from_words, sensor_time_ns
 
 MIN_BATCH = 16
@@ -31,6 +33,16 @@ MESSAGE_AT = 12
 """Byte offset of the message in a one-fragment sensor packet: magic (4) and fragment header (8)."""
 TERMINATOR_BYTES = 8
 _RX_FIELDS = [f.name for f in fields(RxControl)]
+_NUMPY_TYPES = {"B": "u1", "H": "<u2", "I": "<u4", "Q": "<u8"}
+"""numpy's little-endian type of each struct format code in LAYOUT_FIELDS ("s" is bytes)."""
+
+
+def _numpy_format(fmt: str) -> str | tuple[str, tuple[int]]:
+    """The numpy dtype of one struct format item: "6s" -> "S6", "H" -> "<u2", "16I" -> ("<u4", (16,))."""
+    count, code = re.fullmatch(r"(\d*)(\D)", fmt).groups()
+    if code == "s":
+        return f"S{count or 1}"
+    return (_NUMPY_TYPES[code], (int(count),)) if count else _NUMPY_TYPES[code]
 
 
 class PacketTemplate:
@@ -43,20 +55,18 @@ class PacketTemplate:
         structure = {0: SENSOR_PACKET_MAGIC.to_bytes(4, "little"),
                      8: (length - MESSAGE_AT - TERMINATOR_BYTES).to_bytes(2, "little") + b"\x00\x01",
                      MESSAGE_AT: CSI_TYPE_HEADER.to_bytes(4, "little")}
-        values = {TLV_FRAME_META: [("seq_ctrl", "<u2", 12), ("flags", "<u2", 14), ("frame_ctrl", "<u2", 16)],
-                  TLV_TIMING_META: [("global_us", "<u8", 0)], TLV_ACQUIRE_META: [("acquire", "<u2", 0), ("rf_switch", "u1", 3)],
-                  TLV_RX_CTRL_RAW: [("rx", ("<u4", (16,)), 0)], TLV_CRC32: [("crc", "<u4", 0)]}
         self.value_at: dict[int, tuple[int, int]] = {}
         """Each TLV's value: (byte offset in the packet, length)."""
         pos = MESSAGE_AT + 4
         for kind, size in layout.tlvs:
             structure[pos] = bytes([kind]) + size.to_bytes(2, "little")
             self.value_at[kind] = (pos + 3, size)
-            for name, fmt, at in values.get(kind, []):
-                if at < size:                                   # frame_ctrl only in 18-byte metadata
-                    names.append(name)
-                    formats.append(fmt)
-                    offsets.append(pos + 3 + at)
+            at = pos + 3
+            for name, fmt in (("crc", "I"),) if kind == TLV_CRC32 else LAYOUT_FIELDS.get(kind, {}).get(size, ()):
+                names.append(name)
+                formats.append(_numpy_format(fmt))
+                offsets.append(at)
+                at += struct.calcsize("<" + fmt)
             pos += 3 + size
         names.append("terminator")
         formats.append("<u4")
