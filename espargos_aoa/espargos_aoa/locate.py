@@ -552,13 +552,20 @@ class Locator:
 
     def velocity(self, array_id: str, stamp: float) -> np.ndarray:
         """Velocity (3,) m/s of an array at ``stamp`` (s): zero for a static one; for one on the
-        platform, from its poses :data:`VELOCITY_STEP_S` either side (zero where they are missing)."""
+        platform, the mean between its poses :data:`VELOCITY_STEP_S` either side, a window cut to
+        the platform's pose history (the poses there are not held past its ends, which would slow
+        it). Where that history spans less than :data:`VELOCITY_STEP_S` around ``stamp``, zero,
+        counted as ``no_platform_velocity``."""
         if array_id not in self.mounts:
             return np.zeros(3)
-        before, after = self.pose(array_id, stamp - VELOCITY_STEP_S), self.pose(array_id, stamp + VELOCITY_STEP_S)
-        if before is None or after is None:
+        stamps = self.platform.stamps
+        start = max(stamp - VELOCITY_STEP_S, stamps[0]) if stamps else stamp
+        end = min(stamp + VELOCITY_STEP_S, stamps[-1]) if stamps else stamp
+        before, after = self.pose(array_id, start), self.pose(array_id, end)
+        if end - start < VELOCITY_STEP_S or before is None or after is None:
+            self.counters["no_platform_velocity"] += 1
             return np.zeros(3)
-        return (after.position - before.position) / (2 * VELOCITY_STEP_S)
+        return (after.position - before.position) / (end - start)
 
     def add(self, obs: BearingObservation) -> None:
         """Queue a bearing; it is fused once stamps ``reorder_delay`` newer have arrived (:meth:`fuse`)."""

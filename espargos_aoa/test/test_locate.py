@@ -333,6 +333,22 @@ def test_nonsense_parameters_are_refused_with_their_name():
             Locator(LocatorConfig(**{field: value}))
 
 
+def test_an_array_velocity_at_the_ends_of_the_pose_history_is_not_slowed_and_none_is_counted():
+    """At the newest (and oldest) platform pose the velocity window is cut to the history instead of
+    holding the end pose (which halved the speed); without history around a stamp, zero, counted."""
+    loc = Locator(LocatorConfig(motion_model="constant_position"))
+    loc.set_mount("drone", ArrayPose.from_xyz_rpy((0.0, 0.5, 0.0), (0.0, 0.0, np.pi / 2)))
+    for k in range(50):
+        loc.add_platform_pose(0.02 * k, ArrayPose.from_xyz_rpy((2.0 * 0.02 * k, 0.0, 1.0), (0.0, 0.0, 0.0)))
+    for stamp in (0.0, 0.01, 0.5, 0.97, 0.98):
+        assert np.allclose(loc.velocity("drone", stamp), [2.0, 0.0, 0.0]), stamp
+    assert loc.counters["no_platform_velocity"] == 0
+    lone = Locator(LocatorConfig(motion_model="constant_position"))
+    lone.set_mount("drone", ArrayPose.from_xyz_rpy((0.0, 0.5, 0.0), (0.0, 0.0, 0.0)))
+    lone.add_platform_pose(1.0, ArrayPose.from_xyz_rpy((2.0, 0.0, 1.0), (0.0, 0.0, 0.0)))
+    assert np.allclose(lone.velocity("drone", 1.0), 0.0) and lone.counters["no_platform_velocity"] == 1
+
+
 def test_an_array_on_a_moving_platform_has_the_platforms_velocity():
     """The speed between transmitter and array sizes the bias states (motion_bias): an array on a
     platform flying at 2 m/s along x moves at 2 m/s, a static one and one without poses do not."""
