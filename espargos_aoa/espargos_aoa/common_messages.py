@@ -58,20 +58,25 @@ class CsiArrayReader:
 
 class CsiInput:
     """The bytes of a ``raw=True`` csi subscription -> CsiArrayView (None if they are no CsiArray),
-    counted in ``counters`` as every swarm CSI subscriber counts them: ``reports``,
-    ``bad_csi_message``, and ``input_lost`` (messages lost on the way, see InputLoss)."""
+    counted in ``counters`` as every CSI subscriber counts them: each message under ``received``
+    (``reports`` for the swarm nodes' subscribers, ``frames`` for aoa_node), ``bad_csi_message``
+    (why the last one was bad: ``last_error``), and ``input_lost`` (messages lost on the way, see
+    InputLoss)."""
 
-    def __init__(self, counters: Counter) -> None:
+    def __init__(self, counters: Counter, received: str = "reports") -> None:
         self.counters = counters
+        self.received = received
+        self.last_error = ""
         self._read = CsiArrayReader()
         self._loss = InputLoss()
 
     def __call__(self, data: bytes) -> CsiArrayView | None:
-        self.counters["reports"] += 1
+        self.counters[self.received] += 1
         try:
             msg = self._read(data)
-        except ValueError:
+        except ValueError as err:
             self.counters["bad_csi_message"] += 1
+            self.last_error = f"{len(data)} bytes that are no CsiArray: {err}"
             return None
         self.counters["input_lost"] += self._loss.add(msg.source_id, msg.source_sequence)
         return msg

@@ -15,12 +15,11 @@ from sensor_msgs.msg import LaserScan
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from ..common_messages import CsiArrayReader, csi_qos, diagnostic_status
+from ..common_messages import CsiArrayView, CsiInput, csi_qos, diagnostic_status
 from ..covariance import CovarianceError
 from ..diagnostic_counters import AOA_COUNTERS as ERROR_COUNTERS
 from ..diagnostic_counters import CounterWarnings
 from ..estimator import AoaConfig, AoaEstimator
-from ..input_loss import InputLoss
 from ..messages import (bearing_array_msg, bearing_markers, checked_csi, csi_arrays, geometry_positions, laser_scan_msg,
                         mac_text, parse_mac, spectrum_msg, stamp_seconds)
 from ..runtime import events_executor, run_node
@@ -111,12 +110,11 @@ class AoaNode(Node):
         self.windows = self._new_windows({})
         self.allowlist = self._allowlist(self.get_parameter("mac_allowlist").value)
         self.compute_ms: list[float] = []
-        self.early: deque[CsiArray] = deque()
+        self.early: deque[CsiArrayView] = deque()
         self.last_sequence: dict[bytes, int] = {}
         self.last_taken_s: dict[bytes, float] = {}
         """Stamp of each transmitter's last frame taken in (load shedding by max_frame_rate)."""
-        self.read_csi = CsiArrayReader()
-        self.input_loss = InputLoss()
+        self.csi_input = CsiInput(self.counters, received="frames")
         self.max_frame_rate = self.get_parameter("max_frame_rate").value
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -209,17 +207,13 @@ class AoaNode(Node):
 
     def _on_csi_bytes(self, data: bytes) -> None:
         """The csi subscription delivers serialized bytes: read without building an rclpy message."""
-        try:
-            msg = self.read_csi(data)
-        except ValueError as err:
-            self.counters["frames"] += 1
-            self._count("bad_csi_message", f"{len(data)} bytes that are no CsiArray: {err}")
-            return
-        self._on_csi(msg)
+        msg = self.csi_input(data)
+        if msg is None:
+            self.last_detail["bad_csi_message"] = self.csi_input.last_error
+        else:
+            self._on_csi(msg)
 
-    def _on_csi(self, msg: CsiArray) -> None:
-        self.counters["frames"] += 1
-        self.counters["input_lost"] += self.input_loss.add(msg.source_id, msg.source_sequence)
+    def _on_csi(self, msg: CsiArrayView) -> None:
         if msg.is_reference:
             return
         if self.allowlist and bytes(msg.transmitter_mac) not in self.allowlist:
@@ -235,7 +229,7 @@ class AoaNode(Node):
             return
         self._process(msg)
 
-    def _check_sequence(self, msg: CsiArray) -> None:
+    def _check_sequence(self, msg: CsiArrayView) -> None:
         """Count the frames missing between a transmitter's consecutive sequence numbers (12 bit);
         a repeated or older number (a retry, reordering) is no gap."""
         mac = bytes(msg.transmitter_mac)
@@ -247,7 +241,7 @@ class AoaNode(Node):
                 self._count("frames_missed", f"{gap - 1} frames of {mac_text(mac)} before sequence number "
                                              f"{msg.sequence_number} never arrived", gap - 1)
 
-    def _shed(self, msg: CsiArray) -> bool:
+    def _shed(self, msg: CsiArrayView) -> bool:
         """Whether to drop ``msg`` unprocessed: it comes sooner than 1/max_frame_rate after the last
         frame of its transmitter that was taken in (counted as frames_shed). Time is the receivers'
         own sensor clock (the first finite sensor timestamp), which keeps the spacing of the frames
@@ -270,7 +264,7 @@ class AoaNode(Node):
         self.last_taken_s[mac] = stamp
         return False
 
-    def _process(self, msg: CsiArray) -> None:
+    def _process(self, msg: CsiArrayView) -> None:
         """Header checks only: the CSI is converted when an update is due (see Window)."""
         mac = bytes(msg.transmitter_mac)
         antennas = msg.rows * msg.cols
@@ -310,7 +304,7 @@ class AoaNode(Node):
         csi, mask, freqs_hz, valid = zip(*usable)
         return np.stack(csi), np.stack(mask), freqs_hz[-1], valid[-1]
 
-    def _converted(self, msg: CsiArray) -> tuple | bool:
+    def _converted(self, msg: CsiArrayView) -> tuple | bool:
         """csi_arrays of one message (its size and values were checked on arrival), or False
         (counted) if its other arrays disagree with it."""
         try:
@@ -319,7 +313,7 @@ class AoaNode(Node):
             self._count("bad_csi_message", str(err))
             return False
 
-    def _update(self, msg: CsiArray, mac: bytes, window) -> None:
+    def _update(self, msg: CsiArrayView, mac: bytes, window) -> None:
         start = time.perf_counter()
         arrays = self._window_arrays(window)
         frames = 0 if arrays is None else arrays[0].shape[0]
