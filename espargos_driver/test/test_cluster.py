@@ -11,6 +11,7 @@ from espargos_driver.cluster import FrameClusterer
 from espargos_driver.receiver import BoardReceiver
 from espargos_driver.sim.board import SimulatedBoard
 from espargos_driver.sim.scenario import Scenario
+from espargos_driver.protocol.csi_formats import decode_csi, report_decoding
 from espargos_driver.protocol.gen3 import parse_csi_message, split_sensor_packet
 
 
@@ -78,10 +79,12 @@ def distinct_per_antenna(reports):
 
 
 def assert_per_antenna_values_in_place(frame, reports):
-    """Each report's sensor time, RSSI, noise floor, gains and CFO sit at its antenna's (row, col)."""
+    """Each report's CSI (decoded alone: the STO removal is per sensor), sensor time, RSSI, noise
+    floor, gains and CFO sit at its antenna's (board, row, col)."""
     for r in reports:
         place = (r.board, r.row, r.col)
         assert frame.mask[place]
+        np.testing.assert_array_equal(frame.csi[place], decode_csi(report_decoding(r), [r])[0])
         assert frame.timestamps_ns[place] == r.timestamp_ns
         assert (frame.rssi_dbm[place], frame.noise_floor_dbm[place]) == (r.rx.rssi_dbm, r.rx.noise_floor_dbm)
         assert (frame.rx_gain_db[place], frame.fft_gain_db[place]) == (r.rx.rx_gain_db, r.rx.fft_gain_db)
@@ -89,12 +92,13 @@ def assert_per_antenna_values_in_place(frame, reports):
 
 
 def test_per_antenna_values_land_at_their_antenna_on_every_build_path():
-    """Frames built one by one, in groups and with a mask (partial) carry each antenna's own values."""
+    """Complete frames (decoded in groups: of one frame, of four) and a partial frame with a mask
+    (built one by one) carry each antenna's own values."""
     reports = distinct_per_antenna(reports_of_frames(6))
     order = [5, 2, 7, 0, 3, 6, 1, 4]                    # arrival order of the antennas, not board order
     frames = [[reports[8 * k + i] for i in order] for k in range(6)]
-    one_by_one = FrameClusterer(Counter())
-    [single] = [f for f in (one_by_one.add(r, 0.0) for r in frames[0]) if f is not None]
+    alone = FrameClusterer(Counter())
+    [single] = [f for f in (alone.add(r, 0.0) for r in frames[0]) if f is not None]
     assert_per_antenna_values_in_place(single, frames[0])
     grouped = FrameClusterer(Counter()).add_many([(r, 0.0, None) for f in frames[1:5] for r in f])
     assert len(grouped) == 4
