@@ -53,8 +53,8 @@ LOCATOR_COUNTERS = {
                      "the track (re)started, or the arrays behind the bearings span less than min_parallax seen from "
                      "the transmitter (rays near parallel, or one array standing still: the range is unobservable), "
                      "or the position lies within far_field of an array",
-    "no_platform_velocity": "bearings of an array on the platform whose speed is taken as zero (its motion_bias "
-                            "then too small): the platform's poses around the bearing's stamp span too little time",
+    "no_platform_velocity": "bearings (or looks, method spectrum_grid) of an array on the platform whose speed is "
+                            "taken as zero (its motion_bias then too small): the platform's pose history is too short",
     "stale_platform_pose": "platform poses not newer than the newest one kept (out of order)",
     "platform_pose_wrong_frame": "platform poses in another frame than fixed_frame, or with an invalid orientation",
     "track_resets": "tracks restarted after max_rejections bearings in a row were rejected, or max_gap of silence",

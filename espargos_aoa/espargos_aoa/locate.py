@@ -34,6 +34,8 @@ MAX_NOISE_SCALE = 100.0
 """The learnt bearing variance factor stops here (10x the reported 1-sigma)."""
 VELOCITY_STEP_S = 0.05
 """s either side of a bearing's time between the platform poses that give an array's velocity."""
+STAMP_TOLERANCE_S = 1e-6
+"""Rounding allowed in differences of stamps (epoch seconds as float64 resolve ~0.2 µs)."""
 ORIGIN_SPACING_M = 0.25
 """A ray origin closer than this to a kept one is not kept again."""
 
@@ -550,22 +552,33 @@ class Locator:
             return None if platform is None else platform.compose(self.mounts[array_id])
         return None
 
-    def velocity(self, array_id: str, stamp: float) -> np.ndarray:
+    def velocity(self, array_id: str, stamp: float) -> np.ndarray | None:
         """Velocity (3,) m/s of an array at ``stamp`` (s): zero for a static one; for one on the
-        platform, the mean between its poses :data:`VELOCITY_STEP_S` either side, a window cut to
-        the platform's pose history (the poses there are not held past its ends, which would slow
-        it). Where that history spans less than :data:`VELOCITY_STEP_S` around ``stamp``, zero,
-        counted as ``no_platform_velocity``."""
+        platform, the mean over its poses 2 * :data:`VELOCITY_STEP_S` apart around ``stamp``. Where
+        that window reaches past an end of the platform's pose history it is moved inside it, not
+        cut (a bearing just after the newest pose gets the newest velocity; holding the end pose
+        would slow it). None where the history spans less than :data:`VELOCITY_STEP_S`, or the array has
+        no pose at ``stamp``."""
         if array_id not in self.mounts:
             return np.zeros(3)
         stamps = self.platform.stamps
-        start = max(stamp - VELOCITY_STEP_S, stamps[0]) if stamps else stamp
-        end = min(stamp + VELOCITY_STEP_S, stamps[-1]) if stamps else stamp
-        before, after = self.pose(array_id, start), self.pose(array_id, end)
-        if end - start < VELOCITY_STEP_S or before is None or after is None:
+        if len(stamps) < 2 or stamps[-1] - stamps[0] < VELOCITY_STEP_S - STAMP_TOLERANCE_S or self.pose(array_id, stamp) is None:
+            return None
+        span = min(2 * VELOCITY_STEP_S, stamps[-1] - stamps[0])
+        start = min(max(stamp - VELOCITY_STEP_S, stamps[0]), stamps[-1] - span)
+        before, after = self.pose(array_id, start), self.pose(array_id, start + span)
+        if before is None or after is None:
+            return None
+        return (after.position - before.position) / span
+
+    def velocity_or_zero(self, array_id: str, stamp: float) -> np.ndarray:
+        """:meth:`velocity`, or zero where it is unknown, counted as ``no_platform_velocity``: call
+        it once per bearing or look."""
+        velocity = self.velocity(array_id, stamp)
+        if velocity is None:
             self.counters["no_platform_velocity"] += 1
             return np.zeros(3)
-        return (after.position - before.position) / (end - start)
+        return velocity
 
     def add(self, obs: BearingObservation) -> None:
         """Queue a bearing; it is fused once stamps ``reorder_delay`` newer have arrived (:meth:`fuse`)."""
@@ -604,7 +617,7 @@ class Locator:
                 continue
             track = self._track(obs)
             track.predict(obs.time)
-            outcome = track.update(pose, obs, self.velocity(obs.array_id, obs.time))
+            outcome = track.update(pose, obs, self.velocity_or_zero(obs.array_id, obs.time))
             if outcome != "used":
                 self.counters[outcome] += 1
                 if track.rejections_in_a_row >= self.config.max_rejections:

@@ -114,6 +114,8 @@ class _DrawnLook:
     pose: ArrayPose
     cells_db: np.ndarray
     """(cells,) float32, the look's clipped dB at every cell."""
+    array_velocity: np.ndarray
+    """(3,) m/s, the array's velocity at the look's time (as its pose, taken when it was drawn)."""
     unmatched: bool = False
     """Counted as ``unmatched_look`` already (a look is matched again at every :meth:`SpectrumGrid.locate`)."""
 
@@ -208,7 +210,7 @@ class SpectrumGrid:
         cells_db = np.interp(azimuth, look.azimuths, power, left=self.config.grid_floor_db,
                              right=self.config.grid_floor_db).astype(np.float32)
         cells_db[local[:, 0] <= 0] = self.config.grid_floor_db            # behind the array: it faces the area
-        self.looks[look.mac].append(_DrawnLook(look, pose, cells_db))
+        self.looks[look.mac].append(_DrawnLook(look, pose, cells_db, self.locator.velocity_or_zero(look.array_id, look.time)))
         return True
 
     def locate(self, mac: str) -> Estimate | None:
@@ -258,8 +260,7 @@ class SpectrumGrid:
                 k = int(np.argmin(miss))
                 bearing = valid[k]
                 std = float(np.hypot(bearing.azimuth_std, floor))
-                array_velocity = self.locator.velocity(d.look.array_id, d.look.time)
-                speed = float(np.linalg.norm(velocity - array_velocity))
+                speed = float(np.linalg.norm(velocity - d.array_velocity))
                 spread = np.sqrt(std ** 2 + np.radians(self.config.grid_array_bias) ** 2
                                  + (np.radians(self.locator.config.motion_bias) * speed) ** 2)
                 if miss[k] > self.config.grid_gate * spread + np.arctan2(cell_angle, max(rng, 1e-3)):
@@ -267,7 +268,7 @@ class SpectrumGrid:
                         self.locator.counters["unmatched_look"] += not d.unmatched
                         d.unmatched = True
                     continue
-                rays.append((d.pose, bearing, std ** 2, overlap_factor(bearing, previous), array_velocity))
+                rays.append((d.pose, bearing, std ** 2, overlap_factor(bearing, previous), d.array_velocity))
                 previous = d.look.stamp
         return _Rays.of(rays)
 

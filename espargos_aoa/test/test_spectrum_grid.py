@@ -161,3 +161,22 @@ def test_each_withheld_position_is_counted_once_under_its_reason():
     counters = grid.locator.counters
     assert counters["inconsistent_looks"] > 0, counters
     assert counters["poor_geometry"] + counters["inconsistent_looks"] + counters["grid_edge"] == withheld, counters
+
+
+def test_a_look_without_its_arrays_velocity_is_counted_once():
+    """An array on a platform whose pose history is too short for a velocity: each look is counted
+    once as no_platform_velocity, however often the grid is located again."""
+    rng = np.random.default_rng(2)
+    grid = grid_with_room()
+    pose = room_poses()["south"]
+    grid.locator.set_mount("rover", pose)
+    grid.locator.add_platform_pose(0.0, ArrayPose.from_xyz_rpy((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)))
+    for k in range(8):
+        look = room_look("south", pose, 0.01 * k, rng, reflection_first=False)
+        look.array_id = "rover"
+        for bearing in look.bearings:
+            bearing.array_id = "rover"
+        assert grid.add(look)
+        for _ in range(3):
+            grid.locate("ap")
+    assert grid.locator.counters["no_platform_velocity"] == 8
