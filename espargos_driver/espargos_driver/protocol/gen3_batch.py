@@ -17,10 +17,10 @@ from dataclasses import fields
 
 import numpy as np
 
-from .constants import CSI_TYPE_HEADER, SENSOR_PACKET_MAGIC
+from .constants import CSI_TYPE_HEADER, SENSOR_PACKET_MAGIC, g3_antenna_row_col
 from .errors import ProtocolError
 from .gen3 import (FLAG_FIRST_WORD_INVALID, FLAG_IS_CALIB, FRAME_CTRL_RETRY, TLV_CRC32, TLV_CSI_RAW,
-                   TLV_FRAME_META, LAYOUT_FIELDS, MessageLayout, split_sensor_packet)
+                   LAYOUT_FIELDS, MessageLayout, split_sensor_packet)
 from .report import RxControl, SensorReport, check_rx_ctrl, rx_ctrl_v3_from_words, sensor_time_ns
 
 MIN_BATCH = 16
@@ -34,14 +34,15 @@ MESSAGE_AT = 12
 TERMINATOR_BYTES = 8
 _RX_FIELDS = [f.name for f in fields(RxControl)]
 _NUMPY_TYPES = {"B": "u1", "H": "<u2", "I": "<u4", "Q": "<u8"}
-"""numpy's little-endian type of each struct format code in LAYOUT_FIELDS ("s" is bytes)."""
+"""numpy's little-endian type of each numeric struct format code in LAYOUT_FIELDS."""
 
 
 def _numpy_format(fmt: str) -> str | tuple[str, tuple[int]]:
-    """The numpy dtype of one struct format item: "6s" -> "S6", "H" -> "<u2", "16I" -> ("<u4", (16,))."""
+    """The numpy dtype of one struct format item: "6s" -> "V6" (raw bytes: "S6" would strip trailing
+    NULs), "H" -> "<u2", "16I" -> ("<u4", (16,))."""
     count, code = re.fullmatch(r"(\d*)(\D)", fmt).groups()
     if code == "s":
-        return f"S{count or 1}"
+        return f"V{count or 1}"
     return (_NUMPY_TYPES[code], (int(count),)) if count else _NUMPY_TYPES[code]
 
 
@@ -110,16 +111,18 @@ class PacketTemplate:
         acquire = r["acquire"] if "acquire" in names else np.zeros(len(rows), np.uint16)
         rf_switch = r["rf_switch"] if "rf_switch" in names else np.full(len(rows), 255, np.uint8)
         antenna = r["uid"] >> 29
-        meta_at = self.value_at[TLV_FRAME_META][0]
+        rows_on_board, cols_on_board = g3_antenna_row_col(antenna)
         csi_at, csi_size = self.value_at.get(TLV_CSI_RAW, (0, 0))
         csi_end = csi_at + np.minimum(rx.csi_len, csi_size)
         message_end = self.length - TERMINATOR_BYTES
         columns = zip(rows.tolist(), zip(*(getattr(rx, name).tolist() for name in _RX_FIELDS)), r["crc"].tolist(),
-                      antenna.tolist(), (1 - antenna // 4).tolist(), (antenna % 4).tolist(), r["seq_ctrl"].tolist(),
+                      antenna.tolist(), rows_on_board.tolist(), cols_on_board.tolist(), r["src_mac"].tolist(),
+                      r["dst_mac"].tolist(), r["seq_ctrl"].tolist(),
                       ((frame_ctrl & FRAME_CTRL_RETRY) != 0).tolist(), ((r["flags"] & FLAG_IS_CALIB) != 0).tolist(),
                       ((r["flags"] & FLAG_FIRST_WORD_INVALID) != 0).tolist(), timestamps.tolist(), acquire.tolist(),
                       rf_switch.tolist(), csi_end.tolist())
-        for k, rx_values, crc, antenna_id, row, col, seq_ctrl, retry, is_calib, first_invalid, t_ns, acq, rf, end in columns:
+        for k, rx_values, crc, antenna_id, row, col, src, dst, seq_ctrl, retry, is_calib, first_invalid, t_ns, acq, rf, \
+                end in columns:
             packet = packets[k]
             if zlib.crc32(memoryview(packet)[MESSAGE_AT:self.crc_end]) != crc:
                 continue
@@ -128,7 +131,7 @@ class PacketTemplate:
                 check_rx_ctrl(rx_control)
             except ProtocolError:
                 continue
-            out[k] = SensorReport(antenna_id, row, col, packet[meta_at:meta_at + 6], packet[meta_at + 6:meta_at + 12],
+            out[k] = SensorReport(antenna_id, row, col, src, dst,
                                   seq_ctrl, retry, is_calib, first_invalid, rx_control, t_ns, acq, rf,
                                   packet[csi_at:end] if csi_size else b"", 3, packet[MESSAGE_AT:message_end])
         return out
